@@ -1,0 +1,16 @@
+"""Configuration: ``cluster.yaml`` (replicated) and ``node.yaml`` (this machine)."""
+
+from node.config.cluster import load_cluster, parse_cluster
+from node.config.errors import ConfigError
+from node.config.model import ClusterConfig, NodeConfig
+from node.config.nodefile import load_node, parse_node
+
+__all__ = [
+    "ClusterConfig",
+    "ConfigError",
+    "NodeConfig",
+    "load_cluster",
+    "load_node",
+    "parse_cluster",
+    "parse_node",
+]

@@ -1,0 +1,284 @@
+"""Parse and validate ``cluster.yaml`` into :class:`ClusterConfig`.
+
+Every error names the file and the key path; nothing is returned unless the whole
+document is valid (bad input changes nothing).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from node.config.errors import ConfigError
+from node.config.model import (
+    BackendConfig,
+    BalanceAlgorithm,
+    ClusterConfig,
+    ElectionConfig,
+    ForwardFor,
+    FrontendConfig,
+    GarpConfig,
+    HealthCheck,
+    HostPort,
+    ServerConfig,
+    Timeouts,
+    VipConfig,
+)
+from node.config.reader import Reader
+
+_TOP = {"cluster", "election", "vip", "defaults", "frontends", "backends", "shutdown_grace"}
+_TIMEOUT_KEYS = {"connect", "client", "server", "queue"}
+_BALANCE = ("roundrobin", "leastconn", "source", "uri")
+_METHOD_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NO_ADDRESS = HostPort("", 0)  # placeholder while collecting errors; never returned
+
+
+def load_cluster(path: str | Path) -> ClusterConfig:
+    """Read and validate a cluster file. Raises :class:`ConfigError` listing every error."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_cluster(text, source)
+
+
+def parse_cluster(text: str, source: str = "<memory>") -> ClusterConfig:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from exc
+    errors: list[str] = []
+    config = _Parser(Reader(source, errors)).document(document)
+    if errors or config is None:
+        raise ConfigError(errors or [f"{source}: empty configuration"])
+    return config
+
+
+class _Parser:
+    def __init__(self, reader: Reader) -> None:
+        self.r = reader
+
+    def document(self, doc: Any) -> ClusterConfig | None:
+        r = self.r
+        top = r.mapping(doc, "", _TOP, {"cluster", "frontends", "backends"})
+        if not top:
+            return None
+        cluster = r.name(top, "cluster", "")
+        defaults = r.mapping(top.get("defaults", {}), "defaults", {"timeout", "retries"})
+        base_timeouts = self.timeouts(defaults.get("timeout"), "defaults.timeout", Timeouts())
+        base_retries = r.integer(defaults, "retries", "defaults", 2, 0, 10)
+        backends = [
+            self.backend(item, path, base_timeouts, base_retries)
+            for path, item in r.items(top.get("backends"), "backends")
+        ]
+        frontends = [
+            self.frontend(item, path, base_timeouts)
+            for path, item in r.items(top.get("frontends"), "frontends")
+        ]
+        if "frontends" in top and not frontends:
+            r.error("frontends", "needs at least one frontend")
+        if "backends" in top and not backends:
+            r.error("backends", "needs at least one backend")
+        self.check_names("backends", [b.name for b in backends])
+        self.check_names("frontends", [f.name for f in frontends])
+        self.check_references(frontends, {b.name for b in backends})
+        self.check_binds(frontends)
+        return ClusterConfig(
+            cluster=cluster,
+            frontends=tuple(frontends),
+            backends=tuple(backends),
+            election=self.election(top.get("election", {})),
+            vip=self.vip(top["vip"]) if "vip" in top else None,
+            shutdown_grace=r.duration(top, "shutdown_grace", "", 10.0, low=0.0),
+            source=r.source,
+        )
+
+    def timeouts(self, value: Any, path: str, base: Timeouts) -> Timeouts:
+        if value is None:
+            return base
+        m = self.r.mapping(value, path, _TIMEOUT_KEYS)
+        return Timeouts(
+            connect=self.r.duration(m, "connect", path, base.connect),
+            client=self.r.duration(m, "client", path, base.client),
+            server=self.r.duration(m, "server", path, base.server),
+            queue=self.r.duration(m, "queue", path, base.queue),
+        )
+
+    def frontend(self, value: Any, path: str, base: Timeouts) -> FrontendConfig:
+        r = self.r
+        allowed = {
+            "name", "bind", "mode", "maxconn", "forwardfor", "timeout",
+            "default_backend", "max_header_size", "max_uri_length",
+        }  # fmt: skip
+        m = r.mapping(value, path, allowed, {"name", "bind", "default_backend"})
+        self.mode(m, path)
+        bind = r.host_port(m, "bind", path)
+        return FrontendConfig(
+            name=r.name(m, "name", path),
+            bind=bind if bind is not None else _NO_ADDRESS,
+            default_backend=r.string(m, "default_backend", path),
+            maxconn=r.integer(m, "maxconn", path, 10000, 1, 1_000_000),
+            forwardfor=self.forwardfor(m.get("forwardfor", False), f"{path}.forwardfor"),
+            timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
+            max_header_size=r.integer(m, "max_header_size", path, 16384, 1024, 1 << 20),
+            max_uri_length=r.integer(m, "max_uri_length", path, 8190, 256, 1 << 16),
+        )
+
+    def mode(self, m: Mapping[str, Any], path: str) -> None:
+        mode = self.r.string(m, "mode", path, "http")
+        if mode == "tcp":
+            self.r.error(f"{path}.mode", "'tcp' is not supported by this version (only 'http')")
+        elif mode != "http":
+            self.r.error(f"{path}.mode", f"{mode!r} is not a mode (use http)")
+
+    def forwardfor(self, value: Any, path: str) -> ForwardFor:
+        if isinstance(value, bool):
+            return ForwardFor(enabled=value)
+        m = self.r.mapping(value, path, {"enabled", "trusted"})
+        return ForwardFor(
+            enabled=self.r.boolean(m, "enabled", path, True),
+            trusted=self.r.networks(m.get("trusted"), f"{path}.trusted"),
+        )
+
+    def backend(self, value: Any, path: str, base: Timeouts, retries: int) -> BackendConfig:
+        r = self.r
+        allowed = {
+            "name", "mode", "balance", "check", "servers", "retries",
+            "maxqueue", "timeout", "passive_fall",
+        }  # fmt: skip
+        m = r.mapping(value, path, allowed, {"name", "servers"})
+        self.mode(m, path)
+        balance = r.string(m, "balance", path, "roundrobin")
+        if balance not in _BALANCE:
+            r.error(f"{path}.balance", f"{balance!r} is not one of {', '.join(_BALANCE)}")
+            balance = "roundrobin"
+        servers = [self.server(item, p) for p, item in r.items(m.get("servers"), f"{path}.servers")]
+        if "servers" in m and not servers:
+            r.error(f"{path}.servers", "needs at least one server")
+        self.check_names(f"{path}.servers", [s.name for s in servers])
+        return BackendConfig(
+            name=r.name(m, "name", path),
+            servers=tuple(servers),
+            balance=cast(BalanceAlgorithm, balance),
+            check=self.check(m["check"], f"{path}.check") if "check" in m else None,
+            passive_fall=r.integer(m, "passive_fall", path, 0, 0, 1000),
+            retries=r.integer(m, "retries", path, retries, 0, 10),
+            maxqueue=r.integer(m, "maxqueue", path, 1024, 0, 1_000_000),
+            timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
+        )
+
+    def server(self, value: Any, path: str) -> ServerConfig:
+        r = self.r
+        allowed = {"name", "address", "weight", "backup", "maxconn", "check"}
+        m = r.mapping(value, path, allowed, {"name", "address"})
+        address = r.host_port(m, "address", path)
+        if address is not None and address.host in ("0.0.0.0", "::"):
+            r.error(f"{path}.address", f"{m['address']!r} needs a host")
+        return ServerConfig(
+            name=r.name(m, "name", path),
+            address=address if address is not None else _NO_ADDRESS,
+            weight=r.integer(m, "weight", path, 1, 1, 256),
+            backup=r.boolean(m, "backup", path, False),
+            maxconn=r.integer(m, "maxconn", path, 0, 0, 1_000_000),
+            check=r.boolean(m, "check", path, True),
+        )
+
+    def check(self, value: Any, path: str) -> HealthCheck:
+        r = self.r
+        allowed = {"type", "interval", "timeout", "rise", "fall", "method", "path", "host", "expect"}
+        m = r.mapping(value, path, allowed)
+        kind = r.string(m, "type", path, "tcp")
+        if kind not in ("http", "tcp"):
+            r.error(f"{path}.type", f"{kind!r} is not a check type (use http or tcp)")
+            kind = "tcp"
+        method = r.string(m, "method", path, "GET")
+        if not method or not set(method) <= _METHOD_CHARS:
+            r.error(f"{path}.method", f"{method!r} is not an HTTP method")
+        check_path = r.string(m, "path", path, "/")
+        if not check_path.startswith("/") or any(c in check_path for c in " \r\n"):
+            r.error(f"{path}.path", f"{check_path!r} must start with / and contain no spaces")
+        low, high = self.status_range(m.get("expect", "200-399"), f"{path}.expect")
+        host = m.get("host")
+        if host is not None and (not isinstance(host, str) or any(c in host for c in " \r\n")):
+            r.error(f"{path}.host", f"{host!r} is not a host name")
+            host = None
+        interval = r.duration(m, "interval", path, 2.0, low=0.01)
+        return HealthCheck(
+            type="http" if kind == "http" else "tcp",
+            interval=interval,
+            timeout=r.duration(m, "timeout", path, min(1.0, interval), low=0.01),
+            rise=r.integer(m, "rise", path, 2, 1, 100),
+            fall=r.integer(m, "fall", path, 3, 1, 100),
+            method=method,
+            path=check_path,
+            host=host,
+            expect_min=low,
+            expect_max=high,
+        )
+
+    def status_range(self, value: Any, path: str) -> tuple[int, int]:
+        text = str(value)
+        low_text, _, high_text = text.partition("-")
+        high_text = high_text or low_text
+        if low_text.isdigit() and high_text.isdigit():
+            low, high = int(low_text), int(high_text)
+            if 100 <= low <= high <= 599:
+                return low, high
+        self.r.error(path, f"{text!r} is not a status or range like 200-399")
+        return 200, 399
+
+    def election(self, value: Any) -> ElectionConfig:
+        r = self.r
+        m = r.mapping(value, "election", {"lease_ttl", "nopreempt", "min_healthy_backends"})
+        return ElectionConfig(
+            lease_ttl=r.duration(m, "lease_ttl", "election", 2.0, low=1.0),
+            nopreempt=r.boolean(m, "nopreempt", "election", True),
+            min_healthy_backends=r.integer(m, "min_healthy_backends", "election", 1, 0, 1000),
+        )
+
+    def vip(self, value: Any) -> VipConfig | None:
+        r = self.r
+        m = r.mapping(value, "vip", {"address", "garp"}, {"address"})
+        try:
+            address = ipaddress.IPv4Interface(r.string(m, "address", "vip"))
+        except ValueError:
+            r.error("vip.address", f"{m.get('address')!r} is not an IPv4 address/prefix")
+            return None
+        g = r.mapping(m.get("garp", {}), "vip.garp", {"count", "interval"})
+        garp = GarpConfig(
+            count=r.integer(g, "count", "vip.garp", 3, 0, 100),
+            interval=r.duration(g, "interval", "vip.garp", 0.2, low=0.01),
+        )
+        return VipConfig(address=address, garp=garp)
+
+    def check_names(self, path: str, names: list[str]) -> None:
+        seen: set[str] = set()
+        for index, name in enumerate(names):
+            if name and name in seen:
+                self.r.error(f"{path}[{index}].name", f"duplicate name {name!r}")
+            seen.add(name)
+
+    def check_references(self, frontends: list[FrontendConfig], backends: set[str]) -> None:
+        for index, frontend in enumerate(frontends):
+            if frontend.default_backend and frontend.default_backend not in backends:
+                self.r.error(
+                    f"frontends[{index}].default_backend",
+                    f"backend {frontend.default_backend!r} is not defined",
+                )
+
+    def check_binds(self, frontends: list[FrontendConfig]) -> None:
+        seen: dict[tuple[str, int], str] = {}
+        for index, frontend in enumerate(frontends):
+            key = (frontend.bind.host, frontend.bind.port)
+            if frontend.bind.port and key in seen:
+                self.r.error(
+                    f"frontends[{index}].bind",
+                    f"{frontend.bind} is already bound by frontend {seen[key]!r}",
+                )
+            seen.setdefault(key, frontend.name)
+

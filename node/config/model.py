@@ -1,0 +1,161 @@
+"""Typed, immutable configuration model.
+
+Everything here is produced by :mod:`node.config.cluster` and :mod:`node.config.nodefile`
+after validation; the rest of the program never sees raw YAML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+BalanceAlgorithm = Literal["roundrobin", "leastconn", "source", "uri"]
+CheckType = Literal["http", "tcp"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``client`` bounds header reception and keep-alive idleness."""
+
+    connect: float = 5.0
+    client: float = 30.0
+    server: float = 30.0
+    queue: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    type: CheckType = "tcp"
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    method: str = "GET"
+    path: str = "/"
+    host: str | None = None
+    expect_min: int = 200
+    expect_max: int = 399
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    name: str
+    address: HostPort
+    weight: int = 1
+    backup: bool = False
+    maxconn: int = 0  # 0: unlimited
+    check: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    name: str
+    servers: tuple[ServerConfig, ...]
+    mode: Literal["http"] = "http"
+    balance: BalanceAlgorithm = "roundrobin"
+    check: HealthCheck | None = None
+    passive_fall: int = 0  # 0: passive marking down disabled
+    retries: int = 2
+    maxqueue: int = 1024
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardFor:
+    enabled: bool = False
+    trusted: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendConfig:
+    name: str
+    bind: HostPort
+    default_backend: str
+    mode: Literal["http"] = "http"
+    maxconn: int = 10000
+    forwardfor: ForwardFor = field(default_factory=ForwardFor)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_header_size: int = 16384
+    max_uri_length: int = 8190
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionConfig:
+    lease_ttl: float = 2.0
+    nopreempt: bool = True
+    min_healthy_backends: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class GarpConfig:
+    count: int = 3
+    interval: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class VipConfig:
+    address: ipaddress.IPv4Interface
+    garp: GarpConfig = field(default_factory=GarpConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    cluster: str
+    frontends: tuple[FrontendConfig, ...]
+    backends: tuple[BackendConfig, ...]
+    election: ElectionConfig = field(default_factory=ElectionConfig)
+    vip: VipConfig | None = None
+    shutdown_grace: float = 10.0
+    source: str = "<memory>"
+
+    def backend(self, name: str) -> BackendConfig:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdTls:
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdConfig:
+    endpoints: tuple[str, ...]
+    tls: EtcdTls | None = None
+    user: str | None = None
+    password_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    listen: HostPort
+    token_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    name: str
+    etcd: EtcdConfig | None = None
+    interface: str | None = None
+    admin: AdminConfig | None = None
+    secret_file: str | None = None
+    data_dir: str = "/var/lib/floatgate"
+    priority: int = 100
+    source: str = "<memory>"

@@ -1,0 +1,114 @@
+"""The node daemon: wires configuration, the data plane and signals together.
+
+Standalone mode (no etcd in node.yaml): one proxy, no election, no VIP. The cluster
+wiring (election + VIP) joins here in its own issue; this is the only module that
+knows about all the parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from node.config import ConfigError, load_cluster
+from node.config.model import ClusterConfig
+from node.proxy.errors import ListenError
+from node.proxy.runtime import DataPlane
+
+log = logging.getLogger("floatgate.daemon")
+
+
+class ParserCheckError(RuntimeError):
+    """aiohttp is running with its pure-Python HTTP parser."""
+
+
+def require_c_parser() -> None:
+    """The pure-Python parser has had request-smuggling bugs; refuse to run on it."""
+    from aiohttp import http_parser
+
+    if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
+        raise ParserCheckError(
+            "aiohttp is using its pure-Python HTTP parser (AIOHTTP_NO_EXTENSIONS set, or "
+            "the C extension is missing). floatgate refuses to run on it: reinstall aiohttp "
+            "from a wheel for this platform and unset AIOHTTP_NO_EXTENSIONS."
+        )
+
+
+def install_event_loop_policy() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+class Daemon:
+    def __init__(self, cluster_path: Path, access_log: bool = True) -> None:
+        self.cluster_path = cluster_path
+        self.access_log = access_log
+        self._stop = asyncio.Event()
+        self._reloads: asyncio.Queue[None] = asyncio.Queue()
+        self.plane: DataPlane | None = None
+
+    async def run(self, config: ClusterConfig, ready: Callable[[], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
+        self.plane = DataPlane(config, self.access_log)
+        await self.plane.start()
+        log.info("floatgate running standalone (%s), pid ready", config.source)
+        if ready is not None:
+            ready()
+        reloader = asyncio.create_task(self._reload_loop())
+        await self._stop.wait()
+        reloader.cancel()
+        grace = self.plane.config.shutdown_grace
+        log.info("SIGTERM: stopped accepting; finishing in-flight requests (grace %.1fs)", grace)
+        await self.plane.stop(grace)
+        log.info("stopped")
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reloads.get()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Re-read the cluster file. An invalid file changes nothing."""
+        assert self.plane is not None
+        try:
+            config = load_cluster(self.cluster_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration:\n%s", exc)
+            return False
+        try:
+            await self.plane.reload(config)
+        except Exception as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return False
+        return True
+
+
+def run_standalone(cluster_path: Path, access_log: bool = True) -> int:
+    try:
+        require_c_parser()
+        config = load_cluster(cluster_path)
+    except ParserCheckError as exc:
+        print(f"floatgate: {exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"floatgate: configuration is invalid, not starting:\n{exc}", file=sys.stderr)
+        return 2
+    loop_name = install_event_loop_policy()
+    log.info("event loop: %s", loop_name)
+    try:
+        asyncio.run(Daemon(cluster_path, access_log).run(config))
+    except (ListenError, OSError) as exc:
+        print(f"floatgate: {exc}", file=sys.stderr)
+        return 1
+    return 0

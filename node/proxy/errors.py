@@ -1,0 +1,51 @@
+"""Typed data-plane errors; the HTTP handler maps each to a status and a short message."""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    status = 502
+    message = "Bad Gateway"
+
+
+class NoServerAvailable(ProxyError):
+    status = 503
+    message = "Service Unavailable: no server is available to handle this request"
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"backend {backend}: {reason}")
+
+
+class QueueFull(ProxyError):
+    status = 503
+    message = "Service Unavailable: too many requests waiting"
+
+    def __init__(self, backend: str, size: int) -> None:
+        super().__init__(f"backend {backend}: queue full ({size} waiting)")
+
+
+class QueueTimeout(ProxyError):
+    status = 503
+    message = "Service Unavailable: timed out waiting for a free server"
+
+    def __init__(self, backend: str, seconds: float) -> None:
+        super().__init__(f"backend {backend}: queued longer than {seconds:g}s")
+
+
+class ConnectFailed(ProxyError):
+    status = 503
+    message = "Service Unavailable: could not connect to any server"
+
+
+class ServerTimeout(ProxyError):
+    status = 504
+    message = "Gateway Timeout: the server did not answer in time"
+
+
+class BadResponse(ProxyError):
+    status = 502
+    message = "Bad Gateway: the server sent an invalid or incomplete response"
+
+
+class ListenError(Exception):
+    """A frontend cannot bind or listen on its address."""

@@ -1,0 +1,246 @@
+"""The HTTP reverse-proxy request path for one frontend (``mode: http``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from node.config.model import FrontendConfig
+from node.proxy.accesslog import AccessEntry, AccessLog
+from node.proxy.errors import BadResponse, ConnectFailed, ProxyError, ServerTimeout
+from node.proxy.headers import (
+    IDEMPOTENT_METHODS,
+    add_forwarded,
+    end_to_end,
+    framing_problem,
+    is_trusted,
+    is_websocket_upgrade,
+)
+from node.proxy.pool import BackendPool, Server
+from node.proxy.upstream import connect_seconds
+from node.proxy.websocket import relay_websocket
+
+log = logging.getLogger("floatgate.proxy")
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DROP_UPSTREAM = ("expect",)
+_DROP_DOWNSTREAM = ("content-length",)
+
+
+class BadRequest(ProxyError):
+    status = 400
+    message = "Bad Request"
+
+
+def plain_response(status: int, message: str, close: bool = False) -> web.Response:
+    response = web.Response(status=status, text=message + "\n", content_type="text/plain")
+    if close:
+        response.force_close()
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What one frontend does with a request (swapped whole on reload)."""
+
+    frontend: FrontendConfig
+    pool: BackendPool
+    access: AccessLog
+
+
+class HttpProxy:
+    def __init__(self, route: Route) -> None:
+        self.route = route
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = self.route
+        conn: Any = request.protocol
+        entry = AccessEntry(
+            started=getattr(conn, "request_started", None) or time.monotonic(),
+            headers_done=time.monotonic(),
+            client=request.remote or "-",
+            frontend=route.frontend.name,
+            backend=route.pool.name,
+            request_line=f"{request.method} {request.raw_path} HTTP/{request.version[0]}.{request.version[1]}",
+        )
+        response: web.StreamResponse | None = None
+        try:
+            response = await self._proxy(request, route, entry)
+        except ProxyError as exc:
+            entry.termination = type(exc).__name__
+            log.debug("%s %s: %s", route.frontend.name, request.raw_path, exc)
+            response = plain_response(exc.status, exc.message, close=exc.status == 400)
+        except (ConnectionError, asyncio.CancelledError):
+            entry.termination = "ClientAborted"
+            raise
+        except Exception:
+            log.exception("internal error while proxying %s", entry.request_line)
+            entry.termination = "InternalError"
+            response = plain_response(500, "Internal Server Error", close=True)
+        finally:
+            entry.finished = time.monotonic()
+            if entry.status == 0 and response is not None:
+                entry.status = response.status
+            route.access.write(entry)
+        return response
+
+    async def _proxy(
+        self, request: web.BaseRequest, route: Route, entry: AccessEntry
+    ) -> web.StreamResponse:
+        problem = framing_problem(request.raw_headers, request.version)
+        if problem is not None:
+            raise BadRequest(problem)
+        frontend, pool = route.frontend, route.pool
+        path = request.raw_path
+        if not path.startswith("/"):
+            path = _origin_form(path)
+        headers = end_to_end(request.raw_headers, _DROP_UPSTREAM)
+        if frontend.forwardfor.enabled:
+            trusted = is_trusted(request.remote, frontend.forwardfor.trusted)
+            add_forwarded(headers, request.remote, "http", request.host, trusted)
+        key = path if pool.config.balance == "uri" else (request.remote or "")
+        if is_websocket_upgrade(request.raw_headers):
+            server = await pool.acquire(key)
+            entry.server = server.name
+            try:
+                entry.status = 101
+                return await relay_websocket(request, pool, server, path, headers)
+            finally:
+                pool.release(server)
+        body = await self._request_body(request)
+        upstream, server = await self._send(request, pool, path, headers, body, key, entry)
+        try:
+            return await self._relay_response(request, upstream, entry)
+        finally:
+            upstream.release()
+            pool.release(server)
+
+    async def _request_body(self, request: web.BaseRequest) -> Any:
+        if not request.body_exists:
+            return None
+        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (
+            1,
+            1,
+        ):
+            assert request.transport is not None
+            request.transport.write(_CONTINUE)
+        if "Transfer-Encoding" not in request.headers:
+            return request.content
+        # Chunked: parse what has already arrived before any server is contacted, so a
+        # malformed chunk in the first segment is refused with nothing forwarded.
+        try:
+            first = await request.content.readany()
+        except Exception as exc:
+            raise BadRequest(f"invalid chunked body: {exc}") from exc
+        return _prepend(first, request.content)
+
+    async def _send(
+        self,
+        request: web.BaseRequest,
+        pool: BackendPool,
+        path: str,
+        headers: Any,
+        body: Any,
+        key: str,
+        entry: AccessEntry,
+    ) -> tuple[aiohttp.ClientResponse, Server]:
+        assert pool.session is not None
+        retries = pool.config.retries
+        replayable = body is None and request.method in IDEMPOTENT_METHODS
+        exclude: Server | None = None
+        attempt = 0
+        while True:
+            queued = time.monotonic()
+            server = await pool.acquire(key, exclude)
+            entry.wait_queue += time.monotonic() - queued
+            entry.server = server.name
+            connect_seconds.set(0.0)
+            sent = time.monotonic()
+            try:
+                upstream = await pool.session.request(
+                    request.method,
+                    URL(server.base_url + path, encoded=True),
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                )
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                pool.release(server)
+                pool.connect_failed(server, str(exc))
+                entry.retries = attempt
+                if attempt < retries:
+                    attempt += 1
+                    exclude = server
+                    continue
+                raise ConnectFailed(f"{pool.name}/{server.name}: {exc}") from exc
+            except aiohttp.SocketTimeoutError as exc:
+                pool.release(server)
+                raise ServerTimeout(f"{pool.name}/{server.name}: {exc}") from exc
+            except aiohttp.ClientPayloadError as exc:
+                pool.release(server)
+                raise BadRequest(f"request body: {exc}") from exc
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                pool.release(server)
+                if replayable and attempt < retries:
+                    attempt += 1
+                    continue
+                raise BadResponse(f"{pool.name}/{server.name}: {exc}") from exc
+            except aiohttp.ClientError as exc:
+                pool.release(server)
+                raise BadResponse(f"{pool.name}/{server.name}: {exc}") from exc
+            pool.connect_succeeded(server)
+            entry.connect = connect_seconds.get()
+            entry.response = time.monotonic() - sent - entry.connect
+            entry.retries = attempt
+            return upstream, server
+
+    async def _relay_response(
+        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse, entry: AccessEntry
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.extend(end_to_end(upstream.raw_headers, _DROP_DOWNSTREAM))
+        entry.status = upstream.status
+        no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES
+        if upstream.content_length is not None and upstream.status not in _NO_BODY_STATUSES:
+            response.content_length = upstream.content_length
+        elif no_body:
+            response.content_length = None
+        await response.prepare(request)
+        if not no_body:
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                    entry.bytes_out += len(chunk)
+            except (aiohttp.ClientPayloadError, aiohttp.ServerTimeoutError, aiohttp.ClientOSError) as exc:
+                # Headers are gone already: the only honest signal left is to cut the
+                # client connection so it sees a truncated response.
+                entry.termination = f"ServerAbort: {type(exc).__name__}"
+                upstream.close()
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+        await response.write_eof()
+        return response
+
+
+async def _prepend(first: bytes, rest: Any) -> Any:
+    if first:
+        yield first
+    async for chunk in rest.iter_any():
+        yield chunk
+
+
+def _origin_form(target: str) -> str:
+    """Absolute-form request targets (``GET http://h/p``) are forwarded in origin form."""
+    url = URL(target, encoded=True)
+    if not url.is_absolute():
+        raise BadRequest(f"unsupported request target {target[:60]!r}")
+    return url.raw_path_qs or "/"

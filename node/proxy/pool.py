@@ -1,0 +1,240 @@
+"""A backend at run time: its servers' state, selection, the request queue, health loops,
+and the one client session shared by every request to this backend."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from node.config.model import BackendConfig, ServerConfig
+from node.proxy.balance import Balancer, make_balancer
+from node.proxy.errors import NoServerAvailable, QueueFull, QueueTimeout
+from node.proxy.health import HealthState, Transition, probe
+from node.proxy.upstream import make_session
+
+log = logging.getLogger("floatgate.health")
+
+
+@dataclass(eq=False, slots=True)
+class Server:
+    config: ServerConfig
+    health: HealthState
+    base_url: str
+    active: int = 0
+    total: int = 0
+    last_reason: str = "initial state"
+    passive_failures: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def weight(self) -> int:
+        return self.config.weight
+
+    @property
+    def up(self) -> bool:
+        return self.health.up
+
+    def has_slot(self) -> bool:
+        return self.config.maxconn == 0 or self.active < self.config.maxconn
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    key: str
+    exclude: Server | None
+    future: asyncio.Future[Server] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class BackendPool:
+    def __init__(self, config: BackendConfig, previous: BackendPool | None = None) -> None:
+        self.config = config
+        self.servers: list[Server] = [self._server(s, previous) for s in config.servers]
+        self._primary = [s for s in self.servers if not s.config.backup]
+        self._backup = [s for s in self.servers if s.config.backup]
+        self._balancer_primary: Balancer = make_balancer(config.balance, self._primary)
+        self._balancer_backup: Balancer = make_balancer(config.balance, self._backup)
+        self._queue: collections.deque[_Waiter] = collections.deque()
+        self._checks: list[asyncio.Task[None]] = []
+        self.session: aiohttp.ClientSession | None = None
+        self.in_flight = 0
+
+    def _server(self, config: ServerConfig, previous: BackendPool | None) -> Server:
+        check = self.config.check
+        health = HealthState(rise=check.rise if check else 1, fall=check.fall if check else 1)
+        if previous is not None:
+            for old in previous.servers:
+                if old.config.name == config.name and old.config.address == config.address:
+                    health.up = old.health.up
+                    break
+        return Server(config=config, health=health, base_url=f"http://{config.address}")
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self) -> None:
+        self.session = make_session(self.config)
+        check = self.config.check
+        if check is None:
+            return
+        for server in self.servers:
+            if server.config.check:
+                self._checks.append(asyncio.create_task(self._check_loop(server)))
+
+    async def close(self) -> None:
+        for task in self._checks:
+            task.cancel()
+        await asyncio.gather(*self._checks, return_exceptions=True)
+        self._checks.clear()
+        for waiter in self._queue:
+            if not waiter.future.done():
+                waiter.future.set_exception(NoServerAvailable(self.name, "backend is shutting down"))
+        self._queue.clear()
+        if self.session is not None:
+            await self.session.close()
+
+    # -- selection -------------------------------------------------------------------
+
+    def usable_count(self) -> int:
+        return sum(1 for s in self.servers if s.up)
+
+    def _select(self, key: str, exclude: Server | None) -> Server | None | bool:
+        """A server with a free slot; None if none is up; False if all up ones are full."""
+        for group, balancer in (
+            (self._primary, self._balancer_primary),
+            (self._backup, self._balancer_backup),
+        ):
+            up = [s for s in group if s.health.up]
+            if not up:
+                continue
+            if exclude is not None and len(up) > 1:
+                up = [s for s in up if s is not exclude]
+            free = [s for s in up if s.has_slot()]
+            if not free:
+                return False
+            picked = balancer.pick(free, key)
+            assert isinstance(picked, Server)
+            return picked
+        return None
+
+    async def acquire(self, key: str, exclude: Server | None = None) -> Server:
+        """Take a slot on a server, waiting in the queue while every up server is full."""
+        if not self._queue:
+            picked = self._select(key, exclude)
+            if isinstance(picked, Server):
+                return self._take(picked)
+            if picked is None:
+                raise NoServerAvailable(self.name, "no server is up")
+        elif self.usable_count() == 0:
+            raise NoServerAvailable(self.name, "no server is up")
+        if len(self._queue) >= self.config.maxqueue:
+            raise QueueFull(self.name, len(self._queue))
+        waiter = _Waiter(key, exclude)
+        self._queue.append(waiter)
+        try:
+            async with asyncio.timeout(self.config.timeouts.queue):
+                return await waiter.future
+        except TimeoutError:
+            raise QueueTimeout(self.name, self.config.timeouts.queue) from None
+        finally:
+            if not waiter.future.done():
+                waiter.future.cancel()
+            try:
+                self._queue.remove(waiter)
+            except ValueError:
+                pass
+
+    def _take(self, server: Server) -> Server:
+        server.active += 1
+        server.total += 1
+        self.in_flight += 1
+        return server
+
+    def release(self, server: Server) -> None:
+        server.active -= 1
+        self.in_flight -= 1
+        self._serve_queue()
+
+    def _serve_queue(self) -> None:
+        while self._queue:
+            waiter = self._queue[0]
+            if waiter.future.done():
+                self._queue.popleft()
+                continue
+            picked = self._select(waiter.key, waiter.exclude)
+            if picked is None:
+                self._queue.popleft()
+                waiter.future.set_exception(NoServerAvailable(self.name, "no server is up"))
+                continue
+            if picked is False:
+                return
+            assert isinstance(picked, Server)
+            self._queue.popleft()
+            waiter.future.set_result(self._take(picked))
+
+    # -- health ----------------------------------------------------------------------
+
+    def connect_failed(self, server: Server, reason: str) -> None:
+        """Passive observation: consecutive connection failures mark a server down."""
+        server.passive_failures += 1
+        limit = self.config.passive_fall
+        if limit and server.health.up and server.passive_failures >= limit:
+            server.health.up = False
+            server.health.successes = 0
+            detail = f"{server.passive_failures} consecutive connection failures ({reason})"
+            self._log_transition(server, Transition(False, detail), 0.0)
+            self._serve_queue()
+
+    def connect_succeeded(self, server: Server) -> None:
+        server.passive_failures = 0
+
+    async def _check_loop(self, server: Server) -> None:
+        check = self.config.check
+        assert check is not None
+        while True:
+            started = time.monotonic()
+            result = await probe(server.config.address, check)
+            server.last_reason = result.reason
+            transition = server.health.observe(result.ok, result.reason)
+            if transition is not None:
+                server.passive_failures = 0
+                self._log_transition(server, transition, result.duration)
+                self._serve_queue()
+            await asyncio.sleep(max(0.0, check.interval - (time.monotonic() - started)))
+
+    def _log_transition(self, server: Server, transition: Transition, duration: float) -> None:
+        active = sum(1 for s in self._primary if s.up)
+        backup = sum(1 for s in self._backup if s.up)
+        state = "UP" if transition.up else "DOWN"
+        log.warning(
+            "server %s/%s is %s, reason: %s, check duration: %.0fms. "
+            "%d active and %d backup servers online.",
+            self.name, server.name, state, transition.reason, duration * 1000, active, backup,
+        )  # fmt: skip
+
+
+def server_table(pools: Sequence[BackendPool]) -> list[dict[str, object]]:
+    """A status snapshot for logs, the CLI and (later) the admin API."""
+    return [
+        {
+            "backend": pool.name,
+            "server": s.name,
+            "address": str(s.config.address),
+            "up": s.up,
+            "backup": s.config.backup,
+            "active": s.active,
+            "total": s.total,
+            "reason": s.last_reason,
+        }
+        for pool in pools
+        for s in pool.servers
+    ]

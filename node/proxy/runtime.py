@@ -1,0 +1,102 @@
+"""The data plane as a whole: frontends (listeners) and backends (pools) built from a
+:class:`ClusterConfig`, started, reloaded in place, and drained."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from node.config.model import ClusterConfig
+from node.proxy.accesslog import AccessLog
+from node.proxy.http import HttpProxy, Route
+from node.proxy.listener import Listener
+from node.proxy.pool import BackendPool
+
+log = logging.getLogger("floatgate.runtime")
+
+
+class DataPlane:
+    def __init__(self, config: ClusterConfig, access_log: bool = True) -> None:
+        self.config = config
+        self.access = AccessLog(access_log)
+        self.pools: dict[str, BackendPool] = {}
+        self.listeners: dict[tuple[str, int], Listener] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def _build_pools(self, config: ClusterConfig) -> dict[str, BackendPool]:
+        return {b.name: BackendPool(b, self.pools.get(b.name)) for b in config.backends}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.pools = self._build_pools(self.config)
+        for pool in self.pools.values():
+            pool.start()
+        try:
+            for frontend in self.config.frontends:
+                route = Route(frontend, self.pools[frontend.default_backend], self.access)
+                listener = Listener(HttpProxy(route), loop)
+                listener.start()
+                self.listeners[(frontend.bind.host, frontend.bind.port)] = listener
+        except Exception:
+            await self.stop(0.0)
+            raise
+
+    async def reload(self, config: ClusterConfig) -> None:
+        """Apply a validated config. Listeners on unchanged addresses keep their socket
+        and connections; health state carries over for unchanged servers. If a new
+        address cannot be bound, nothing changes."""
+        loop = asyncio.get_running_loop()
+        new_keys = {(f.bind.host, f.bind.port) for f in config.frontends}
+        opened: dict[tuple[str, int], Listener] = {}
+        pools = self._build_pools(config)
+        try:
+            for frontend in config.frontends:
+                key = (frontend.bind.host, frontend.bind.port)
+                if key not in self.listeners:
+                    route = Route(frontend, pools[frontend.default_backend], self.access)
+                    listener = Listener(HttpProxy(route), loop)
+                    listener.start()
+                    opened[key] = listener
+        except Exception:
+            for listener in opened.values():
+                listener.stop_accepting()
+            raise
+        old_pools, self.pools = self.pools, pools
+        for pool in pools.values():
+            pool.start()
+        for frontend in config.frontends:
+            key = (frontend.bind.host, frontend.bind.port)
+            route = Route(frontend, pools[frontend.default_backend], self.access)
+            if key in self.listeners:
+                self.listeners[key].update(HttpProxy(route))
+        for key in [k for k in self.listeners if k not in new_keys]:
+            self._retire(self.listeners.pop(key).drain(config.shutdown_grace))
+        self.listeners.update(opened)
+        for pool in old_pools.values():
+            self._retire(self._close_when_idle(pool, config.shutdown_grace))
+        self.config = config
+        log.info("configuration reloaded: %d frontends, %d backends",
+                 len(config.frontends), len(config.backends))  # fmt: skip
+
+    def _retire(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    @staticmethod
+    async def _close_when_idle(pool: BackendPool, grace: float) -> None:
+        deadline = asyncio.get_running_loop().time() + grace
+        while pool.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        await pool.close()
+
+    def stop_accepting(self) -> None:
+        for listener in self.listeners.values():
+            listener.stop_accepting()
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish up to ``grace``, close all."""
+        await asyncio.gather(*(listener.drain(grace) for listener in self.listeners.values()))
+        self.listeners.clear()
+        await asyncio.gather(*self._retired, return_exceptions=True)
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()))
