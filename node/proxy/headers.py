@@ -63,6 +63,18 @@ def framing_problem(raw_headers: RawHeaders, version: tuple[int, int]) -> str | 
     return None
 
 
+def is_ambiguous(method: str, raw_headers: RawHeaders) -> bool:
+    """A body on GET/HEAD has no defined meaning: forwarded, but neither the client nor
+    the server connection is reused afterwards, so no later request can be desynced."""
+    if method not in ("GET", "HEAD"):
+        return False
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip(b" \t") != b"0"):
+            return True
+    return False
+
+
 def connection_tokens(raw_headers: RawHeaders) -> frozenset[str]:
     """Header names listed in Connection (they are hop-by-hop too)."""
     tokens: set[str] = set()

@@ -20,6 +20,7 @@ from node.proxy.headers import (
     add_forwarded,
     end_to_end,
     framing_problem,
+    is_ambiguous,
     is_trusted,
     is_websocket_upgrade,
 )
@@ -115,10 +116,16 @@ class HttpProxy:
                 return await relay_websocket(request, pool, server, path, headers)
             finally:
                 pool.release(server)
+        ambiguous = is_ambiguous(request.method, request.raw_headers)
         body = await self._request_body(request)
-        upstream, server = await self._send(request, pool, path, headers, body, key, entry)
+        upstream, server = await self._send(
+            request, pool, path, headers, body, key, entry, one_shot=ambiguous
+        )
         try:
-            return await self._relay_response(request, upstream, entry)
+            response = await self._relay_response(request, upstream, entry)
+            if ambiguous:
+                response.force_close()
+            return response
         finally:
             upstream.release()
             pool.release(server)
@@ -151,8 +158,10 @@ class HttpProxy:
         body: Any,
         key: str,
         entry: AccessEntry,
+        one_shot: bool = False,
     ) -> tuple[aiohttp.ClientResponse, Server]:
-        assert pool.session is not None
+        session = pool.one_shot_session if one_shot else pool.session
+        assert session is not None
         retries = pool.config.retries
         replayable = body is None and request.method in IDEMPOTENT_METHODS
         exclude: Server | None = None
@@ -165,7 +174,7 @@ class HttpProxy:
             connect_seconds.set(0.0)
             sent = time.monotonic()
             try:
-                upstream = await pool.session.request(
+                upstream = await session.request(
                     request.method,
                     URL(server.base_url + path, encoded=True),
                     headers=headers,

@@ -152,7 +152,7 @@ class Listener:
         return {
             "max_line_size": frontend.max_uri_length,
             "max_field_size": frontend.max_header_size,
-            "keepalive_timeout": 0,  # idle connections are closed by our sweeper
+            "keepalive_timeout": 86400.0,  # idle connections are closed by our sweeper
             "access_log": None,
             "lingering_time": 2.0,
         }

@@ -65,6 +65,7 @@ class BackendPool:
         self._queue: collections.deque[_Waiter] = collections.deque()
         self._checks: list[asyncio.Task[None]] = []
         self.session: aiohttp.ClientSession | None = None
+        self.one_shot_session: aiohttp.ClientSession | None = None
         self.in_flight = 0
 
     def _server(self, config: ServerConfig, previous: BackendPool | None) -> Server:
@@ -83,6 +84,7 @@ class BackendPool:
 
     def start(self) -> None:
         self.session = make_session(self.config)
+        self.one_shot_session = make_session(self.config, one_shot=True)
         check = self.config.check
         if check is None:
             return
@@ -99,8 +101,9 @@ class BackendPool:
             if not waiter.future.done():
                 waiter.future.set_exception(NoServerAvailable(self.name, "backend is shutting down"))
         self._queue.clear()
-        if self.session is not None:
-            await self.session.close()
+        for session in (self.session, self.one_shot_session):
+            if session is not None:
+                await session.close()
 
     # -- selection -------------------------------------------------------------------
 

@@ -30,16 +30,19 @@ class TimedConnector(aiohttp.TCPConnector):
             connect_seconds.set(time.monotonic() - started)
 
 
-def make_session(backend: BackendConfig) -> aiohttp.ClientSession:
+def make_session(backend: BackendConfig, one_shot: bool = False) -> aiohttp.ClientSession:
+    """The backend's session. ``one_shot``: every connection closes after one request
+    (for requests that must never share a connection with another)."""
     connector = TimedConnector(
         limit=0,
         limit_per_host=0,
-        keepalive_timeout=30.0,
+        keepalive_timeout=None if one_shot else 30.0,
+        force_close=one_shot,
         ttl_dns_cache=10,
         enable_cleanup_closed=False,
     )
     timeouts = backend.timeouts
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
@@ -53,3 +56,7 @@ def make_session(backend: BackendConfig) -> aiohttp.ClientSession:
         trust_env=False,
         raise_for_status=False,
     )
+    # aiohttp silently retries idempotent requests once on a stale pooled connection;
+    # the backend's own ``retries`` setting is the only retry policy floatgate applies.
+    session._retry_connection = False
+    return session

@@ -1,0 +1,289 @@
+"""Balancing, health checks, retries, timeouts, queueing and error answers, against
+real backends on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import cluster_yaml, free_port
+from tests.functional.rawhttp import RecordingBackend, raw_exchange
+
+
+async def _names(port: int, count: int, headers: dict[str, str] | None = None,
+                 paths: list[str] | None = None) -> list[str]:  # fmt: skip
+    names = []
+    async with aiohttp.ClientSession() as client:
+        for i in range(count):
+            path = paths[i % len(paths)] if paths else "/"
+            async with client.get(f"http://127.0.0.1:{port}{path}", headers=headers) as r:
+                names.append(r.headers.get("X-Backend", f"status {r.status}"))
+    return names
+
+
+async def test_weighted_roundrobin_is_smooth(backends: Any, proxy: Any) -> None:
+    a, b = await backends("a"), await backends("b")
+    port = free_port()
+    yaml = cluster_yaml(port, [a.address, b.address]).replace(
+        f'address: "{a.address}"', f'address: "{a.address}", weight: 3'
+    )
+    await proxy(yaml)
+    names = await _names(port, 8)
+    assert collections.Counter(names) == {"a": 6, "b": 2}
+    assert "a,a,a,a" not in ",".join(names)  # interleaved, not bursts
+
+
+async def test_leastconn_prefers_idle_server(backends: Any, proxy: Any) -> None:
+    slow, fast = await backends("slow"), await backends("fast")
+    slow.delay = 1.0
+    port = free_port()
+    await proxy(cluster_yaml(port, [slow.address, fast.address],
+                             backend_extra="    balance: leastconn"))  # fmt: skip
+    async with aiohttp.ClientSession() as client:
+        pending = asyncio.ensure_future(client.get(f"http://127.0.0.1:{port}/"))
+        await asyncio.sleep(0.2)  # one request now occupies one server
+        occupied = "slow" if slow.requests else "fast"
+        names = await _names(port, 4)
+        (await pending).release()
+    if occupied == "slow":
+        assert names == ["fast"] * 4
+
+
+async def test_source_hash_is_sticky_and_uri_hash_spreads(backends: Any, proxy: Any) -> None:
+    servers = [await backends(n) for n in "abc"]
+    port = free_port()
+    await proxy(cluster_yaml(port, [s.address for s in servers],
+                             backend_extra="    balance: source"))  # fmt: skip
+    assert len(set(await _names(port, 10))) == 1
+    port2 = free_port()
+    await proxy(cluster_yaml(port2, [s.address for s in servers],
+                             backend_extra="    balance: uri"))  # fmt: skip
+    paths = [f"/item/{i}" for i in range(30)]
+    first = await _names(port2, 30, paths=paths)
+    assert await _names(port2, 30, paths=paths) == first  # same URI, same server
+    assert len(set(first)) == 3
+
+
+async def test_backup_used_only_when_primaries_down(backends: Any, proxy: Any) -> None:
+    primary, backup = await backends("primary"), await backends("backup")
+    port = free_port()
+    yaml = cluster_yaml(
+        port, [primary.address, backup.address],
+        backend_extra="    check: {type: http, path: /health, interval: 100ms, rise: 1, fall: 1}",
+    ).replace(f'address: "{backup.address}"', f'address: "{backup.address}", backup: true')  # fmt: skip
+    await proxy(yaml)
+    assert set(await _names(port, 4)) == {"primary"}
+    primary.status = 500
+    await asyncio.sleep(0.4)
+    assert set(await _names(port, 4)) == {"backup"}
+    primary.status = 200
+    await asyncio.sleep(0.4)
+    assert set(await _names(port, 4)) == {"primary"}
+
+
+async def test_http_check_logs_transitions_with_reason(
+    backends: Any, proxy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await backends("a")
+    port = free_port()
+    check = ("    check: {type: http, path: /hc, interval: 100ms, rise: 2, fall: 2, "
+             "expect: 200-299, host: health.test}")  # fmt: skip
+    await proxy(cluster_yaml(port, [a.address], backend_extra=check))
+    caplog.set_level(logging.WARNING, "floatgate.health")
+    a.status = 503
+    await asyncio.sleep(0.5)
+    assert "server app/s0 is DOWN, reason: Layer7 wrong status, code: 503" in caplog.text
+    reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert reply.status == 503
+    a.status = 204
+    await asyncio.sleep(0.5)
+    assert "server app/s0 is UP, reason: Layer7 check passed, code: 204" in caplog.text
+    assert ("GET", "/hc") in a.requests
+    assert a.headers[a.requests.index(("GET", "/hc"))]["Host"] == ["health.test"]
+
+
+async def test_all_servers_down_gives_503_at_once(proxy: Any) -> None:
+    port, dead = free_port(), free_port()
+    check = "    check: {type: tcp, interval: 100ms, fall: 1}"
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{dead}"], backend_extra=check))
+    await asyncio.sleep(0.3)
+    reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert reply.status == 503
+    assert reply.elapsed < 0.5
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert b"Traceback" not in reply.body and len(reply.body) < 200
+
+
+async def test_retry_redispatches_on_connection_failure(backends: Any, proxy: Any) -> None:
+    alive = await backends("alive")
+    port, dead = free_port(), free_port()
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{dead}", alive.address],
+                             backend_extra="    retries: 1"))  # fmt: skip
+    async with aiohttp.ClientSession() as client:
+        for _ in range(6):
+            async with client.post(f"http://127.0.0.1:{port}/", data=b"body") as r:
+                assert r.status == 200
+                assert await r.text() == "alive"
+    assert alive.bodies == [b"body"] * 6
+
+
+async def test_connection_failure_without_retries_is_503(proxy: Any) -> None:
+    port, dead = free_port(), free_port()
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{dead}"], backend_extra="    retries: 0"))
+    reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert reply.status == 503
+
+
+async def test_passive_marking_down(proxy: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "floatgate.health")
+    port, dead = free_port(), free_port()
+    extra = "    retries: 0\n    passive_fall: 2\n    check: {type: tcp, interval: 1m}"
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{dead}"], backend_extra=extra))
+    for _ in range(3):
+        await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert "is DOWN, reason: 2 consecutive connection failures" in caplog.text
+
+
+async def test_server_timeout_gives_504(backends: Any, proxy: Any) -> None:
+    slow = await backends("slow")
+    slow.delay = 2.0
+    port = free_port()
+    await proxy(cluster_yaml(port, [slow.address], backend_extra="    timeout: {server: 300ms}"))
+    reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert reply.status == 504
+    assert 0.25 < reply.elapsed < 1.5
+
+
+async def test_post_not_replayed_after_reaching_server(proxy: Any) -> None:
+    """A server that drops the connection after reading a POST: 502, sent exactly once."""
+    received: list[bytes] = []
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65536))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    port = free_port()
+    await proxy(cluster_yaml(port, [address], backend_extra="    retries: 3"))
+    reply = await raw_exchange(
+        port, b"POST /pay HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+    )
+    assert reply.status == 502
+    assert len(received) == 1
+    reply = await raw_exchange(port, b"GET /idem HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert reply.status == 502
+    assert len(received) == 1 + 4  # an idempotent GET was retried 3 times
+    server.close()
+
+
+async def test_server_maxconn_queue_and_queue_timeout(backends: Any, proxy: Any) -> None:
+    slow = await backends("slow")
+    slow.delay = 0.6
+    port = free_port()
+    await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
+                             backend_extra="    timeout: {queue: 200ms}"))  # fmt: skip
+    async with aiohttp.ClientSession() as client:
+        async def get() -> int:
+            async with client.get(f"http://127.0.0.1:{port}/") as r:
+                return r.status
+
+        statuses = await asyncio.gather(get(), get())
+    assert sorted(statuses) == [200, 503]
+
+
+async def test_queue_serves_waiters_in_order(backends: Any, proxy: Any) -> None:
+    slow = await backends("slow")
+    slow.delay = 0.2
+    port = free_port()
+    await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
+                             backend_extra="    timeout: {queue: 5s}"))  # fmt: skip
+    async with aiohttp.ClientSession() as client:
+        async def get(i: int) -> int:
+            await asyncio.sleep(i * 0.02)
+            async with client.get(f"http://127.0.0.1:{port}/{i}") as r:
+                return r.status
+
+        statuses = await asyncio.gather(*(get(i) for i in range(4)))
+    assert statuses == [200] * 4
+    assert [p for _, p in slow.requests] == ["/0", "/1", "/2", "/3"]
+
+
+async def test_maxqueue_full_is_503(backends: Any, proxy: Any) -> None:
+    slow = await backends("slow")
+    slow.delay = 0.5
+    port = free_port()
+    await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
+                             backend_extra="    maxqueue: 1"))  # fmt: skip
+    async with aiohttp.ClientSession() as client:
+        async def get() -> int:
+            async with client.get(f"http://127.0.0.1:{port}/") as r:
+                return r.status
+
+        statuses = await asyncio.gather(get(), get(), get())
+    assert sorted(statuses) == [200, 200, 503]
+
+
+async def test_frontend_maxconn_holds_extra_connections(backends: Any, proxy: Any) -> None:
+    a = await backends("a")
+    port = free_port()
+    await proxy(cluster_yaml(port, [a.address], frontend_extra="    maxconn: 1"))
+    first_reader, first = await asyncio.open_connection("127.0.0.1", port)
+    first.write(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    await asyncio.wait_for(first_reader.readuntil(b"\r\n\r\n"), 5)
+    second_reader, second = await asyncio.open_connection("127.0.0.1", port)  # in backlog
+    second.write(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(second_reader.readuntil(b"\r\n\r\n"), 0.5)
+    first.close()
+    head = await asyncio.wait_for(second_reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200")
+    second.close()
+
+
+async def test_client_timeout_408_and_idle_close(backends: Any, proxy: Any) -> None:
+    a = await backends("a")
+    port = free_port()
+    await proxy(cluster_yaml(port, [a.address], frontend_extra="    timeout: {client: 300ms}"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n")  # headers never finished
+    data = await asyncio.wait_for(reader.read(), 3)
+    assert data.startswith(b"HTTP/1.1 408")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\na"), 3)
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # idle keep-alive closed
+    assert a.requests == [("GET", "/")]
+
+
+async def test_access_log_line(
+    backends: Any, proxy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "floatgate.access")
+    a = await backends("a")
+    port = free_port()
+    await proxy(cluster_yaml(port, [a.address]))
+    await raw_exchange(port, b"GET /logged?q=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    lines = [r.getMessage() for r in caplog.records if r.name == "floatgate.access"]
+    assert len(lines) == 1
+    client, frontend, route, timers, status, size, *_ = lines[0].split(" ")
+    assert (client, frontend, route, status, size) == ("127.0.0.1", "web", "app/s0", "200", "1")
+    assert len(timers.split("/")) == 5 and all(t.isdigit() for t in timers.split("/"))
+    assert lines[0].endswith('"GET /logged?q=1 HTTP/1.1"')
+
+
+async def test_ambiguous_get_body_closes_both_connections(proxy: Any) -> None:
+    backend = RecordingBackend()
+    await backend.start()
+    port = free_port()
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{backend.port}"]))
+    reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
+    assert reply.status == 200 and reply.closed
+    await asyncio.sleep(0.2)
+    assert backend.closed == [True]
+    await backend.stop()
