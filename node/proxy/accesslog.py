@@ -28,6 +28,7 @@ class AccessEntry:
     finished: float = 0.0
     retries: int = 0
     termination: str = "-"
+    close_client: bool = False  # never reuse the client connection after this request
 
     def format(self) -> str:
         tq = _ms(self.headers_done - self.started)

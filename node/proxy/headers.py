@@ -30,11 +30,22 @@ _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-hos
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # bytes.translate(None, X) deletes X: what is left of a name or value is what is invalid.
 _VALUE_OK = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+_SEPARATORS = b"-_.~!#$%&'*+^`|"
+_FRAMING_LOOKALIKES = frozenset({b"transferencoding", b"contentlength"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 
+class UnsupportedCoding(ValueError):
+    """A transfer coding other than chunked: 501 (RFC 9112 section 6.1), not forwarded."""
+
+
 def framing_problem(raw_headers: RawHeaders, version: tuple[int, int]) -> str | None:
-    """Why this request's framing is unsafe to forward, or None when it is fine."""
+    """Why this request's framing is unsafe to forward, or None when it is fine.
+
+    Raises :class:`UnsupportedCoding` for well-formed transfer codings floatgate does
+    not implement (anything but a lone ``chunked``)."""
+    if version not in ((1, 1), (1, 0)):
+        return f"unsupported HTTP version {version[0]}.{version[1]}"
     content_lengths: list[bytes] = []
     transfer_encodings: list[bytes] = []
     for name, value in raw_headers:
@@ -47,6 +58,10 @@ def framing_problem(raw_headers: RawHeaders, version: tuple[int, int]) -> str | 
             content_lengths.append(value)
         elif lower == b"transfer-encoding":
             transfer_encodings.append(value)
+        elif lower.translate(None, _SEPARATORS) in _FRAMING_LOOKALIKES:
+            # Transfer_Encoding, Content--Length...: servers that fold _ into - (CGI,
+            # WSGI) would read framing this proxy did not see.
+            return f"header {name[:40]!r} imitates a framing header"
     if len(content_lengths) > 1:
         return "multiple Content-Length headers"
     if content_lengths and not content_lengths[0].strip(b" \t").isdigit():
@@ -56,10 +71,11 @@ def framing_problem(raw_headers: RawHeaders, version: tuple[int, int]) -> str | 
             return "both Content-Length and Transfer-Encoding"
         if version < (1, 1):
             return "Transfer-Encoding in an HTTP/1.0 request"
-        if len(transfer_encodings) > 1:
-            return "multiple Transfer-Encoding headers"
-        if transfer_encodings[0].strip(b" \t").lower() != b"chunked":
-            return f"unsupported Transfer-Encoding {transfer_encodings[0][:40]!r}"
+        codings = [c.strip(b" \t").lower() for v in transfer_encodings for c in v.split(b",")]
+        if codings[-1] != b"chunked" and codings[-1].split(b";")[0].strip() != b"chunked":
+            return f"Transfer-Encoding does not end with chunked: {transfer_encodings[-1][:40]!r}"
+        if codings != [b"chunked"]:
+            raise UnsupportedCoding(b", ".join(codings).decode("latin-1")[:60])
     return None
 
 

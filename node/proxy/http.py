@@ -17,6 +17,7 @@ from node.proxy.accesslog import AccessEntry, AccessLog
 from node.proxy.errors import BadResponse, ConnectFailed, ProxyError, ServerTimeout
 from node.proxy.headers import (
     IDEMPOTENT_METHODS,
+    UnsupportedCoding,
     add_forwarded,
     end_to_end,
     framing_problem,
@@ -39,6 +40,11 @@ _DROP_DOWNSTREAM = ("content-length",)
 class BadRequest(ProxyError):
     status = 400
     message = "Bad Request"
+
+
+class NotImplementedCoding(ProxyError):
+    status = 501
+    message = "Not Implemented: only the chunked transfer coding is supported"
 
 
 def plain_response(status: int, message: str, close: bool = False) -> web.Response:
@@ -78,7 +84,7 @@ class HttpProxy:
         except ProxyError as exc:
             entry.termination = type(exc).__name__
             log.debug("%s %s: %s", route.frontend.name, request.raw_path, exc)
-            response = plain_response(exc.status, exc.message, close=exc.status == 400)
+            response = plain_response(exc.status, exc.message, close=exc.status in (400, 501))
         except (ConnectionError, asyncio.CancelledError):
             entry.termination = "ClientAborted"
             raise
@@ -88,15 +94,21 @@ class HttpProxy:
             response = plain_response(500, "Internal Server Error", close=True)
         finally:
             entry.finished = time.monotonic()
-            if entry.status == 0 and response is not None:
-                entry.status = response.status
+            if response is not None:
+                if entry.close_client:
+                    response.force_close()
+                if entry.status == 0:
+                    entry.status = response.status
             route.access.write(entry)
         return response
 
     async def _proxy(
         self, request: web.BaseRequest, route: Route, entry: AccessEntry
     ) -> web.StreamResponse:
-        problem = framing_problem(request.raw_headers, request.version)
+        try:
+            problem = framing_problem(request.raw_headers, request.version)
+        except UnsupportedCoding as exc:
+            raise NotImplementedCoding(str(exc)) from exc
         if problem is not None:
             raise BadRequest(problem)
         frontend, pool = route.frontend, route.pool
@@ -117,15 +129,13 @@ class HttpProxy:
             finally:
                 pool.release(server)
         ambiguous = is_ambiguous(request.method, request.raw_headers)
+        entry.close_client = ambiguous
         body = await self._request_body(request)
         upstream, server = await self._send(
             request, pool, path, headers, body, key, entry, one_shot=ambiguous
         )
         try:
-            response = await self._relay_response(request, upstream, entry)
-            if ambiguous:
-                response.force_close()
-            return response
+            return await self._relay_response(request, upstream, entry)
         finally:
             upstream.release()
             pool.release(server)

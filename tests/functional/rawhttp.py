@@ -17,8 +17,10 @@ class RawReply:
     elapsed: float  # seconds until the response head arrived
 
 
-async def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> RawReply:
-    """Send bytes, read one response (Content-Length or until close)."""
+async def raw_exchange(
+    port: int, data: bytes, timeout: float = 5.0, head_request: bool = False
+) -> RawReply:
+    """Send bytes, read one response (Content-Length or until close; none for HEAD)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
     try:
@@ -32,7 +34,9 @@ async def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> RawReply
             if ":" in line:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
+        if head_request:
+            body = b""
+        elif "content-length" in headers:
             body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), timeout)
         else:
             body = await asyncio.wait_for(reader.read(1 << 20), timeout)
@@ -72,9 +76,10 @@ class RecordingBackend:
                 self.connections[index] += data
                 buffer += data
                 while b"\r\n\r\n" in buffer:
-                    _, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+                    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
                     buffer = bytearray(rest)
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    body = b"" if head.startswith(b"HEAD ") else b"ok"
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + body)
         except ConnectionError:
             pass
         finally:
