@@ -180,3 +180,17 @@ def floatgate_process(tmp_path: Path) -> Iterator[Callable[..., FloatgateProcess
     yield make
     for process in started:
         process.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """With FLOATGATE_REQUIRE_LAB=1 (CI, as root), a skipped lab test is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and item.get_closest_marker("lab")
+        and os.environ.get("FLOATGATE_REQUIRE_LAB") == "1"
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"lab test skipped but FLOATGATE_REQUIRE_LAB=1: {report.longrepr}"

@@ -190,7 +190,17 @@ class _Parser:
 
     def check(self, value: Any, path: str) -> HealthCheck:
         r = self.r
-        allowed = {"type", "interval", "timeout", "rise", "fall", "method", "path", "host", "expect"}
+        allowed = {
+            "type",
+            "interval",
+            "timeout",
+            "rise",
+            "fall",
+            "method",
+            "path",
+            "host",
+            "expect",
+        }
         m = r.mapping(value, path, allowed)
         kind = r.string(m, "type", path, "tcp")
         if kind not in ("http", "tcp"):
@@ -281,4 +291,3 @@ class _Parser:
                     f"{frontend.bind} is already bound by frontend {seen[key]!r}",
                 )
             seen.setdefault(key, frontend.name)
-

@@ -37,7 +37,8 @@ def summary_lines(config: ClusterConfig) -> list[str]:
     for b in config.backends:
         check = f"{b.check.type} check every {b.check.interval:g}s" if b.check else "no check"
         servers = ", ".join(
-            f"{s.name}={s.address}" + (f" w{s.weight}" if s.weight != 1 else "")
+            f"{s.name}={s.address}"
+            + (f" w{s.weight}" if s.weight != 1 else "")
             + (" backup" if s.backup else "")
             for s in b.servers
         )

@@ -27,7 +27,7 @@ class Balancer(Protocol):
 
 
 class SmoothRoundRobin:
-    """nginx's smooth weighted round-robin: weights 5,1,1 give a,a,b,a,c,a,a — not a×5 then b."""
+    """nginx's smooth weighted round-robin: weights 5,1,1 give a,a,b,a,c,a,a — not five a then b."""
 
     def __init__(self) -> None:
         self._current: dict[str, int] = {}

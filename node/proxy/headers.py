@@ -86,7 +86,9 @@ def is_ambiguous(method: str, raw_headers: RawHeaders) -> bool:
         return False
     for name, value in raw_headers:
         lower = name.lower()
-        if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip(b" \t") != b"0"):
+        if lower == b"transfer-encoding" or (
+            lower == b"content-length" and value.strip(b" \t") != b"0"
+        ):
             return True
     return False
 

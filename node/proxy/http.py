@@ -70,13 +70,14 @@ class HttpProxy:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         route = self.route
         conn: Any = request.protocol
+        major, minor = request.version
         entry = AccessEntry(
             started=getattr(conn, "request_started", None) or time.monotonic(),
             headers_done=time.monotonic(),
             client=request.remote or "-",
             frontend=route.frontend.name,
             backend=route.pool.name,
-            request_line=f"{request.method} {request.raw_path} HTTP/{request.version[0]}.{request.version[1]}",
+            request_line=f"{request.method} {request.raw_path} HTTP/{major}.{minor}",
         )
         response: web.StreamResponse | None = None
         try:
@@ -238,7 +239,11 @@ class HttpProxy:
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
                     entry.bytes_out += len(chunk)
-            except (aiohttp.ClientPayloadError, aiohttp.ServerTimeoutError, aiohttp.ClientOSError) as exc:
+            except (
+                aiohttp.ClientPayloadError,
+                aiohttp.ServerTimeoutError,
+                aiohttp.ClientOSError,
+            ) as exc:
                 # Headers are gone already: the only honest signal left is to cut the
                 # client connection so it sees a truncated response.
                 entry.termination = f"ServerAbort: {type(exc).__name__}"

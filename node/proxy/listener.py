@@ -105,7 +105,7 @@ class FrontendConnection(RequestHandler):
 def _too_long(exc: LineTooLong, uri_limit: int) -> tuple[int, str]:
     """The parser reports the offending bytes and the limit it hit: the request target
     (starts with / or a scheme, limit max_uri_length) -> 414, anything else -> 431."""
-    line, limit = (exc.args + ("", ""))[:2]
+    line, limit = (*exc.args, "", "")[:2]
     head = bytes(line[:8]) if isinstance(line, bytes | bytearray) else str(line)[:8].encode()
     if str(limit) == str(uri_limit) and head.startswith((b"/", b"*", b"http:", b"https:")):
         return 414, "URI Too Long"

@@ -51,7 +51,9 @@ class Server:
 class _Waiter:
     key: str
     exclude: Server | None
-    future: asyncio.Future[Server] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[Server] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class BackendPool:
@@ -99,7 +101,9 @@ class BackendPool:
         self._checks.clear()
         for waiter in self._queue:
             if not waiter.future.done():
-                waiter.future.set_exception(NoServerAvailable(self.name, "backend is shutting down"))
+                waiter.future.set_exception(
+                    NoServerAvailable(self.name, "backend is shutting down")
+                )
         self._queue.clear()
         for session in (self.session, self.one_shot_session):
             if session is not None:
@@ -110,7 +114,7 @@ class BackendPool:
     def usable_count(self) -> int:
         return sum(1 for s in self.servers if s.up)
 
-    def _select(self, key: str, exclude: Server | None) -> Server | None | bool:
+    def _select(self, key: str, exclude: Server | None) -> Server | bool | None:
         """A server with a free slot; None if none is up; False if all up ones are full."""
         for group, balancer in (
             (self._primary, self._balancer_primary),

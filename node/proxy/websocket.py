@@ -55,7 +55,7 @@ async def relay_websocket(
         await client.prepare(request)
         to_server = asyncio.create_task(_pump(client, upstream))
         to_client = asyncio.create_task(_pump(upstream, client))
-        done, pending = await asyncio.wait({to_server, to_client}, return_when="FIRST_COMPLETED")
+        _, pending = await asyncio.wait({to_server, to_client}, return_when="FIRST_COMPLETED")
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

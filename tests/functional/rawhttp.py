@@ -37,7 +37,9 @@ async def raw_exchange(
         if head_request:
             body = b""
         elif "content-length" in headers:
-            body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), timeout)
+            body = await asyncio.wait_for(
+                reader.readexactly(int(headers["content-length"])), timeout
+            )
         else:
             body = await asyncio.wait_for(reader.read(1 << 20), timeout)
         try:

@@ -72,10 +72,11 @@ async def test_source_hash_is_sticky_and_uri_hash_spreads(backends: Any, proxy: 
 async def test_backup_used_only_when_primaries_down(backends: Any, proxy: Any) -> None:
     primary, backup = await backends("primary"), await backends("backup")
     port = free_port()
-    yaml = cluster_yaml(
-        port, [primary.address, backup.address],
-        backend_extra="    check: {type: http, path: /health, interval: 100ms, rise: 1, fall: 1}",
-    ).replace(f'address: "{backup.address}"', f'address: "{backup.address}", backup: true')  # fmt: skip
+    check = "    check: {type: http, path: /health, interval: 100ms, rise: 1, fall: 1}"
+    yaml = cluster_yaml(port, [primary.address, backup.address], backend_extra=check)
+    yaml = yaml.replace(
+        f'address: "{backup.address}"', f'address: "{backup.address}", backup: true'
+    )
     await proxy(yaml)
     assert set(await _names(port, 4)) == {"primary"}
     primary.status = 500
@@ -189,6 +190,7 @@ async def test_server_maxconn_queue_and_queue_timeout(backends: Any, proxy: Any)
     await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
                              backend_extra="    timeout: {queue: 200ms}"))  # fmt: skip
     async with aiohttp.ClientSession() as client:
+
         async def get() -> int:
             async with client.get(f"http://127.0.0.1:{port}/") as r:
                 return r.status
@@ -204,6 +206,7 @@ async def test_queue_serves_waiters_in_order(backends: Any, proxy: Any) -> None:
     await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
                              backend_extra="    timeout: {queue: 5s}"))  # fmt: skip
     async with aiohttp.ClientSession() as client:
+
         async def get(i: int) -> int:
             await asyncio.sleep(i * 0.02)
             async with client.get(f"http://127.0.0.1:{port}/{i}") as r:
@@ -221,6 +224,7 @@ async def test_maxqueue_full_is_503(backends: Any, proxy: Any) -> None:
     await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
                              backend_extra="    maxqueue: 1"))  # fmt: skip
     async with aiohttp.ClientSession() as client:
+
         async def get() -> int:
             async with client.get(f"http://127.0.0.1:{port}/") as r:
                 return r.status
@@ -261,9 +265,7 @@ async def test_client_timeout_408_and_idle_close(backends: Any, proxy: Any) -> N
     assert a.requests == [("GET", "/")]
 
 
-async def test_access_log_line(
-    backends: Any, proxy: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_access_log_line(backends: Any, proxy: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "floatgate.access")
     a = await backends("a")
     port = free_port()

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, cluster_yaml, free_port
-from tests.functional.rawhttp import RecordingBackend, RawReply, raw_exchange
+from tests.functional.rawhttp import RawReply, RecordingBackend, raw_exchange
 
 CORPUS = REPO.parent / "shared" / "corpus" / "http-desync-guardian"
 

@@ -34,8 +34,13 @@ async def test_hop_by_hop_headers_removed_both_ways(backends: Any, proxy: Any) -
         seen.append(dict(request.headers))
         return web.Response(
             text="ok",
-            headers={"Keep-Alive": "timeout=5", "X-Private": "1", "Connection": "X-Private",
-                     "Proxy-Connection": "keep-alive", "X-End": "kept"},  # fmt: skip
+            headers={
+                "Keep-Alive": "timeout=5",
+                "X-Private": "1",
+                "Connection": "X-Private",
+                "Proxy-Connection": "keep-alive",
+                "X-End": "kept",
+            },
         )
 
     seen: list[dict[str, str]] = []
@@ -66,8 +71,12 @@ async def test_forwarded_headers_replace_untrusted_values(backends: Any, proxy: 
     async with aiohttp.ClientSession() as client:
         await client.get(
             f"http://127.0.0.1:{port}/",
-            headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
-                     "X-Forwarded-Host": "evil.test", "Host": "good.test"},  # fmt: skip
+            headers={
+                "X-Forwarded-For": "6.6.6.6",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "evil.test",
+                "Host": "good.test",
+            },
         )
     headers = backend.headers[0]
     assert headers["X-Forwarded-For"] == ["127.0.0.1"]

@@ -1,0 +1,251 @@
+"""floatgate as a real process: CLI, signals (SIGTERM drain, SIGHUP reload), the
+C-parser guard, and constant memory while streaming 1 GiB each way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.conftest import REPO, cluster_yaml, free_port
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+
+
+def test_check_valid_prints_summary(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text(cluster_yaml(8080, ["127.0.0.1:9000", "127.0.0.1:9001"]))
+    result = _cli("check", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "Configuration file is valid" in result.stdout
+    assert "backend app: roundrobin" in result.stdout
+    result = _cli("check", str(config), "--json")
+    assert json.loads(result.stdout)["valid"] is True
+
+
+def test_check_invalid_lists_every_error(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text(
+        cluster_yaml(8080, ["x:y", "127.0.0.1:9001"], backend_extra="    balance: fastest").replace(
+            "default_backend: app", "default_backend: nope"
+        )
+    )
+    result = _cli("check", str(config))
+    assert result.returncode == 2
+    assert f"{config}: backends[0].servers[0].address: 'x:y' is not host:port" in result.stderr
+    assert "backends[0].balance: 'fastest' is not one of" in result.stderr
+    assert "frontends[0].default_backend: backend 'nope' is not defined" in result.stderr
+    document = json.loads(_cli("check", str(config), "--json").stdout)
+    assert document["valid"] is False and len(document["errors"]) == 3
+
+
+def test_run_refuses_pure_python_parser(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text(cluster_yaml(free_port(), ["127.0.0.1:9000"]))
+    import os
+
+    result = _cli("run", "--cluster", str(config),
+                  env={**os.environ, "AIOHTTP_NO_EXTENSIONS": "1"})  # fmt: skip
+    assert result.returncode == 1
+    assert "pure-Python HTTP parser" in result.stderr
+
+
+def test_run_refuses_invalid_config(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("cluster: x\nfrontends: []\nbackends: []\n")
+    result = _cli("run", "--cluster", str(config))
+    assert result.returncode == 2
+    assert "needs at least one frontend" in result.stderr
+
+
+class ThreadBackend:
+    """An aiohttp backend in its own thread/loop (the test body blocks on processes)."""
+
+    def __init__(self, name: str, delay: float = 0.0) -> None:
+        self.name, self.delay, self.port = name, delay, free_port()
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if request.path == "/download":
+                size = int(request.query["bytes"])
+                response = web.StreamResponse()
+                response.content_length = size
+                await response.prepare(request)
+                block = b"d" * 262144
+                for _ in range(size // len(block)):
+                    await response.write(block)
+                return response
+            received = 0
+            async for chunk in request.content.iter_any():
+                received += len(chunk)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return web.Response(text=f"{self.name}:{received}")
+
+        app = web.Application(client_max_size=0)
+        app.router.add_route("*", "/{t:.*}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(runner.setup())
+        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self.loop.run_forever()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture
+def thread_backends() -> Iterator[Any]:
+    made: list[ThreadBackend] = []
+
+    def make(name: str, delay: float = 0.0) -> ThreadBackend:
+        made.append(ThreadBackend(name, delay))
+        return made[-1]
+
+    yield make
+    for backend in made:
+        backend.stop()
+
+
+def _get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, str]:
+    async def go() -> tuple[int, str]:
+        async with aiohttp.ClientSession() as client:
+            async with client.get(f"http://127.0.0.1:{port}{path}",
+                                  timeout=aiohttp.ClientTimeout(total=timeout)) as r:  # fmt: skip
+                return r.status, await r.text()
+
+    return asyncio.run(go())
+
+
+def test_sigterm_finishes_in_flight_then_exits_0(
+    floatgate_process: Any, thread_backends: Any
+) -> None:
+    slow = thread_backends("slow", delay=1.5)
+    port = free_port()
+    process = floatgate_process(cluster_yaml(port, [slow.address]) + "shutdown_grace: 10s\n")
+    process.wait_listening(port)
+    result: list[tuple[int, str]] = []
+    worker = threading.Thread(target=lambda: result.append(_get(port, "/slow")))
+    worker.start()
+    time.sleep(0.5)
+    process.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(OSError):  # no longer accepting
+        import socket
+
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    worker.join(10)
+    assert result == [(200, "slow:0")]
+    assert process.proc.wait(10) == 0
+
+
+def test_sighup_reloads_without_dropping_connections(
+    floatgate_process: Any, thread_backends: Any, tmp_path: Path
+) -> None:
+    old, new = thread_backends("old", delay=1.0), thread_backends("new")
+    port = free_port()
+    process = floatgate_process(cluster_yaml(port, [old.address]))
+    process.wait_listening(port)
+    config = tmp_path / "cluster0.yaml"
+    in_flight: list[tuple[int, str]] = []
+    worker = threading.Thread(target=lambda: in_flight.append(_get(port, "/during")))
+    worker.start()
+    time.sleep(0.3)
+    config.write_text(cluster_yaml(port, [new.address]))
+    process.signal(signal.SIGHUP)
+    worker.join(10)
+    assert in_flight == [(200, "old:0")]  # the request in flight finished on the old route
+    deadline = time.monotonic() + 5
+    while _get(port)[1] != "new:0" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _get(port) == (200, "new:0")
+    # An invalid file is refused and changes nothing.
+    config.write_text("cluster: broken\nfrontends: nope\n")
+    process.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert _get(port) == (200, "new:0")
+    assert "reload refused, keeping the running configuration" in process.log.read_text()
+
+
+@pytest.mark.slow
+def test_one_gib_each_way_keeps_rss_flat(floatgate_process: Any, thread_backends: Any) -> None:
+    backend = thread_backends("big")
+    port = free_port()
+    process = floatgate_process(
+        cluster_yaml(port, [backend.address]),
+    )
+    process.wait_listening(port)
+    size = 1 << 30
+    status_file = Path(f"/proc/{process.proc.pid}/status")
+
+    def rss() -> int:
+        for line in status_file.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    _get(port)  # warm up
+    baseline = rss()
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+
+    async def transfer() -> tuple[str, int]:
+        async def upload() -> Any:
+            block = b"u" * 262144
+            for _ in range(size // len(block)):
+                yield block
+
+        timeout = aiohttp.ClientTimeout(total=300)
+        async with aiohttp.ClientSession(timeout=timeout) as client:
+            async with client.post(f"http://127.0.0.1:{port}/upload", data=upload()) as r:
+                uploaded = await r.text()
+            received = 0
+            async with client.get(f"http://127.0.0.1:{port}/download?bytes={size}") as r:
+                async for chunk in r.content.iter_any():
+                    received += len(chunk)
+        return uploaded, received
+
+    try:
+        uploaded, downloaded = asyncio.run(transfer())
+    finally:
+        stop.set()
+        sampler.join()
+    assert uploaded == f"big:{size}"
+    assert downloaded == size
+    growth = peak[0] - baseline
+    print(f"floatgate RSS: baseline {baseline >> 20} MiB, peak {peak[0] >> 20} MiB")
+    assert growth < 64 * 1024 * 1024, f"RSS grew by {growth >> 20} MiB"

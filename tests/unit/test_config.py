@@ -1,0 +1,144 @@
+"""Config validation: every error named with file and key path; valid files parse."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.config import ConfigError, parse_cluster, parse_node
+from node.config.reader import parse_duration, parse_host_port
+
+VALID = """
+cluster: edge
+election: {lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1}
+vip: {address: 10.0.0.50/24, garp: {count: 3, interval: 200ms}}
+defaults: {timeout: {connect: 1s, server: 10s}, retries: 1}
+frontends:
+  - name: web
+    bind: ":80"
+    default_backend: ghost
+    forwardfor: {trusted: [10.0.0.0/8]}
+    timeout: {client: 5s}
+backends:
+  - name: ghost
+    balance: leastconn
+    check: {type: http, path: /, interval: 2s, rise: 2, fall: 3, expect: 200-299}
+    servers:
+      - {name: ghost1, address: "10.0.1.21:2368", weight: 3, maxconn: 10}
+      - {name: ghost2, address: "10.0.1.22:2368", backup: true}
+"""
+
+
+def _errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_cluster(text, "c.yaml")
+    return info.value.errors
+
+
+def test_valid_config_parses_with_defaults_applied() -> None:
+    config = parse_cluster(VALID)
+    frontend, backend = config.frontends[0], config.backends[0]
+    assert str(frontend.bind) == "0.0.0.0:80"
+    assert frontend.timeouts.client == 5.0 and frontend.timeouts.connect == 1.0
+    assert backend.timeouts.server == 10.0 and backend.retries == 1
+    assert backend.check is not None and backend.check.expect_max == 299
+    assert [s.weight for s in backend.servers] == [3, 1]
+    assert backend.servers[1].backup
+    assert config.vip is not None and str(config.vip.address) == "10.0.0.50/24"
+    assert config.election.lease_ttl == 2.0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("bind: \":80\"", "bind: \":99999\""), "c.yaml: frontends[0].bind: ':99999' is not"),
+        (("default_backend: ghost", "default_backend: gone"),
+         "c.yaml: frontends[0].default_backend: backend 'gone' is not defined"),
+        (("balance: leastconn", "balance: random"), "c.yaml: backends[0].balance: 'random'"),
+        (("interval: 2s", "interval: 2"), "c.yaml: backends[0].check.interval: 2 is not a"),
+        (("name: ghost2", "name: ghost1"), "c.yaml: backends[0].servers[1].name: duplicate name"),
+        (("weight: 3", "weight: 0"), "c.yaml: backends[0].servers[0].weight: 0 is out of range"),
+        (("expect: 200-299", "expect: 299-200"), "c.yaml: backends[0].check.expect: '299-200'"),
+        (("10.0.0.0/8", "10.0.0.0/33"), "c.yaml: frontends[0].forwardfor.trusted[0]:"),
+        (("lease_ttl: 2s", "lease_ttl: 100ms"), "c.yaml: election.lease_ttl: '100ms' is too short"),
+        (("10.0.0.50/24", "10.0.0.500/24"), "c.yaml: vip.address:"),
+        (("retries: 1", "retries: 1, bogus: 2"), "c.yaml: defaults.bogus: unknown key"),
+        (("mode: http", "mode: http"), None),
+    ],
+)  # fmt: skip
+def test_each_error_names_file_and_path(change: tuple[str, str], expected: str | None) -> None:
+    text = VALID.replace(*change)
+    if expected is None:
+        parse_cluster(text)
+        return
+    errors = _errors(text)
+    assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_all_errors_reported_at_once() -> None:
+    text = VALID.replace("weight: 3", "weight: -1").replace("balance: leastconn", "balance: x")
+    assert len(_errors(text + "extra_top: 1\n")) == 3
+
+
+def test_duplicate_frontend_bind_and_missing_required() -> None:
+    text = """
+cluster: c
+frontends:
+  - {name: a, bind: ":80", default_backend: b}
+  - {name: b, bind: ":80", default_backend: b}
+  - {bind: ":81"}
+backends:
+  - {name: b, servers: [{name: s, address: "127.0.0.1:1"}]}
+"""
+    errors = _errors(text)
+    assert "c.yaml: frontends[1].bind: 0.0.0.0:80 is already bound by frontend 'a'" in errors
+    assert "c.yaml: frontends[2].name: is required" in errors
+    assert "c.yaml: frontends[2].default_backend: is required" in errors
+
+
+def test_not_yaml_and_not_mapping() -> None:
+    assert _errors("a: [b")[0].startswith("c.yaml: not valid YAML")
+    assert _errors("- 1\n") == ["c.yaml: must be a mapping, got a list"]
+
+
+def test_tcp_mode_is_refused_clearly() -> None:
+    errors = _errors(
+        VALID.replace("    balance: leastconn", "    mode: tcp\n    balance: leastconn")
+    )
+    assert any("'tcp' is not supported by this version" in e for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("200ms", 0.2), ("2s", 2.0), ("1.5s", 1.5), ("1m", 60.0), ("1h", 3600.0)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["2", "2 s", "-1s", "s", "1d"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_host_ports() -> None:
+    assert str(parse_host_port(":443")) == "0.0.0.0:443"
+    assert str(parse_host_port("[::1]:8080")) == "[::1]:8080"
+    assert parse_host_port("backend.local:80").host == "backend.local"
+    for bad in ("x:y", "1.2.3.4", "1.2.3.4:0", "::1:80", "a b:1"):
+        with pytest.raises(ValueError):
+            parse_host_port(bad)
+
+
+def test_node_file() -> None:
+    node = parse_node(
+        "name: n1\netcd: {endpoints: ['https://10.0.0.5:2379'], tls: {ca: /ca.pem}}\n"
+        "admin: {listen: '10.0.0.11:9100', token_file: /t}\npriority: 50\n"
+    )
+    assert node.name == "n1" and node.priority == 50
+    assert node.etcd is not None and node.etcd.tls is not None
+    with pytest.raises(ConfigError) as info:
+        parse_node("name: n1\netcd: {endpoints: ['10.0.0.5:2379']}\nfoo: 1\n", "n.yaml")
+    assert "n.yaml: etcd.endpoints[0]: '10.0.0.5:2379' must be an http:// or https:// URL" in (
+        info.value.errors
+    )
+    assert any(e.startswith("n.yaml: foo: unknown key") for e in info.value.errors)

@@ -1,0 +1,136 @@
+"""Pure data-plane logic: balancing, health state, headers, access-log format."""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+from dataclasses import dataclass
+
+import pytest
+from multidict import CIMultiDict
+
+from node.proxy.accesslog import AccessEntry
+from node.proxy.balance import ConsistentHash, LeastConnections, SmoothRoundRobin
+from node.proxy.headers import (
+    UnsupportedCoding,
+    add_forwarded,
+    end_to_end,
+    framing_problem,
+    is_ambiguous,
+    is_trusted,
+    is_websocket_upgrade,
+)
+from node.proxy.health import HealthState
+
+
+@dataclass
+class S:
+    name: str
+    weight: int = 1
+    active: int = 0
+
+
+def test_smooth_roundrobin_sequence() -> None:
+    a, b, c = S("a", 5), S("b"), S("c")
+    rr = SmoothRoundRobin()
+    picks = [rr.pick([a, b, c], "").name for _ in range(7)]  # type: ignore[union-attr]
+    assert picks == ["a", "a", "b", "a", "c", "a", "a"]
+
+
+def test_leastconn_weights_and_ties() -> None:
+    busy, idle = S("busy", active=3), S("idle", active=1)
+    lc = LeastConnections()
+    assert lc.pick([busy, idle], "") is idle
+    heavy = S("heavy", weight=4, active=3)  # 3/4 < 1/1
+    assert lc.pick([idle, heavy], "") is heavy
+    x, y = S("x"), S("y")
+    assert {lc.pick([x, y], "").name for _ in range(4)} == {"x", "y"}  # type: ignore[union-attr]
+
+
+def test_consistent_hash_moves_only_the_lost_servers_keys() -> None:
+    servers = [S(n) for n in "abcd"]
+    ring = ConsistentHash(servers)
+    keys = [f"10.0.{i // 256}.{i % 256}" for i in range(2000)]
+    before = {k: ring.pick(servers, k).name for k in keys}  # type: ignore[union-attr]
+    spread = collections.Counter(before.values())
+    assert all(300 < count < 700 for count in spread.values()), spread
+    remaining = [s for s in servers if s.name != "b"]
+    after = {k: ring.pick(remaining, k).name for k in keys}  # type: ignore[union-attr]
+    moved = [k for k in keys if before[k] != after[k]]
+    assert all(before[k] == "b" for k in moved)
+
+
+def test_health_rise_and_fall() -> None:
+    state = HealthState(rise=2, fall=3)
+    assert [state.observe(False, "x") for _ in range(2)] == [None, None]
+    transition = state.observe(False, "refused")
+    assert transition is not None and not transition.up and transition.reason == "refused"
+    assert state.observe(True, "ok") is None
+    assert state.observe(False, "x") is None  # a failure resets the rise count
+    assert state.observe(True, "ok") is None
+    up = state.observe(True, "ok")
+    assert up is not None and up.up
+
+
+V11 = (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ([(b"Content-Length", b"1"), (b"Content-Length", b"1")], "multiple Content-Length"),
+        ([(b"Content-Length", b"1"), (b"Transfer-Encoding", b"chunked")], "both"),
+        ([(b"Content-Length", b"-1")], "invalid Content-Length"),
+        ([(b"Transfer-Encoding", b"chunked, gzip")], "does not end with chunked"),
+        ([(b"Transfer_Encoding", b"chunked")], "imitates a framing header"),
+        ([(b"X-A", b"a\x01b")], "control character"),
+        ([(b"X A", b"b")], "invalid header name"),
+        ([(b"Content-Length", b"10")], None),
+        ([(b"Transfer-Encoding", b" Chunked ")], None),
+    ],
+)
+def test_framing_problem(headers: list[tuple[bytes, bytes]], problem: str | None) -> None:
+    found = framing_problem(headers, V11)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_framing_versions_and_codings() -> None:
+    assert framing_problem([(b"Transfer-Encoding", b"chunked")], (1, 0)) is not None
+    assert framing_problem([], (0, 9)) is not None
+    with pytest.raises(UnsupportedCoding):
+        framing_problem([(b"Transfer-Encoding", b"gzip, chunked")], V11)
+
+
+def test_end_to_end_drops_hop_by_hop_and_connection_listed() -> None:
+    raw = [(b"Connection", b"close, X-Hop"), (b"X-Hop", b"1"), (b"Keep-Alive", b"5"),
+           (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2"), (b"Upgrade", b"h2c")]  # fmt: skip
+    out = end_to_end(raw)
+    assert list(out.items()) == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+
+
+def test_forwarded_headers() -> None:
+    headers: CIMultiDict[str] = CIMultiDict({"X-Forwarded-For": "1.1.1.1"})
+    add_forwarded(headers, "10.1.1.1", "http", "h", trusted=False)
+    assert headers["X-Forwarded-For"] == "10.1.1.1"
+    headers = CIMultiDict([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "2.2.2.2")])
+    add_forwarded(headers, "10.1.1.1", "http", "h", trusted=True)
+    assert headers.getall("X-Forwarded-For") == ["1.1.1.1, 2.2.2.2, 10.1.1.1"]
+    nets = (ipaddress.ip_network("10.0.0.0/8"),)
+    assert is_trusted("10.9.9.9", nets) and not is_trusted("11.0.0.1", nets)
+    assert not is_trusted("not-an-ip", nets)
+
+
+def test_ambiguous_and_websocket_detection() -> None:
+    assert is_ambiguous("GET", [(b"Content-Length", b"5")])
+    assert not is_ambiguous("GET", [(b"Content-Length", b"0")])
+    assert not is_ambiguous("POST", [(b"Content-Length", b"5")])
+    assert is_websocket_upgrade([(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")])
+    assert not is_websocket_upgrade([(b"Upgrade", b"websocket")])
+
+
+def test_access_log_format() -> None:
+    entry = AccessEntry(started=10.0, headers_done=10.002, client="1.2.3.4", frontend="web",
+                        backend="app", request_line="GET / HTTP/1.1", server="s1", status=200,
+                        bytes_out=512, wait_queue=0.001, connect=0.003, response=0.010,
+                        finished=10.020)  # fmt: skip
+    assert entry.format() == ('1.2.3.4 web app/s1 2/1/3/10/20 200 512 retries=0 - "GET / HTTP/1.1"')
