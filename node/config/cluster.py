@@ -161,6 +161,8 @@ class _Parser:
         if "servers" in m and not servers:
             r.error(f"{path}.servers", "needs at least one server")
         self.check_names(f"{path}.servers", [s.name for s in servers])
+        if m.get("passive_fall") and "check" not in m:
+            r.error(f"{path}.passive_fall", "needs a check to bring servers back up")
         return BackendConfig(
             name=r.name(m, "name", path),
             servers=tuple(servers),

@@ -1,0 +1,214 @@
+"""HTTP benchmark: nginx-light (1 worker) as the backend; wrk against the backend
+directly, HAProxy 2.6 (nbthread 1, keep-alive, http-reuse always) and floatgate (one
+process), same connections and duration, in one run. Prints req/s, p50, p99 and the
+floatgate/HAProxy ratio, then floatgate's RSS per idle keep-alive client connection.
+
+    .venv/bin/python bench/http.py [--duration 10] [--connections 50] [--idle 5000]
+
+Not a test: numbers depend on the machine. Installs nginx-light, haproxy and wrk with
+apt-get when missing (as root). Everything listens on 127.0.0.1 and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_tools() -> None:
+    needed = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk"}
+    missing = [pkg for tool, pkg in needed.items() if shutil.which(tool) is None]
+    if missing:
+        print(f"installing {' '.join(missing)} ...", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited at start-up (code {proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on {port}")
+
+
+def start_nginx(work: Path, port: int) -> subprocess.Popen[bytes]:
+    (work / "nginx").mkdir()
+    conf = work / "nginx" / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {work}/nginx/nginx.pid;
+error_log {work}/nginx/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {work}/nginx;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{ return 200 "hello from nginx\\n"; }}
+  }}
+}}
+""")
+    return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work / "nginx"),
+                             "-g", "daemon off;"], stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def start_haproxy(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
+    cfg = work / "haproxy.cfg"
+    cfg.write_text(f"""
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend web
+  bind 127.0.0.1:{port}
+  default_backend app
+backend app
+  server s1 127.0.0.1:{backend}
+""")
+    return subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stderr=subprocess.DEVNULL)
+
+
+def start_floatgate(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
+    cfg = work / "cluster.yaml"
+    cfg.write_text(f"""
+cluster: bench
+frontends:
+  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app, maxconn: 20000}}
+backends:
+  - name: app
+    servers:
+      - {{name: s1, address: "127.0.0.1:{backend}"}}
+""")
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "--log-level", "WARNING", "run", "--cluster",
+         str(cfg), "--no-access-log"],
+        cwd=REPO, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def wrk(port: int, connections: int, duration: int) -> tuple[float, float, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+         f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rps, _latency(out, "50%"), _latency(out, "99%")
+
+
+def _latency(out: str, pct: str) -> float:
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def hold_idle(port: int, count: int, pid: int) -> tuple[int, int]:
+    """Open ``count`` keep-alive connections, one request each, keep them idle."""
+    before = rss_bytes(pid)
+    writers = []
+    for i in range(count):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        await reader.readuntil(b"\n\r\n")
+        writers.append(writer)
+        if i % 1000 == 999:
+            print(f"  {i + 1} idle connections open", flush=True)
+    await asyncio.sleep(1.0)
+    after = rss_bytes(pid)
+    for writer in writers:
+        writer.close()
+    return before, after
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--idle", type=int, default=5000)
+    args = parser.parse_args()
+    ensure_tools()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    work = Path(tempfile.mkdtemp(prefix="floatgate-bench-"))
+    ports = {name: free_port() for name in ("nginx", "haproxy", "floatgate")}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(start_nginx(work, ports["nginx"]))
+        wait_port(ports["nginx"], procs[-1], "nginx")
+        procs.append(start_haproxy(work, ports["haproxy"], ports["nginx"]))
+        wait_port(ports["haproxy"], procs[-1], "haproxy")
+        procs.append(start_floatgate(work, ports["floatgate"], ports["nginx"]))
+        floatgate = procs[-1]
+        wait_port(ports["floatgate"], floatgate, "floatgate")
+        results = {}
+        for name in ("nginx", "haproxy", "floatgate"):
+            print(f"wrk -t1 -c{args.connections} -d{args.duration}s against {name} ...",
+                  flush=True)  # fmt: skip
+            wrk(ports[name], args.connections, 2)  # warm-up
+            results[name] = wrk(ports[name], args.connections, args.duration)
+        print()
+        print(f"{'target':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        labels = {"nginx": "nginx direct", "haproxy": "HAProxy 2.6 (1 thread)",
+                  "floatgate": "floatgate (1 process)"}  # fmt: skip
+        for name, (rps, p50, p99) in results.items():
+            print(f"{labels[name]:<22}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
+        ratio = results["floatgate"][0] / results["haproxy"][0]
+        print(f"\nfloatgate/HAProxy req/s ratio: {ratio:.2f}")
+        if args.idle:
+            print(f"\nopening {args.idle} idle keep-alive connections to floatgate ...")
+            before, after = asyncio.run(hold_idle(ports["floatgate"], args.idle, floatgate.pid))
+            per = (after - before) / args.idle
+            print(f"floatgate RSS {before >> 20} MiB -> {after >> 20} MiB: "
+                  f"{per / 1024:.1f} KiB per idle connection")  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
