@@ -88,6 +88,10 @@ class FrontendConnection(RequestHandler):
             status, text = 431, "Request Header Fields Too Large"
         elif isinstance(exc, BadHttpMessage):
             status, text = 400, "Bad Request"
+        elif isinstance(exc, ConnectionError):
+            # The client went away mid-exchange: routine, not an internal error.
+            log.debug("%s: client %s disconnected: %r", self.listener.name, _peer(self), exc)
+            status, text = 499, "Client Closed Request"
         elif status == 500:
             if exc is not None:
                 log.error("%s: internal error: %r", self.listener.name, exc)

@@ -289,3 +289,32 @@ async def test_ambiguous_get_body_closes_both_connections(proxy: Any) -> None:
     await asyncio.sleep(0.2)
     assert backend.closed == [True]
     await backend.stop()
+
+
+async def test_client_abort_mid_response_is_not_an_error(
+    backends: Any, proxy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiohttp import web
+
+    async def streaming(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(50):
+            await response.write(b"x" * 65536)
+            await asyncio.sleep(0.01)
+        return response
+
+    backend = await backends("a", streaming)
+    port = free_port()
+    await proxy(cluster_yaml(port, [backend.address]))
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    writer.transport.abort()
+    await asyncio.sleep(0.5)
+    errors = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("floatgate")
+    ]
+    assert errors == []
+    assert (await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")).status == 200

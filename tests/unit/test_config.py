@@ -145,8 +145,9 @@ def test_node_file() -> None:
 
 
 def test_passive_fall_needs_a_check() -> None:
-    text = VALID.replace("    check: {type: http, path: /, interval: 2s, rise: 2, fall: 3, expect: 200-299}\n",
-                         "    passive_fall: 3\n")  # fmt: skip
-    assert "c.yaml: backends[0].passive_fall: needs a check to bring servers back up" in (
-        _errors(text)
+    check_line = (
+        "    check: {type: http, path: /, interval: 2s, rise: 2, fall: 3, expect: 200-299}\n"
     )
+    text = VALID.replace(check_line, "    passive_fall: 3\n")
+    expected = "c.yaml: backends[0].passive_fall: needs a check to bring servers back up"
+    assert expected in _errors(text)
