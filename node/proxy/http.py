@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,13 @@ from node.proxy.headers import (
     is_websocket_upgrade,
 )
 from node.proxy.pool import BackendPool, Server
-from node.proxy.upstream import connect_seconds
+from node.proxy.upstream import (
+    ConnectError,
+    RequestBody,
+    StaleConnection,
+    UpstreamResponse,
+    request_head,
+)
 from node.proxy.websocket import relay_websocket
 
 log = logging.getLogger("floatgate.proxy")
@@ -35,6 +42,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DROP_UPSTREAM = ("expect",)
 _DROP_DOWNSTREAM = ("content-length",)
+_BUFFER_BODY = 65536  # request bodies up to this size are read whole before sending
 
 
 class BadRequest(ProxyError):
@@ -129,70 +137,70 @@ class HttpProxy:
                 return await relay_websocket(request, pool, server, path, headers)
             finally:
                 pool.release(server)
-        ambiguous = is_ambiguous(request.method, request.raw_headers)
-        entry.close_client = ambiguous
+        one_shot = is_ambiguous(request.method, request.raw_headers)
+        entry.close_client = one_shot
         body = await self._request_body(request)
+        if body.chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        head = request_head(request.method, path, headers.items())
+        replayable = request.method in IDEMPOTENT_METHODS and body.stream is None
         upstream, server = await self._send(
-            request, pool, path, headers, body, key, entry, one_shot=ambiguous
+            pool, request.method, head, body, replayable, key, entry
         )
+        complete = False
         try:
-            return await self._relay_response(request, upstream, entry)
+            response, complete = await self._relay_response(request, upstream, entry)
+            return response
         finally:
-            upstream.release()
+            server.connections.release(upstream.protocol, reusable=complete and not one_shot)
             pool.release(server)
 
-    async def _request_body(self, request: web.BaseRequest) -> Any:
+    async def _request_body(self, request: web.BaseRequest) -> RequestBody:
         if not request.body_exists:
-            return None
-        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (
-            1,
-            1,
+            return RequestBody()
+        if (
+            request.version >= (1, 1)
+            and request.headers.get("Expect", "").lower() == "100-continue"
         ):
             assert request.transport is not None
             request.transport.write(_CONTINUE)
-        if "Transfer-Encoding" not in request.headers:
-            return request.content
-        # Chunked: parse what has already arrived before any server is contacted, so a
-        # malformed chunk in the first segment is refused with nothing forwarded.
+        content = request.content
+        length = request.content_length
         try:
-            first = await request.content.readany()
+            if length is not None:
+                if length <= _BUFFER_BODY:  # small: read whole, send with the head, replayable
+                    return RequestBody(data=await content.readexactly(length))
+                return RequestBody(stream=_client_body(b"", content))
+            # Chunked: parse what has already arrived before any server is contacted, so
+            # a malformed chunk in the first segment is refused with nothing forwarded.
+            first = await content.readany()
         except Exception as exc:
-            raise BadRequest(f"invalid chunked body: {exc}") from exc
-        return _prepend(first, request.content)
+            raise BadRequest(f"request body: {exc}") from exc
+        return RequestBody(stream=_client_body(first, content), chunked=True)
 
     async def _send(
         self,
-        request: web.BaseRequest,
         pool: BackendPool,
-        path: str,
-        headers: Any,
-        body: Any,
+        method: str,
+        head: bytes,
+        body: RequestBody,
+        replayable: bool,
         key: str,
         entry: AccessEntry,
-        one_shot: bool = False,
-    ) -> tuple[aiohttp.ClientResponse, Server]:
-        session = pool.one_shot_session if one_shot else pool.session
-        assert session is not None
+    ) -> tuple[UpstreamResponse, Server]:
         retries = pool.config.retries
-        replayable = body is None and request.method in IDEMPOTENT_METHODS
         exclude: Server | None = None
         attempt = 0
+        fresh = False
         while True:
             queued = time.monotonic()
             server = await pool.acquire(key, exclude)
             entry.wait_queue += time.monotonic() - queued
             entry.server = server.name
-            connect_seconds.set(0.0)
             sent = time.monotonic()
             try:
-                upstream = await session.request(
-                    request.method,
-                    URL(server.base_url + path, encoded=True),
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                )
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                upstream = await server.connections.exchange(method, head, body, fresh=fresh)
+            except ConnectError as exc:
                 pool.release(server)
                 pool.connect_failed(server, str(exc))
                 entry.retries = attempt
@@ -201,31 +209,35 @@ class HttpProxy:
                     exclude = server
                     continue
                 raise ConnectFailed(f"{pool.name}/{server.name}: {exc}") from exc
+            except StaleConnection as exc:
+                pool.release(server)
+                if replayable and not fresh:  # the server closed an idle connection
+                    fresh = True
+                    continue
+                raise BadResponse(f"{pool.name}/{server.name}: {exc}") from exc
+            except ClientBodyError as exc:
+                pool.release(server)
+                raise BadRequest(f"request body: {exc.__cause__}") from exc
             except aiohttp.SocketTimeoutError as exc:
                 pool.release(server)
                 raise ServerTimeout(f"{pool.name}/{server.name}: {exc}") from exc
-            except aiohttp.ClientPayloadError as exc:
-                pool.release(server)
-                raise BadRequest(f"request body: {exc}") from exc
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except (aiohttp.ClientError, ConnectionError) as exc:
                 pool.release(server)
                 if replayable and attempt < retries:
                     attempt += 1
                     continue
-                raise BadResponse(f"{pool.name}/{server.name}: {exc}") from exc
-            except aiohttp.ClientError as exc:
-                pool.release(server)
-                raise BadResponse(f"{pool.name}/{server.name}: {exc}") from exc
+                raise BadResponse(f"{pool.name}/{server.name}: {exc!r}") from exc
             pool.connect_succeeded(server)
-            entry.connect = connect_seconds.get()
+            entry.connect = upstream.connect_seconds
             entry.response = time.monotonic() - sent - entry.connect
             entry.retries = attempt
             return upstream, server
 
     async def _relay_response(
-        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse, entry: AccessEntry
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        self, request: web.BaseRequest, upstream: UpstreamResponse, entry: AccessEntry
+    ) -> tuple[web.StreamResponse, bool]:
+        """Send the response; True when the server's response was read to its end."""
+        response = _BufferedResponse(status=upstream.status, reason=upstream.reason)
         response.headers.extend(end_to_end(upstream.raw_headers, _DROP_DOWNSTREAM))
         entry.status = upstream.status
         no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES
@@ -236,7 +248,7 @@ class HttpProxy:
         await response.prepare(request)
         if not no_body:
             try:
-                async for chunk in upstream.content.iter_any():
+                async for chunk in upstream.payload.iter_any():
                     await response.write(chunk)
                     entry.bytes_out += len(chunk)
             except (
@@ -247,19 +259,31 @@ class HttpProxy:
                 # Headers are gone already: the only honest signal left is to cut the
                 # client connection so it sees a truncated response.
                 entry.termination = f"ServerAbort: {type(exc).__name__}"
-                upstream.close()
                 if request.transport is not None:
                     request.transport.abort()
-                return response
+                return response, False
         await response.write_eof()
-        return response
+        return response, upstream.payload.is_eof()
 
 
-async def _prepend(first: bytes, rest: Any) -> Any:
-    if first:
-        yield first
-    async for chunk in rest.iter_any():
-        yield chunk
+class _BufferedResponse(web.StreamResponse):
+    """Headers leave with the first body bytes (one write for a small response)."""
+
+    _send_headers_immediately = False
+
+
+class ClientBodyError(Exception):
+    """Reading the client's request body failed (malformed chunk, client gone)."""
+
+
+async def _client_body(first: bytes, content: Any) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in content.iter_any():
+            yield chunk
+    except Exception as exc:
+        raise ClientBodyError(type(exc).__name__) from exc
 
 
 def _origin_form(target: str) -> str:

@@ -16,7 +16,7 @@ from node.config.model import BackendConfig, ServerConfig
 from node.proxy.balance import Balancer, make_balancer
 from node.proxy.errors import NoServerAvailable, QueueFull, QueueTimeout
 from node.proxy.health import HealthState, Transition, probe
-from node.proxy.upstream import make_session
+from node.proxy.upstream import ServerConnections, make_ws_session
 
 log = logging.getLogger("floatgate.health")
 
@@ -26,6 +26,7 @@ class Server:
     config: ServerConfig
     health: HealthState
     base_url: str
+    connections: ServerConnections
     active: int = 0
     total: int = 0
     last_reason: str = "initial state"
@@ -66,8 +67,7 @@ class BackendPool:
         self._balancer_backup: Balancer = make_balancer(config.balance, self._backup)
         self._queue: collections.deque[_Waiter] = collections.deque()
         self._checks: list[asyncio.Task[None]] = []
-        self.session: aiohttp.ClientSession | None = None
-        self.one_shot_session: aiohttp.ClientSession | None = None
+        self.ws_session: aiohttp.ClientSession | None = None
         self.in_flight = 0
 
     def _server(self, config: ServerConfig, previous: BackendPool | None) -> Server:
@@ -78,15 +78,19 @@ class BackendPool:
                 if old.config.name == config.name and old.config.address == config.address:
                     health.up = old.health.up
                     break
-        return Server(config=config, health=health, base_url=f"http://{config.address}")
+        return Server(
+            config=config,
+            health=health,
+            base_url=f"http://{config.address}",
+            connections=ServerConnections(config.address, self.config.timeouts),
+        )
 
     @property
     def name(self) -> str:
         return self.config.name
 
     def start(self) -> None:
-        self.session = make_session(self.config)
-        self.one_shot_session = make_session(self.config, one_shot=True)
+        self.ws_session = make_ws_session(self.config.timeouts)
         check = self.config.check
         if check is None:
             return
@@ -105,9 +109,10 @@ class BackendPool:
                     NoServerAvailable(self.name, "backend is shutting down")
                 )
         self._queue.clear()
-        for session in (self.session, self.one_shot_session):
-            if session is not None:
-                await session.close()
+        for server in self.servers:
+            server.connections.close()
+        if self.ws_session is not None:
+            await self.ws_session.close()
 
     # -- selection -------------------------------------------------------------------
 

@@ -1,62 +1,199 @@
-"""The client side towards servers: one aiohttp session per backend pool.
+"""The client side towards servers: a lean HTTP/1.1 client with a per-server pool of
+keep-alive connections.
 
-The connector records how long each new connection took to establish (HAProxy's Tc)
-in a context variable, which the request handler reads after the request returns.
+aiohttp's ClientSession costs more CPU per request than the whole server side (cookie
+jar, URL handling, tracing, a request object per call). floatgate needs much less: write
+one request head, stream a body, parse one response. It reuses aiohttp's connection
+protocol, ``ResponseHandler`` (llhttp C response parser, payload StreamReader with flow
+control, socket read timeout), and skips the rest. This module is the only place that
+touches that aiohttp internal; aiohttp is pinned in constraints.txt and every
+functional test goes through here.
+
+WebSocket upgrades still use a ClientSession (``make_ws_session``).
 """
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
+import collections
+import socket
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 
-from node.config.model import BackendConfig
+from node.config.model import HostPort, Timeouts
 
-# Per-request (per-task) value, not shared state: set by the connector inside the
-# handler's own task, read by that handler right after.
-connect_seconds: contextvars.ContextVar[float] = contextvars.ContextVar(
-    "floatgate_connect_seconds", default=0.0
-)
+IDLE_SECONDS = 30.0  # close pooled connections idle for longer than this
+MAX_IDLE = 256  # pooled connections kept per server
+MAX_RESPONSE_LINE = 65536  # status line and each header line from servers
 
 
-class TimedConnector(aiohttp.TCPConnector):
-    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
-        started = time.monotonic()
+class ConnectError(Exception):
+    """No connection could be established: nothing reached the server."""
+
+
+class StaleConnection(Exception):
+    """A pooled connection died before answering; nothing was processed by the server
+    that can be told apart from a lost request, so only replayable requests retry."""
+
+
+@dataclass(slots=True)
+class RequestBody:
+    """What follows the request head: nothing, bytes already read, or a stream
+    (written raw for Content-Length framing, re-chunked for chunked framing)."""
+
+    data: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    chunked: bool = False
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    reason: str
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    content_length: int | None
+    payload: aiohttp.StreamReader
+    protocol: ResponseHandler
+    connect_seconds: float
+
+
+class ServerConnections:
+    """Keep-alive connections to one server."""
+
+    def __init__(self, address: HostPort, timeouts: Timeouts) -> None:
+        self.address = address
+        self.timeouts = timeouts
+        self._idle: collections.deque[tuple[ResponseHandler, float]] = collections.deque()
+
+    async def _connect(self) -> ResponseHandler:
+        loop = asyncio.get_running_loop()
         try:
-            return await super()._create_connection(req, traces, timeout)
-        finally:
-            connect_seconds.set(time.monotonic() - started)
+            async with asyncio.timeout(self.timeouts.connect):
+                transport, protocol = await loop.create_connection(
+                    lambda: ResponseHandler(loop), self.address.host, self.address.port
+                )
+        except TimeoutError as exc:
+            raise ConnectError(f"connect timeout ({self.timeouts.connect:g}s)") from exc
+        except OSError as exc:
+            raise ConnectError(exc.strerror or str(exc)) from exc
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return protocol
+
+    def _pooled(self) -> ResponseHandler | None:
+        now = time.monotonic()
+        while self._idle:
+            protocol, since = self._idle.pop()
+            if protocol.is_connected() and now - since < IDLE_SECONDS:
+                return protocol
+            protocol.close()
+        return None
+
+    def release(self, protocol: ResponseHandler, reusable: bool) -> None:
+        if reusable and not protocol.should_close and len(self._idle) < MAX_IDLE:
+            self._idle.append((protocol, time.monotonic()))
+        else:
+            protocol.close()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop()[0].close()
+
+    async def exchange(
+        self, method: str, head: bytes, body: RequestBody, *, fresh: bool = False
+    ) -> UpstreamResponse:
+        """Send one request and wait for the response head.
+
+        Raises ConnectError (nothing sent), StaleConnection (a pooled connection died
+        before any response byte), aiohttp.SocketTimeoutError (server silent), or
+        aiohttp.ClientError (bad or cut response)."""
+        protocol = None if fresh else self._pooled()
+        connect_seconds = 0.0
+        reused = protocol is not None
+        if protocol is None:
+            started = time.monotonic()
+            protocol = await self._connect()
+            connect_seconds = time.monotonic() - started
+        protocol.set_response_params(
+            skip_payload=method == "HEAD",
+            read_until_eof=False,
+            auto_decompress=False,
+            read_timeout=self.timeouts.server,
+            read_bufsize=2**16,
+            max_line_size=MAX_RESPONSE_LINE,
+            max_field_size=MAX_RESPONSE_LINE,
+            max_headers=256,
+        )
+        try:
+            await _write_request(protocol, head, body)
+            protocol.start_timeout()
+            message, payload = await protocol.read()
+            while 100 <= message.code < 200 and message.code != 101:  # 103 Early Hints...
+                message, payload = await protocol.read()
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
+            protocol.close()
+            if reused and not isinstance(exc, aiohttp.SocketTimeoutError):
+                raise StaleConnection(str(exc) or type(exc).__name__) from exc
+            raise
+        except BaseException:
+            protocol.close()
+            raise
+        length = message.headers.get("Content-Length")
+        return UpstreamResponse(
+            status=message.code,
+            reason=message.reason,
+            raw_headers=message.raw_headers,
+            content_length=int(length) if length is not None and length.isdigit() else None,
+            payload=payload,
+            protocol=protocol,
+            connect_seconds=connect_seconds,
+        )
 
 
-def make_session(backend: BackendConfig, one_shot: bool = False) -> aiohttp.ClientSession:
-    """The backend's session. ``one_shot``: every connection closes after one request
-    (for requests that must never share a connection with another)."""
-    connector = TimedConnector(
-        limit=0,
-        limit_per_host=0,
-        keepalive_timeout=None if one_shot else 30.0,
-        force_close=one_shot,
-        ttl_dns_cache=10,
-        enable_cleanup_closed=False,
-    )
-    timeouts = backend.timeouts
-    session = aiohttp.ClientSession(
-        connector=connector,
+async def _write_request(protocol: ResponseHandler, head: bytes, body: RequestBody) -> None:
+    transport = protocol.transport
+    if transport is None or transport.is_closing():
+        raise aiohttp.ServerDisconnectedError()
+    if body.stream is None:
+        transport.write(head + body.data if body.data else head)
+        return
+    transport.write(head)
+    async for chunk in body.stream:
+        if not chunk:
+            continue
+        if transport.is_closing():
+            raise aiohttp.ServerDisconnectedError()
+        if body.chunked:
+            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            transport.write(chunk)
+        if protocol.writing_paused:
+            await protocol._drain_helper()
+    if body.chunked:
+        transport.write(b"0\r\n\r\n")
+
+
+def make_ws_session(timeouts: Timeouts) -> aiohttp.ClientSession:
+    """A ClientSession for WebSocket upgrades only."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=True),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect, sock_read=timeouts.server
-        ),
-        read_bufsize=2**16,
-        max_line_size=2**16,
-        max_field_size=2**16,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None),
         trust_env=False,
-        raise_for_status=False,
     )
-    # aiohttp silently retries idempotent requests once on a stale pooled connection;
-    # the backend's own ``retries`` setting is the only retry policy floatgate applies.
-    session._retry_connection = False
-    return session
+
+
+def request_head(method: str, target: str, headers: Any) -> bytes:
+    """Serialize an HTTP/1.1 request head (headers: iterable of (name, value) str pairs)."""
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")

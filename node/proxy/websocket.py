@@ -20,7 +20,7 @@ _WS_HEADERS = ("sec-websocket-key", "sec-websocket-version", "sec-websocket-exte
 async def relay_websocket(
     request: web.BaseRequest, pool: BackendPool, server: Server, path: str, headers: Any
 ) -> web.StreamResponse:
-    assert pool.session is not None
+    assert pool.ws_session is not None
     protocols = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]
@@ -30,7 +30,7 @@ async def relay_websocket(
     if request.host:
         upstream_headers["Host"] = request.host
     try:
-        upstream = await pool.session.ws_connect(
+        upstream = await pool.ws_session.ws_connect(
             URL(server.base_url.replace("http://", "ws://", 1) + path, encoded=True),
             headers=upstream_headers,
             protocols=protocols,
