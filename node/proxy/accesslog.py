@@ -29,6 +29,7 @@ class AccessEntry:
     retries: int = 0
     termination: str = "-"
     close_client: bool = False  # never reuse the client connection after this request
+    response_started: bool = False  # response bytes were written: no error page possible
 
     def format(self) -> str:
         tq = _ms(self.headers_done - self.started)

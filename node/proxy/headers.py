@@ -9,24 +9,24 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from multidict import CIMultiDict
-
 from node.config.model import Network
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
+HeaderList = list[tuple[bytes, bytes]]
+
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-connection",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
     }
 )
-_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # bytes.translate(None, X) deletes X: what is left of a name or value is what is invalid.
 _VALUE_OK = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
@@ -93,26 +93,22 @@ def is_ambiguous(method: str, raw_headers: RawHeaders) -> bool:
     return False
 
 
-def connection_tokens(raw_headers: RawHeaders) -> frozenset[str]:
-    """Header names listed in Connection (they are hop-by-hop too)."""
-    tokens: set[str] = set()
+def connection_tokens(raw_headers: RawHeaders) -> frozenset[bytes]:
+    """Header names listed in Connection, lower-case (they are hop-by-hop too)."""
+    tokens: set[bytes] = set()
     for name, value in raw_headers:
         if name.lower() == b"connection":
-            tokens.update(
-                t.strip().lower() for t in value.decode("latin-1").split(",") if t.strip()
-            )
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
     return frozenset(tokens)
 
 
-def end_to_end(raw_headers: RawHeaders, drop: Iterable[str] = ()) -> CIMultiDict[str]:
-    """Copy headers minus hop-by-hop ones, those named in Connection, and ``drop``."""
-    skip = HOP_BY_HOP | connection_tokens(raw_headers) | frozenset(drop)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in raw_headers:
-        text = name.decode("latin-1")
-        if text.lower() not in skip:
-            out.add(text, value.decode("latin-1"))
-    return out
+def end_to_end(raw_headers: RawHeaders, drop: frozenset[bytes] = frozenset()) -> HeaderList:
+    """Headers minus hop-by-hop ones, those named in Connection, and ``drop`` (all
+    lower-case names), in their original order and spelling."""
+    skip = HOP_BY_HOP | drop
+    if any(name.lower() == b"connection" for name, _ in raw_headers):
+        skip = skip | connection_tokens(raw_headers)
+    return [(name, value) for name, value in raw_headers if name.lower() not in skip]
 
 
 def is_trusted(client_ip: str | None, trusted: Sequence[Network]) -> bool:
@@ -126,27 +122,47 @@ def is_trusted(client_ip: str | None, trusted: Sequence[Network]) -> bool:
 
 
 def add_forwarded(
-    headers: CIMultiDict[str],
+    headers: HeaderList,
     client_ip: str | None,
-    proto: str,
-    host: str | None,
+    proto: bytes,
+    host: bytes | None,
     trusted: bool,
 ) -> None:
     """Set X-Forwarded-For/-Proto/-Host. Client-supplied values survive only if trusted."""
+    chain = client_ip.encode() if client_ip else b""
     if trusted:
-        previous = ", ".join(headers.getall("X-Forwarded-For", []))
-        chain = f"{previous}, {client_ip}" if previous else (client_ip or "")
-        proto = headers.get("X-Forwarded-Proto", proto)
-        host = headers.get("X-Forwarded-Host", host)
-    else:
-        chain = client_ip or ""
-    for name in _FORWARDED:
-        headers.popall(name, None)
+        previous = [v for n, v in headers if n.lower() == b"x-forwarded-for"]
+        if previous:
+            chain = b", ".join([*previous, chain]) if chain else b", ".join(previous)
+        proto = _last(headers, b"x-forwarded-proto") or proto
+        host = _last(headers, b"x-forwarded-host") or host
+    headers[:] = [(n, v) for n, v in headers if n.lower() not in _FORWARDED]
     if chain:
-        headers["X-Forwarded-For"] = chain
-    headers["X-Forwarded-Proto"] = proto
+        headers.append((b"X-Forwarded-For", chain))
+    headers.append((b"X-Forwarded-Proto", proto))
     if host:
-        headers["X-Forwarded-Host"] = host
+        headers.append((b"X-Forwarded-Host", host))
+
+
+def _last(headers: HeaderList, name: bytes) -> bytes | None:
+    found = None
+    for n, v in headers:
+        if n.lower() == name:
+            found = v
+    return found
+
+
+def header_value(raw_headers: RawHeaders, name: bytes) -> bytes | None:
+    """The first value of a header (``name`` lower-case)."""
+    for n, v in raw_headers:
+        if n.lower() == name:
+            return v
+    return None
+
+
+def serialize(first_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A message head: first line, headers, blank line."""
+    return b"".join([first_line, b"\r\n", *(b"%b: %b\r\n" % (n, v) for n, v in headers), b"\r\n"])
 
 
 def is_websocket_upgrade(raw_headers: RawHeaders) -> bool:
@@ -154,4 +170,4 @@ def is_websocket_upgrade(raw_headers: RawHeaders) -> bool:
     for name, value in raw_headers:
         if name.lower() == b"upgrade" and b"websocket" in value.lower():
             upgrade = True
-    return upgrade and "upgrade" in connection_tokens(raw_headers)
+    return upgrade and b"upgrade" in connection_tokens(raw_headers)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from yarl import URL
 
 from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
+from node.proxy.connection import ClientConnection, error_head
 from node.proxy.errors import BadResponse, ConnectFailed, ProxyError, ServerTimeout
 from node.proxy.headers import (
     IDEMPOTENT_METHODS,
@@ -22,27 +23,29 @@ from node.proxy.headers import (
     add_forwarded,
     end_to_end,
     framing_problem,
+    header_value,
     is_ambiguous,
     is_trusted,
     is_websocket_upgrade,
+    serialize,
 )
 from node.proxy.pool import BackendPool, Server
+from node.proxy.tunnel import open_tunnel
 from node.proxy.upstream import (
     ConnectError,
     RequestBody,
     StaleConnection,
     UpstreamResponse,
-    request_head,
 )
-from node.proxy.websocket import relay_websocket
 
 log = logging.getLogger("floatgate.proxy")
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_DROP_UPSTREAM = ("expect",)
-_DROP_DOWNSTREAM = ("content-length",)
+_DROP_UPSTREAM = frozenset({b"expect"})
+_DROP_DOWNSTREAM = frozenset({b"content-length"})
 _BUFFER_BODY = 65536  # request bodies up to this size are read whole before sending
+_PROTO_HTTP = b"http"
 
 
 class BadRequest(ProxyError):
@@ -55,13 +58,6 @@ class NotImplementedCoding(ProxyError):
     message = "Not Implemented: only the chunked transfer coding is supported"
 
 
-def plain_response(status: int, message: str, close: bool = False) -> web.Response:
-    response = web.Response(status=status, text=message + "\n", content_type="text/plain")
-    if close:
-        response.force_close()
-    return response
-
-
 @dataclass(frozen=True, slots=True)
 class Route:
     """What one frontend does with a request (swapped whole on reload)."""
@@ -71,112 +67,166 @@ class Route:
     access: AccessLog
 
 
+class ClientBodyError(Exception):
+    """Reading the client's request body failed (malformed chunk, client gone)."""
+
+
 class HttpProxy:
     def __init__(self, route: Route) -> None:
         self.route = route
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(
+        self, conn: ClientConnection, message: RawRequestMessage, payload: StreamReader
+    ) -> bool:
+        """Serve one request; True if the client connection may serve another."""
         route = self.route
-        conn: Any = request.protocol
-        major, minor = request.version
+        major, minor = message.version
         entry = AccessEntry(
-            started=getattr(conn, "request_started", None) or time.monotonic(),
+            started=conn.request_started or time.monotonic(),
             headers_done=time.monotonic(),
-            client=request.remote or "-",
+            client=conn.remote or "-",
             frontend=route.frontend.name,
             backend=route.pool.name,
-            request_line=f"{request.method} {request.raw_path} HTTP/{major}.{minor}",
+            request_line=f"{message.method} {message.path} HTTP/{major}.{minor}",
         )
-        response: web.StreamResponse | None = None
+        keep = not message.should_close
         try:
-            response = await self._proxy(request, route, entry)
+            keep = await self._proxy(conn, message, payload, route, entry) and keep
         except ProxyError as exc:
             entry.termination = type(exc).__name__
-            log.debug("%s %s: %s", route.frontend.name, request.raw_path, exc)
-            response = plain_response(exc.status, exc.message, close=exc.status in (400, 501))
-        except (ConnectionError, asyncio.CancelledError):
+            entry.status = exc.status
+            log.debug("%s %s: %s", route.frontend.name, message.path, exc)
+            keep = keep and exc.status not in (400, 501) and not entry.close_client
+            if entry.bytes_out == 0 and not entry.response_started:
+                head_only = message.method == "HEAD"
+                conn.write(error_head(exc.status, exc.message, close=not keep, head_only=head_only))
+            else:
+                keep = False
+        except ConnectionError:
             entry.termination = "ClientAborted"
-            raise
+            keep = False
         except Exception:
             log.exception("internal error while proxying %s", entry.request_line)
             entry.termination = "InternalError"
-            response = plain_response(500, "Internal Server Error", close=True)
+            entry.status = 500
+            if not entry.response_started and conn.transport is not None:
+                conn.write(error_head(500, "Internal Server Error"))
+            keep = False
         finally:
             entry.finished = time.monotonic()
-            if response is not None:
-                if entry.close_client:
-                    response.force_close()
-                if entry.status == 0:
-                    entry.status = response.status
             route.access.write(entry)
-        return response
+        return keep
 
     async def _proxy(
-        self, request: web.BaseRequest, route: Route, entry: AccessEntry
-    ) -> web.StreamResponse:
+        self,
+        conn: ClientConnection,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        route: Route,
+        entry: AccessEntry,
+    ) -> bool:
+        raw = message.raw_headers
         try:
-            problem = framing_problem(request.raw_headers, request.version)
+            problem = framing_problem(raw, message.version)
         except UnsupportedCoding as exc:
             raise NotImplementedCoding(str(exc)) from exc
         if problem is not None:
             raise BadRequest(problem)
+        if message.method == "CONNECT":
+            raise BadRequest("CONNECT is not supported")
         frontend, pool = route.frontend, route.pool
-        path = request.raw_path
+        path = message.path
         if not path.startswith("/"):
             path = _origin_form(path)
-        headers = end_to_end(request.raw_headers, _DROP_UPSTREAM)
+        host = header_value(raw, b"host")
+        websocket = conn.upgraded and is_websocket_upgrade(raw)
+        drop = _DROP_UPSTREAM if not websocket else frozenset()
+        headers = end_to_end(raw, drop)
+        if websocket:  # Connection and Upgrade are the point of this request
+            headers += [
+                (b"Connection", b"Upgrade"),
+                (b"Upgrade", header_value(raw, b"upgrade") or b""),
+            ]
         if frontend.forwardfor.enabled:
-            trusted = is_trusted(request.remote, frontend.forwardfor.trusted)
-            add_forwarded(headers, request.remote, "http", request.host, trusted)
-        key = path if pool.config.balance == "uri" else (request.remote or "")
-        if is_websocket_upgrade(request.raw_headers):
-            server = await pool.acquire(key)
-            entry.server = server.name
-            try:
-                entry.status = 101
-                return await relay_websocket(request, pool, server, path, headers)
-            finally:
-                pool.release(server)
-        one_shot = is_ambiguous(request.method, request.raw_headers)
+            trusted = is_trusted(conn.remote, frontend.forwardfor.trusted)
+            add_forwarded(headers, conn.remote, _PROTO_HTTP, host, trusted)
+        key = path if pool.config.balance == "uri" else (conn.remote or "")
+        if websocket:
+            return await self._tunnel(conn, message, path, headers, pool, key, entry)
+        one_shot = is_ambiguous(message.method, raw) or conn.upgraded
         entry.close_client = one_shot
-        body = await self._request_body(request)
+        body = await self._request_body(conn, message, payload)
         if body.chunked:
-            headers["Transfer-Encoding"] = "chunked"
-        head = request_head(request.method, path, headers.items())
-        replayable = request.method in IDEMPOTENT_METHODS and body.stream is None
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        head = serialize(f"{message.method} {path} HTTP/1.1".encode("latin-1"), headers)
+        # Ambiguous requests reach a server at most once, whatever their method.
+        replayable = message.method in IDEMPOTENT_METHODS and body.stream is None and not one_shot
         upstream, server = await self._send(
-            pool, request.method, head, body, replayable, key, entry
+            pool, message.method, head, body, replayable, key, entry
         )
         complete = False
         try:
-            response, complete = await self._relay_response(request, upstream, entry)
-            return response
+            complete = await self._relay_response(conn, message, upstream, entry)
         finally:
             server.connections.release(upstream.protocol, reusable=complete and not one_shot)
             pool.release(server)
+        return complete and not one_shot
 
-    async def _request_body(self, request: web.BaseRequest) -> RequestBody:
-        if not request.body_exists:
-            return RequestBody()
-        if (
-            request.version >= (1, 1)
-            and request.headers.get("Expect", "").lower() == "100-continue"
-        ):
-            assert request.transport is not None
-            request.transport.write(_CONTINUE)
-        content = request.content
-        length = request.content_length
+    async def _tunnel(
+        self,
+        conn: ClientConnection,
+        message: RawRequestMessage,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        pool: BackendPool,
+        key: str,
+        entry: AccessEntry,
+    ) -> bool:
+        server = await pool.acquire(key)
+        entry.server = server.name
+        head = serialize(f"{message.method} {path} HTTP/1.1".encode("latin-1"), headers)
+        address = (server.config.address.host, server.config.address.port)
+        try:
+            entry.response_started = True
+            entry.status, entry.bytes_out = await open_tunnel(
+                conn, address, head, pool.config.timeouts
+            )
+        except ConnectError as exc:
+            entry.response_started = False
+            pool.connect_failed(server, str(exc))
+            raise ConnectFailed(f"{pool.name}/{server.name}: {exc}") from exc
+        except ProxyError:
+            entry.response_started = False
+            raise
+        finally:
+            pool.release(server)
+        return False
+
+    async def _request_body(
+        self, conn: ClientConnection, message: RawRequestMessage, payload: StreamReader
+    ) -> RequestBody:
+        if payload.is_eof() and payload.exception() is None:  # no body, or all of it is here
+            data = payload.read_nowait(-1)
+            if message.chunked:
+                return RequestBody(data=_frame(data, True) + b"0\r\n\r\n", chunked=True)
+            return RequestBody(data=data)
+        expect = header_value(message.raw_headers, b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and message.version >= (1, 1):
+            conn.write(_CONTINUE)
+        length = message.headers.get("Content-Length")
         try:
             if length is not None:
-                if length <= _BUFFER_BODY:  # small: read whole, send with the head, replayable
-                    return RequestBody(data=await content.readexactly(length))
-                return RequestBody(stream=_client_body(b"", content))
+                if int(length) <= _BUFFER_BODY:  # small: read whole, sent with the head
+                    return RequestBody(data=await payload.readexactly(int(length)))
+                return RequestBody(stream=_client_body(b"", payload))
             # Chunked: parse what has already arrived before any server is contacted, so
             # a malformed chunk in the first segment is refused with nothing forwarded.
-            first = await content.readany()
+            first = await payload.readany()
         except Exception as exc:
             raise BadRequest(f"request body: {exc}") from exc
-        return RequestBody(stream=_client_body(first, content), chunked=True)
+        if payload.is_eof():
+            return RequestBody(data=_frame(first, True) + b"0\r\n\r\n", chunked=True)
+        return RequestBody(stream=_client_body(first, payload), chunked=True)
 
     async def _send(
         self,
@@ -217,11 +267,11 @@ class HttpProxy:
                 raise BadResponse(f"{pool.name}/{server.name}: {exc}") from exc
             except ClientBodyError as exc:
                 pool.release(server)
-                raise BadRequest(f"request body: {exc.__cause__}") from exc
+                raise BadRequest(f"request body: {exc.__cause__!r}") from exc
             except aiohttp.SocketTimeoutError as exc:
                 pool.release(server)
                 raise ServerTimeout(f"{pool.name}/{server.name}: {exc}") from exc
-            except (aiohttp.ClientError, ConnectionError) as exc:
+            except (aiohttp.ClientError, ConnectionError, HttpProcessingError) as exc:
                 pool.release(server)
                 if replayable and attempt < retries:
                     attempt += 1
@@ -234,49 +284,75 @@ class HttpProxy:
             return upstream, server
 
     async def _relay_response(
-        self, request: web.BaseRequest, upstream: UpstreamResponse, entry: AccessEntry
-    ) -> tuple[web.StreamResponse, bool]:
-        """Send the response; True when the server's response was read to its end."""
-        response = _BufferedResponse(status=upstream.status, reason=upstream.reason)
-        response.headers.extend(end_to_end(upstream.raw_headers, _DROP_DOWNSTREAM))
-        entry.status = upstream.status
-        no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES
-        if upstream.content_length is not None and upstream.status not in _NO_BODY_STATUSES:
-            response.content_length = upstream.content_length
-        elif no_body:
-            response.content_length = None
-        await response.prepare(request)
-        if not no_body:
-            try:
-                async for chunk in upstream.payload.iter_any():
-                    await response.write(chunk)
-                    entry.bytes_out += len(chunk)
-            except (
-                aiohttp.ClientPayloadError,
-                aiohttp.ServerTimeoutError,
-                aiohttp.ClientOSError,
-            ) as exc:
-                # Headers are gone already: the only honest signal left is to cut the
-                # client connection so it sees a truncated response.
-                entry.termination = f"ServerAbort: {type(exc).__name__}"
-                if request.transport is not None:
-                    request.transport.abort()
-                return response, False
-        await response.write_eof()
-        return response, upstream.payload.is_eof()
+        self,
+        conn: ClientConnection,
+        message: RawRequestMessage,
+        upstream: UpstreamResponse,
+        entry: AccessEntry,
+    ) -> bool:
+        """Send the response; True when it was relayed whole and the client connection
+        can carry another request."""
+        status = upstream.status
+        entry.status = status
+        no_body = message.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
+        headers = end_to_end(upstream.raw_headers, _DROP_DOWNSTREAM)
+        length = upstream.content_length
+        chunked = False
+        keep = not message.should_close and not conn.closing and not entry.close_client
+        if no_body:
+            if length is not None and status not in _NO_BODY_STATUSES:
+                headers.append((b"Content-Length", b"%d" % length))
+        elif length is not None:
+            headers.append((b"Content-Length", b"%d" % length))
+        elif message.version >= (1, 1):
+            chunked = True
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        else:
+            keep = False  # HTTP/1.0 without a length: the end of the body is the close
+        if not keep:
+            headers.append((b"Connection", b"close"))
+        elif message.version < (1, 1):
+            headers.append((b"Connection", b"keep-alive"))
+        reason = upstream.reason.encode("latin-1", "replace") or b"-"
+        head = serialize(b"HTTP/1.1 %d %b" % (status, reason), headers)
+        entry.response_started = True
+        if no_body:
+            conn.write(head)
+            return keep
+        payload = upstream.payload
+        try:
+            if payload.is_eof():  # the whole (small) body is here: one write
+                data = payload.read_nowait(-1)
+                entry.bytes_out = len(data)
+                conn.write(head + _frame(data, chunked) + (b"0\r\n\r\n" if chunked else b""))
+                return keep
+            conn.write(head)
+            async for chunk in payload.iter_any():
+                conn.write(_frame(chunk, chunked))
+                entry.bytes_out += len(chunk)
+                await conn.drain()
+            if chunked:
+                conn.write(b"0\r\n\r\n")
+        except (
+            aiohttp.ClientPayloadError,
+            aiohttp.ServerTimeoutError,
+            aiohttp.ClientOSError,
+        ) as exc:
+            # Headers are gone already: the only honest signal left is to cut the
+            # client connection so it sees a truncated response.
+            entry.termination = f"ServerAbort: {type(exc).__name__}"
+            conn.abort()
+            return False
+        return keep and payload.is_eof()
 
 
-class _BufferedResponse(web.StreamResponse):
-    """Headers leave with the first body bytes (one write for a small response)."""
-
-    _send_headers_immediately = False
-
-
-class ClientBodyError(Exception):
-    """Reading the client's request body failed (malformed chunk, client gone)."""
+def _frame(data: bytes, chunked: bool) -> bytes:
+    if not chunked or not data:
+        return data
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-async def _client_body(first: bytes, content: Any) -> AsyncIterator[bytes]:
+async def _client_body(first: bytes, content: StreamReader) -> AsyncIterator[bytes]:
     try:
         if first:
             yield first

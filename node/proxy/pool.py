@@ -1,5 +1,5 @@
 """A backend at run time: its servers' state, selection, the request queue, health loops,
-and the one client session shared by every request to this backend."""
+and the keep-alive connections to each server."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from node.config.model import BackendConfig, ServerConfig
 from node.proxy.balance import Balancer, make_balancer
 from node.proxy.errors import NoServerAvailable, QueueFull, QueueTimeout
 from node.proxy.health import HealthState, Transition, probe
-from node.proxy.upstream import ServerConnections, make_ws_session
+from node.proxy.upstream import ServerConnections
 
 log = logging.getLogger("floatgate.health")
 
@@ -67,7 +65,6 @@ class BackendPool:
         self._balancer_backup: Balancer = make_balancer(config.balance, self._backup)
         self._queue: collections.deque[_Waiter] = collections.deque()
         self._checks: list[asyncio.Task[None]] = []
-        self.ws_session: aiohttp.ClientSession | None = None
         self.in_flight = 0
 
     def _server(self, config: ServerConfig, previous: BackendPool | None) -> Server:
@@ -90,7 +87,6 @@ class BackendPool:
         return self.config.name
 
     def start(self) -> None:
-        self.ws_session = make_ws_session(self.config.timeouts)
         check = self.config.check
         if check is None:
             return
@@ -111,8 +107,6 @@ class BackendPool:
         self._queue.clear()
         for server in self.servers:
             server.connections.close()
-        if self.ws_session is not None:
-            await self.ws_session.close()
 
     # -- selection -------------------------------------------------------------------
 

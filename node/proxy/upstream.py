@@ -8,8 +8,6 @@ protocol, ``ResponseHandler`` (llhttp C response parser, payload StreamReader wi
 control, socket read timeout), and skips the rest. This module is the only place that
 touches that aiohttp internal; aiohttp is pinned in constraints.txt and every
 functional test goes through here.
-
-WebSocket upgrades still use a ClientSession (``make_ws_session``).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
@@ -137,6 +134,7 @@ class ServerConnections:
             while 100 <= message.code < 200 and message.code != 101:  # 103 Early Hints...
                 message, payload = await protocol.read()
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
+            # (SocketTimeoutError is a ServerTimeoutError, not one of these)
             protocol.close()
             if reused and not isinstance(exc, aiohttp.SocketTimeoutError):
                 raise StaleConnection(str(exc) or type(exc).__name__) from exc
@@ -177,23 +175,3 @@ async def _write_request(protocol: ResponseHandler, head: bytes, body: RequestBo
             await protocol._drain_helper()
     if body.chunked:
         transport.write(b"0\r\n\r\n")
-
-
-def make_ws_session(timeouts: Timeouts) -> aiohttp.ClientSession:
-    """A ClientSession for WebSocket upgrades only."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, force_close=True),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None),
-        trust_env=False,
-    )
-
-
-def request_head(method: str, target: str, headers: Any) -> bytes:
-    """Serialize an HTTP/1.1 request head (headers: iterable of (name, value) str pairs)."""
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")

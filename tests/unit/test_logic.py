@@ -7,7 +7,6 @@ import ipaddress
 from dataclasses import dataclass
 
 import pytest
-from multidict import CIMultiDict
 
 from node.proxy.accesslog import AccessEntry
 from node.proxy.balance import ConsistentHash, LeastConnections, SmoothRoundRobin
@@ -19,6 +18,7 @@ from node.proxy.headers import (
     is_ambiguous,
     is_trusted,
     is_websocket_upgrade,
+    serialize,
 )
 from node.proxy.health import HealthState
 
@@ -104,20 +104,28 @@ def test_framing_versions_and_codings() -> None:
 def test_end_to_end_drops_hop_by_hop_and_connection_listed() -> None:
     raw = [(b"Connection", b"close, X-Hop"), (b"X-Hop", b"1"), (b"Keep-Alive", b"5"),
            (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2"), (b"Upgrade", b"h2c")]  # fmt: skip
-    out = end_to_end(raw)
-    assert list(out.items()) == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+    assert end_to_end(raw) == [(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")]
+    assert end_to_end([(b"Expect", b"100-continue")], frozenset({b"expect"})) == []
 
 
 def test_forwarded_headers() -> None:
-    headers: CIMultiDict[str] = CIMultiDict({"X-Forwarded-For": "1.1.1.1"})
-    add_forwarded(headers, "10.1.1.1", "http", "h", trusted=False)
-    assert headers["X-Forwarded-For"] == "10.1.1.1"
-    headers = CIMultiDict([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "2.2.2.2")])
-    add_forwarded(headers, "10.1.1.1", "http", "h", trusted=True)
-    assert headers.getall("X-Forwarded-For") == ["1.1.1.1, 2.2.2.2, 10.1.1.1"]
+    headers = [(b"X-Forwarded-For", b"1.1.1.1"), (b"Host", b"h")]
+    add_forwarded(headers, "10.1.1.1", b"http", b"h", trusted=False)
+    assert headers == [(b"Host", b"h"), (b"X-Forwarded-For", b"10.1.1.1"),
+                       (b"X-Forwarded-Proto", b"http"), (b"X-Forwarded-Host", b"h")]  # fmt: skip
+    headers = [(b"X-Forwarded-For", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2"),
+               (b"X-Forwarded-Proto", b"https")]  # fmt: skip
+    add_forwarded(headers, "10.1.1.1", b"http", None, trusted=True)
+    assert headers == [(b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2, 10.1.1.1"),
+                       (b"X-Forwarded-Proto", b"https")]  # fmt: skip
     nets = (ipaddress.ip_network("10.0.0.0/8"),)
     assert is_trusted("10.9.9.9", nets) and not is_trusted("11.0.0.1", nets)
     assert not is_trusted("not-an-ip", nets)
+
+
+def test_serialize_head() -> None:
+    head = serialize(b"GET / HTTP/1.1", [(b"Host", b"h"), (b"X-A", b"1")])
+    assert head == b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n"
 
 
 def test_ambiguous_and_websocket_detection() -> None:

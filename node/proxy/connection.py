@@ -1,0 +1,216 @@
+"""One client connection: parse requests with aiohttp's C parser (llhttp), serve them
+in order, write responses as raw bytes.
+
+floatgate uses aiohttp's parsers and stream readers but not its web framework layer:
+measured here, aiohttp's server alone tops out near 32k req/s with an empty handler,
+while a byte relay on the same loop reaches 50k. This protocol keeps the hardened
+parser and drops the per-request framework objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.web_protocol import RequestPayloadError
+
+if TYPE_CHECKING:
+    from node.proxy.listener import Listener
+
+log = logging.getLogger("floatgate.listener")
+
+IDLE, READING, BUSY = 0, 1, 2
+_PIPELINE_PAUSE, _PIPELINE_RESUME = 32, 16
+
+
+def error_head(status: int, text: str, close: bool = True, head_only: bool = False) -> bytes:
+    """A complete short plain-text response (no body in answer to HEAD)."""
+    body = f"{text}\n".encode()
+    connection = b"Connection: close\r\n" if close else b""
+    return (
+        f"HTTP/1.1 {status} {text.split(':')[0]}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n".encode()
+        + connection
+        + b"\r\n"
+        + (b"" if head_only else body)
+    )
+
+
+class _ParseFailure:
+    def __init__(self, exc: HttpProcessingError) -> None:
+        self.exc = exc
+
+
+class ClientConnection(BaseProtocol):
+    """States: IDLE (between requests), READING (a request's head is arriving), BUSY
+    (being served). The frontend's sweeper applies ``timeout.client`` to the first two."""
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(listener.loop)
+        frontend = listener.proxy.route.frontend
+        self.listener = listener
+        self.uri_limit = frontend.max_uri_length
+        self.parser = HttpRequestParser(
+            self,
+            listener.loop,
+            2**16,
+            max_line_size=frontend.max_uri_length,
+            max_field_size=frontend.max_header_size,
+            max_headers=128,
+            payload_exception=RequestPayloadError,
+            auto_decompress=False,
+        )
+        self._parser = self.parser  # BaseProtocol pauses and resumes it with the transport
+        self.queue: collections.deque[tuple[Any, StreamReader]] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
+        self.phase = IDLE
+        self.since = time.monotonic()
+        self.request_started: float | None = None
+        self.closing = False  # answer "Connection: close" and close after this response
+        self.remote: str | None = None
+        self.upgraded = False
+        self.upgrade_tail = bytearray()
+        self.tunnel: Any = None  # set by the upgrade relay; receives raw client bytes
+        self._current_payload: StreamReader | None = None
+        self._reading_paused_by_queue = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if peer else None
+        self.listener.connections.add(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        payload = self._current_payload
+        if payload is not None and not payload.is_eof():
+            payload.set_exception(ConnectionResetError("client closed the connection"))
+        if self.tunnel is not None:
+            self.tunnel.client_closed()
+        self.listener.connection_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        if self.upgraded:
+            self.upgrade_tail += data
+            return
+        if self.phase == IDLE and data:
+            self.phase = READING
+            self.since = self.request_started = time.monotonic()
+        try:
+            messages, upgraded, tail = self.parser.feed_data(data)
+        except HttpProcessingError as exc:
+            self.queue.append((_ParseFailure(exc), EMPTY_PAYLOAD))
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        else:
+            self.queue.extend(messages)
+            if upgraded:
+                self.upgraded = self._upgraded = True
+                self.upgrade_tail += tail
+        if self.queue:
+            if self.task is None:
+                self.task = self._loop.create_task(self._serve())
+            if len(self.queue) >= _PIPELINE_PAUSE and not self._reading_paused_by_queue:
+                self._reading_paused_by_queue = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        if self.tunnel is not None:
+            self.tunnel.client_eof()
+            return True  # keep our half open for the server's remaining bytes
+        return False
+
+    # -- serving -------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("client connection closed")
+        transport.write(data)
+
+    async def drain(self) -> None:
+        if self.writing_paused:
+            await self._drain_helper()
+
+    async def _serve(self) -> None:
+        try:
+            while self.queue and self.transport is not None:
+                message, payload = self.queue.popleft()
+                if self._reading_paused_by_queue and len(self.queue) < _PIPELINE_RESUME:
+                    self._reading_paused_by_queue = False
+                    self.transport.resume_reading()
+                if isinstance(message, _ParseFailure):
+                    self._refuse(message.exc)
+                    return
+                self.phase = BUSY
+                self._current_payload = payload
+                keep = await self.listener.proxy.handle(self, message, payload)
+                self._current_payload = None
+                if payload is not EMPTY_PAYLOAD and not payload.is_eof():
+                    keep = False  # an unread request body: the stream position is unknown
+                if not keep or self.closing or self.upgraded or self.transport is None:
+                    self.close()
+                    return
+                self.phase = IDLE
+                self.since = time.monotonic()
+                self.request_started = None
+        except Exception:
+            log.exception("%s: unexpected error serving %s", self.listener.name, self.remote)
+            self.abort()
+        finally:
+            self.task = None
+
+    def _refuse(self, exc: HttpProcessingError) -> None:
+        if isinstance(exc, LineTooLong):
+            status, text = _too_long(exc, self.uri_limit)
+        elif isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower():
+            status, text = 431, "Request Header Fields Too Large"
+        else:
+            status, text = 400, "Bad Request"
+        log.info("%s: rejected request from %s: %s", self.listener.name, self.remote,
+                 " ".join(str(exc).split())[:200])  # fmt: skip
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(error_head(status, text))
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def expire(self, now: float, limit: float) -> None:
+        """Close the connection if it has been idle or sending headers for too long."""
+        if self.phase == BUSY or self.tunnel is not None or now - self.since < limit:
+            return
+        if self.phase == READING and self.transport is not None:
+            self.transport.write(error_head(408, "Request Timeout"))
+            log.info("%s: client %s too slow to send request headers: 408",
+                     self.listener.name, self.remote)  # fmt: skip
+        self.close()
+
+
+def _too_long(exc: LineTooLong, uri_limit: int) -> tuple[int, str]:
+    """The parser reports the offending bytes and the limit it hit: the request target
+    (starts with / or a scheme, limit max_uri_length) -> 414, anything else -> 431."""
+    line, limit = (*exc.args, "", "")[:2]
+    head = bytes(line[:8]) if isinstance(line, bytes | bytearray) else str(line)[:8].encode()
+    if str(limit) == str(uri_limit) and head.startswith((b"/", b"*", b"http:", b"https:")):
+        return 414, "URI Too Long"
+    return 431, "Request Header Fields Too Large"
+
+
+__all__ = ["BUSY", "IDLE", "READING", "ClientConnection", "RawRequestMessage", "error_head"]
