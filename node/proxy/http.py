@@ -158,6 +158,8 @@ class HttpProxy:
         body = await self._request_body(conn, message, payload)
         if body.chunked:
             headers.append((b"Transfer-Encoding", b"chunked"))
+        if host is None:  # HTTP/1.0 without Host: HTTP/1.1 to the server requires one
+            headers.append((b"Host", b"%b" % str(pool.servers[0].config.address).encode()))
         head = serialize(f"{message.method} {path} HTTP/1.1".encode("latin-1"), headers)
         # Ambiguous requests reach a server at most once, whatever their method.
         replayable = message.method in IDEMPOTENT_METHODS and body.stream is None and not one_shot

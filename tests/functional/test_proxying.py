@@ -251,3 +251,84 @@ async def test_keep_alive_reuses_client_connection(backends: Any, proxy: Any) ->
         assert await asyncio.wait_for(reader.readexactly(1), 5) == b"a"
     writer.close()
     assert len(backend.requests) == 3
+
+
+async def test_pipelined_requests_answered_in_order(backends: Any, proxy: Any) -> None:
+    backend = await backends("a")
+    backend.delay = 0.05
+    port = free_port()
+    await proxy(cluster_yaml(port, [backend.address]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(5)))
+    for _ in range(5):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert await reader.readexactly(1) == b"a"
+    writer.close()
+    assert [p for _, p in backend.requests] == ["/0", "/1", "/2", "/3", "/4"]
+
+
+async def test_http10_client_keepalive_and_close(backends: Any, proxy: Any) -> None:
+    async def no_length(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"streamed")
+        await response.write_eof()
+        return response
+
+    backend = await backends("a", no_length)
+    port = free_port()
+    await proxy(cluster_yaml(port, [backend.address]))
+    # Without a length, an HTTP/1.0 client learns the end of the body from the close.
+    reply = await raw_exchange(port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert reply.status == 200 and reply.body == b"streamed" and reply.closed
+    assert "transfer-encoding" not in reply.headers
+    # The same response to HTTP/1.1 is chunked and the connection stays open.
+    reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert reply.headers["transfer-encoding"] == "chunked" and not reply.closed
+    assert reply.body.startswith(b"8\r\nstreamed\r\n0\r\n\r\n")
+
+
+async def test_http10_keepalive_with_length(backends: Any, proxy: Any) -> None:
+    backend = await backends("a")
+    port = free_port()
+    await proxy(cluster_yaml(port, [backend.address]))
+    reply = await raw_exchange(port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert reply.status == 200 and not reply.closed
+    assert reply.headers["connection"].lower() == "keep-alive"
+    reply = await raw_exchange(port, b"GET / HTTP/1.0\r\n\r\n")
+    assert reply.status == 200 and reply.closed
+
+
+async def test_pooled_connection_closed_by_server_is_not_an_error(proxy: Any) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=0.2)
+    await runner.setup()
+    backend_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", backend_port).start()
+    port = free_port()
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{backend_port}"], backend_extra="    retries: 0"))
+    for _ in range(3):
+        reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert reply.status == 200
+        await asyncio.sleep(0.4)  # the server closes its idle keep-alive connection
+    await runner.cleanup()
+
+
+async def test_refused_upgrade_is_relayed_and_closed(backends: Any, proxy: Any) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=403, text="no websockets here")
+
+    backend = await backends("a", refuse)
+    port = free_port()
+    await proxy(cluster_yaml(port, [backend.address]))
+    reply = await raw_exchange(
+        port,
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    assert reply.status == 403 and reply.body == b"no websockets here" and reply.closed
