@@ -26,6 +26,18 @@ async def _names(port: int, count: int, headers: dict[str, str] | None = None,
     return names
 
 
+async def _concurrent_statuses(port: int, count: int, stagger: float = 0.0) -> list[int]:
+    """Send GET /0 .. /count-1 at once (request i after i*stagger s); their statuses."""
+    async with aiohttp.ClientSession() as client:
+
+        async def get(i: int) -> int:
+            await asyncio.sleep(i * stagger)
+            async with client.get(f"http://127.0.0.1:{port}/{i}") as r:
+                return r.status
+
+        return list(await asyncio.gather(*(get(i) for i in range(count))))
+
+
 async def test_weighted_roundrobin_is_smooth(backends: Any, proxy: Any) -> None:
     a, b = await backends("a"), await backends("b")
     port = free_port()
@@ -189,13 +201,7 @@ async def test_server_maxconn_queue_and_queue_timeout(backends: Any, proxy: Any)
     port = free_port()
     await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
                              backend_extra="    timeout: {queue: 200ms}"))  # fmt: skip
-    async with aiohttp.ClientSession() as client:
-
-        async def get() -> int:
-            async with client.get(f"http://127.0.0.1:{port}/") as r:
-                return r.status
-
-        statuses = await asyncio.gather(get(), get())
+    statuses = await _concurrent_statuses(port, 2)
     assert sorted(statuses) == [200, 503]
 
 
@@ -205,14 +211,7 @@ async def test_queue_serves_waiters_in_order(backends: Any, proxy: Any) -> None:
     port = free_port()
     await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
                              backend_extra="    timeout: {queue: 5s}"))  # fmt: skip
-    async with aiohttp.ClientSession() as client:
-
-        async def get(i: int) -> int:
-            await asyncio.sleep(i * 0.02)
-            async with client.get(f"http://127.0.0.1:{port}/{i}") as r:
-                return r.status
-
-        statuses = await asyncio.gather(*(get(i) for i in range(4)))
+    statuses = await _concurrent_statuses(port, 4, stagger=0.02)
     assert statuses == [200] * 4
     assert [p for _, p in slow.requests] == ["/0", "/1", "/2", "/3"]
 
@@ -223,13 +222,7 @@ async def test_maxqueue_full_is_503(backends: Any, proxy: Any) -> None:
     port = free_port()
     await proxy(cluster_yaml(port, [slow.address], server_extra=", maxconn: 1",
                              backend_extra="    maxqueue: 1"))  # fmt: skip
-    async with aiohttp.ClientSession() as client:
-
-        async def get() -> int:
-            async with client.get(f"http://127.0.0.1:{port}/") as r:
-                return r.status
-
-        statuses = await asyncio.gather(get(), get(), get())
+    statuses = await _concurrent_statuses(port, 3)
     assert sorted(statuses) == [200, 200, 503]
 
 
