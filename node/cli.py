@@ -23,12 +23,29 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate configuration files, like haproxy -c")
     check.add_argument("cluster", type=Path, help="cluster.yaml")
     check.add_argument("--node", type=Path, help="node.yaml (optional)")
+    check.add_argument(
+        "--certs", type=Path, help="certificates directory (default: next to cluster.yaml)"
+    )
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
     run = commands.add_parser("run", help="run a node (standalone when no etcd is configured)")
     run.add_argument("--cluster", type=Path, required=True, help="cluster.yaml")
     run.add_argument("--node", type=Path, help="node.yaml (optional)")
+    run.add_argument(
+        "--certs", type=Path, help="certificates directory (default: next to cluster.yaml)"
+    )
     run.add_argument("--no-access-log", action="store_true", help="do not log each request")
+
+    certs = commands.add_parser("certs", help="certificate tools")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True)
+    dev_ca = certs_commands.add_parser("dev-ca", help="make a private CA, server and client certs")
+    dev_ca.add_argument("--out", type=Path, required=True, help="directory to write into")
+    dev_ca.add_argument("--name", action="append", required=True, help="server DNS name (repeat)")
+    dev_ca.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
+    inspect = certs_commands.add_parser("inspect", help="show and check a PEM bundle")
+    inspect.add_argument("file", type=Path)
+    inspect.add_argument("--key", type=Path, help="key file, if not in the bundle")
+    inspect.add_argument("--json", action="store_true")
 
     demo = commands.add_parser("demo", help="start two backends and floatgate, show balancing")
     demo.add_argument("--requests", type=int, default=12)
@@ -41,21 +58,56 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "check":
-        return _check(args.cluster, args.node, args.json)
+        return _check(args.cluster, args.node, _certs_dir(args), args.json)
     if args.command == "run":
-        return _run(args.cluster, args.node, not args.no_access_log)
+        return _run(args.cluster, args.node, _certs_dir(args), not args.no_access_log)
+    if args.command == "certs":
+        return _certs(args)
     from node.demo import run_demo
 
     return run_demo(args.requests, args.port)
 
 
-def _check(cluster: Path, node: Path | None, as_json: bool) -> int:
+def _certs_dir(args: argparse.Namespace) -> Path:
+    chosen: Path = args.certs if args.certs is not None else args.cluster.resolve().parent
+    return chosen
+
+
+def _certs(args: argparse.Namespace) -> int:
+    if args.certs_command == "dev-ca":
+        from node.tls.devca import write_dev_ca
+
+        paths = write_dev_ca(args.out, tuple(args.name), args.key)
+        print(f"wrote a development CA for {', '.join(args.name)} into {args.out}:")
+        for path in paths.values():
+            print(f"  {path}")
+        print("Not for production: the CA key is on disk, unencrypted.")
+        return 0
+    from node.tls.inspect import format_report, inspect_file
+
+    report = inspect_file(args.file, args.key)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(format_report(report)))
+    return 0 if report["usable"] else 2
+
+
+def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> int:
     errors: list[str] = []
+    warnings: list[str] = []
     config: ClusterConfig | None = None
     try:
         config = load_cluster(cluster)
     except ConfigError as exc:
         errors.extend(exc.errors)
+    if config is not None:
+        from node.tls.material import TlsConfigError, load_tls
+
+        try:
+            warnings.extend(load_tls(config, certs_dir).warnings)
+        except TlsConfigError as exc:
+            errors.extend(exc.errors)
     if node is not None:
         try:
             load_node(node)
@@ -63,7 +115,8 @@ def _check(cluster: Path, node: Path | None, as_json: bool) -> int:
             errors.extend(exc.errors)
     if as_json:
         summary = summarize(config) if config is not None and not errors else None
-        print(json.dumps({"valid": not errors, "errors": errors, "summary": summary}, indent=2))
+        document = {"valid": not errors, "errors": errors, "warnings": warnings, "summary": summary}
+        print(json.dumps(document, indent=2))
         return 2 if errors else 0
     if errors:
         print(f"Configuration is invalid ({len(errors)} error(s)):", file=sys.stderr)
@@ -74,10 +127,12 @@ def _check(cluster: Path, node: Path | None, as_json: bool) -> int:
     print(f"Configuration file is valid: {cluster}")
     for line in summary_lines(config):
         print(f"  {line}")
+    for warning in warnings:
+        print(f"  warning: {warning}")
     return 0
 
 
-def _run(cluster: Path, node: Path | None, access_log: bool) -> int:
+def _run(cluster: Path, node: Path | None, certs_dir: Path, access_log: bool) -> int:
     if node is not None:
         try:
             node_config = load_node(node)
@@ -93,7 +148,7 @@ def _run(cluster: Path, node: Path | None, access_log: bool) -> int:
             return 2
     from node.daemon import run_standalone
 
-    return run_standalone(cluster, access_log)
+    return run_standalone(cluster, certs_dir, access_log)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from node.config import ConfigError, load_cluster
 from node.config.model import ClusterConfig
 from node.proxy.errors import ListenError
 from node.proxy.runtime import DataPlane
+from node.tls.material import TlsConfigError, TlsMaterial, load_tls
 
 log = logging.getLogger("floatgate.daemon")
 
@@ -47,20 +48,36 @@ def install_event_loop_policy() -> str:
     return "uvloop"
 
 
+def load_all(cluster_path: Path, certs_dir: Path) -> tuple[ClusterConfig, TlsMaterial]:
+    """The configuration and every certificate it names, all checked, or ConfigError
+    listing every problem (nothing is applied)."""
+    config = load_cluster(cluster_path)
+    try:
+        tls = load_tls(config, certs_dir)
+    except TlsConfigError as exc:
+        raise ConfigError(exc.errors) from exc
+    for warning in tls.warnings:
+        log.warning("%s", warning)
+    return config, tls
+
+
 class Daemon:
-    def __init__(self, cluster_path: Path, access_log: bool = True) -> None:
+    def __init__(self, cluster_path: Path, certs_dir: Path, access_log: bool = True) -> None:
         self.cluster_path = cluster_path
+        self.certs_dir = certs_dir
         self.access_log = access_log
         self._stop = asyncio.Event()
         self._reloads: asyncio.Queue[None] = asyncio.Queue()
         self.plane: DataPlane | None = None
 
-    async def run(self, config: ClusterConfig, ready: Callable[[], None] | None = None) -> None:
+    async def run(
+        self, config: ClusterConfig, tls: TlsMaterial, ready: Callable[[], None] | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
-        self.plane = DataPlane(config, self.access_log)
+        self.plane = DataPlane(config, self.access_log, tls)
         await self.plane.start()
         log.info("floatgate running standalone (%s), pid ready", config.source)
         if ready is not None:
@@ -82,22 +99,22 @@ class Daemon:
         """Re-read the cluster file. An invalid file changes nothing."""
         assert self.plane is not None
         try:
-            config = load_cluster(self.cluster_path)
+            config, tls = load_all(self.cluster_path, self.certs_dir)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration:\n%s", exc)
             return False
         try:
-            await self.plane.reload(config)
+            await self.plane.reload(config, tls)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return False
         return True
 
 
-def run_standalone(cluster_path: Path, access_log: bool = True) -> int:
+def run_standalone(cluster_path: Path, certs_dir: Path, access_log: bool = True) -> int:
     try:
         require_c_parser()
-        config = load_cluster(cluster_path)
+        config, tls = load_all(cluster_path, certs_dir)
     except ParserCheckError as exc:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 1
@@ -107,7 +124,7 @@ def run_standalone(cluster_path: Path, access_log: bool = True) -> int:
     loop_name = install_event_loop_policy()
     log.info("event loop: %s", loop_name)
     try:
-        asyncio.run(Daemon(cluster_path, access_log).run(config))
+        asyncio.run(Daemon(cluster_path, certs_dir, access_log).run(config, tls))
     except (ListenError, OSError) as exc:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 1

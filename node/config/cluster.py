@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -17,10 +17,13 @@ from node.config.errors import ConfigError
 from node.config.model import (
     BackendConfig,
     BalanceAlgorithm,
+    CertificateSource,
+    ClientAuthConfig,
     ClusterConfig,
     ElectionConfig,
     ForwardFor,
     FrontendConfig,
+    FrontendTls,
     GarpConfig,
     HealthCheck,
     HostPort,
@@ -30,7 +33,10 @@ from node.config.model import (
 )
 from node.config.reader import Reader
 
-_TOP = {"cluster", "election", "vip", "defaults", "frontends", "backends", "shutdown_grace"}
+_TOP = {
+    "cluster", "election", "vip", "defaults", "frontends", "backends", "shutdown_grace",
+    "certificates", "client_cas", "crls",
+}  # fmt: skip
 _TIMEOUT_KEYS = {"connect", "client", "server", "queue"}
 _BALANCE = ("roundrobin", "leastconn", "source", "uri")
 _METHOD_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -88,7 +94,14 @@ class _Parser:
         self.check_names("frontends", [f.name for f in frontends])
         self.check_references(frontends, {b.name for b in backends})
         self.check_binds(frontends)
+        certificates = self.certificates(top.get("certificates"))
+        client_cas = self.files(top.get("client_cas"), "client_cas")
+        crls = self.files(top.get("crls"), "crls")
+        self.check_tls_references(frontends, certificates, client_cas, crls)
         return ClusterConfig(
+            certificates=certificates,
+            client_cas=client_cas,
+            crls=crls,
             cluster=cluster,
             frontends=tuple(frontends),
             backends=tuple(backends),
@@ -113,7 +126,7 @@ class _Parser:
         r = self.r
         allowed = {
             "name", "bind", "mode", "maxconn", "forwardfor", "timeout",
-            "default_backend", "max_header_size", "max_uri_length",
+            "default_backend", "max_header_size", "max_uri_length", "tls",
         }  # fmt: skip
         m = r.mapping(value, path, allowed, {"name", "bind", "default_backend"})
         self.mode(m, path)
@@ -127,7 +140,92 @@ class _Parser:
             timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
             max_header_size=r.integer(m, "max_header_size", path, 16384, 1024, 1 << 20),
             max_uri_length=r.integer(m, "max_uri_length", path, 8190, 256, 1 << 16),
+            tls=self.frontend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
         )
+
+    def frontend_tls(self, value: Any, path: str) -> FrontendTls:
+        r = self.r
+        allowed = {"certificates", "policy", "client_auth", "handshake_timeout"}
+        m = r.mapping(value, path, allowed, {"certificates"})
+        names = [str(item) for _, item in r.items(m.get("certificates"), f"{path}.certificates")]
+        if "certificates" in m and not names:
+            r.error(f"{path}.certificates", "needs at least one certificate")
+        policy = r.string(m, "policy", path, "intermediate")
+        if policy not in ("intermediate", "modern"):
+            r.error(f"{path}.policy", f"{policy!r} is not a TLS policy (intermediate or modern)")
+            policy = "intermediate"
+        client_auth = None
+        if "client_auth" in m:
+            a_path = f"{path}.client_auth"
+            auth_keys = {"ca", "crl", "verify", "forward_pem"}
+            a = r.mapping(m["client_auth"], a_path, auth_keys, {"ca"})
+            verify = r.string(a, "verify", a_path, "required")
+            if verify not in ("none", "optional", "required"):
+                r.error(f"{a_path}.verify", f"{verify!r} is not none, optional or required")
+                verify = "required"
+            client_auth = ClientAuthConfig(
+                ca=r.string(a, "ca", a_path),
+                verify=cast(Literal["none", "optional", "required"], verify),
+                crl=r.string(a, "crl", a_path) if "crl" in a else None,
+                forward_pem=r.boolean(a, "forward_pem", a_path, False),
+            )
+        return FrontendTls(
+            certificates=tuple(names),
+            policy="modern" if policy == "modern" else "intermediate",
+            client_auth=client_auth,
+            handshake_timeout=r.duration(m, "handshake_timeout", path, 5.0, low=0.05),
+        )
+
+    def certificates(self, value: Any) -> dict[str, CertificateSource]:
+        if value is None:
+            return {}
+        m = self.r.mapping(value, "certificates", set(value) if isinstance(value, dict) else set())
+        result: dict[str, CertificateSource] = {}
+        for name, item in m.items():
+            path = f"certificates.{name}"
+            if isinstance(item, str):
+                result[name] = CertificateSource(cert=item)
+                continue
+            c = self.r.mapping(item, path, {"cert", "key"}, {"cert", "key"})
+            result[name] = CertificateSource(
+                cert=self.r.string(c, "cert", path), key=self.r.string(c, "key", path)
+            )
+        return result
+
+    def files(self, value: Any, path: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        m = self.r.mapping(value, path, set(value) if isinstance(value, dict) else set())
+        result = {}
+        for name, item in m.items():
+            if not isinstance(item, str):
+                self.r.error(f"{path}.{name}", "must be a file name")
+            else:
+                result[name] = item
+        return result
+
+    def check_tls_references(
+        self,
+        frontends: list[FrontendConfig],
+        certificates: dict[str, CertificateSource],
+        client_cas: dict[str, str],
+        crls: dict[str, str],
+    ) -> None:
+        for index, frontend in enumerate(frontends):
+            tls = frontend.tls
+            if tls is None:
+                continue
+            path = f"frontends[{index}].tls"
+            for position, name in enumerate(tls.certificates):
+                if name not in certificates:
+                    message = f"certificate {name!r} is not defined in certificates"
+                    self.r.error(f"{path}.certificates[{position}]", message)
+            auth = tls.client_auth
+            if auth is not None and auth.ca and auth.ca not in client_cas:
+                message = f"{auth.ca!r} is not defined in client_cas"
+                self.r.error(f"{path}.client_auth.ca", message)
+            if auth is not None and auth.crl is not None and auth.crl not in crls:
+                self.r.error(f"{path}.client_auth.crl", f"{auth.crl!r} is not defined in crls")
 
     def mode(self, m: Mapping[str, Any], path: str) -> None:
         mode = self.r.string(m, "mode", path, "http")

@@ -80,6 +80,30 @@ class ForwardFor:
 
 
 @dataclass(frozen=True, slots=True)
+class CertificateSource:
+    """A PEM bundle (leaf + chain + key), or a certificate file and a key file."""
+
+    cert: str
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuthConfig:
+    ca: str
+    verify: Literal["none", "optional", "required"] = "required"
+    crl: str | None = None
+    forward_pem: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendTls:
+    certificates: tuple[str, ...]
+    policy: Literal["intermediate", "modern"] = "intermediate"
+    client_auth: ClientAuthConfig | None = None
+    handshake_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class FrontendConfig:
     name: str
     bind: HostPort
@@ -90,6 +114,7 @@ class FrontendConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_header_size: int = 16384
     max_uri_length: int = 8190
+    tls: FrontendTls | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +145,9 @@ class ClusterConfig:
     vip: VipConfig | None = None
     shutdown_grace: float = 10.0
     source: str = "<memory>"
+    certificates: dict[str, CertificateSource] = field(default_factory=dict)
+    client_cas: dict[str, str] = field(default_factory=dict)
+    crls: dict[str, str] = field(default_factory=dict)
 
     def backend(self, name: str) -> BackendConfig:
         for backend in self.backends:

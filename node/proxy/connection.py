@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,9 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineToo
 from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestPayloadError
+
+from node.config.model import ClientAuthConfig
+from node.tls.peer import client_cert_headers
 
 if TYPE_CHECKING:
     from node.proxy.listener import Listener
@@ -80,6 +84,8 @@ class ClientConnection(BaseProtocol):
         self.tunnel: Any = None  # set by the upgrade relay; receives raw client bytes
         self._current_payload: StreamReader | None = None
         self._reading_paused_by_queue = False
+        self.ssl_object: ssl.SSLObject | None = None
+        self._cert_headers: list[tuple[bytes, bytes]] | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -87,6 +93,7 @@ class ClientConnection(BaseProtocol):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if peer else None
+        self.ssl_object = transport.get_extra_info("ssl_object")
         self.listener.connections.add(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -130,6 +137,13 @@ class ClientConnection(BaseProtocol):
             self.tunnel.client_eof()
             return True  # keep our half open for the server's remaining bytes
         return False
+
+    def client_cert_headers(self, auth: ClientAuthConfig | None) -> list[tuple[bytes, bytes]]:
+        """The client-certificate headers for this TLS session (computed once)."""
+        if self._cert_headers is None:
+            forward_pem = auth is not None and auth.forward_pem
+            self._cert_headers = client_cert_headers(self.ssl_object, forward_pem)
+        return list(self._cert_headers)
 
     # -- serving -------------------------------------------------------------------
 

@@ -37,15 +37,21 @@ from node.proxy.upstream import (
     StaleConnection,
     UpstreamResponse,
 )
+from node.tls.material import FrontendTlsRuntime
 
 log = logging.getLogger("floatgate.proxy")
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_DROP_UPSTREAM = frozenset({b"expect"})
+# Client-certificate headers are floatgate's to set: whatever a client sends is removed.
+CLIENT_CERT_HEADERS = frozenset(
+    {b"x-ssl-client-verify", b"x-ssl-client-subject", b"x-ssl-client-issuer",
+     b"x-ssl-client-sha256", b"x-ssl-client-cert"}
+)  # fmt: skip
+_DROP_UPSTREAM = frozenset({b"expect"}) | CLIENT_CERT_HEADERS
 _DROP_DOWNSTREAM = frozenset({b"content-length"})
 _BUFFER_BODY = 65536  # request bodies up to this size are read whole before sending
-_PROTO_HTTP = b"http"
+_PROTO_HTTP, _PROTO_HTTPS = b"http", b"https"
 
 
 class BadRequest(ProxyError):
@@ -65,6 +71,7 @@ class Route:
     frontend: FrontendConfig
     pool: BackendPool
     access: AccessLog
+    tls: FrontendTlsRuntime | None = None
 
 
 class ClientBodyError(Exception):
@@ -140,8 +147,10 @@ class HttpProxy:
             path = _origin_form(path)
         host = header_value(raw, b"host")
         websocket = conn.upgraded and is_websocket_upgrade(raw)
-        drop = _DROP_UPSTREAM if not websocket else frozenset()
+        drop = _DROP_UPSTREAM if not websocket else CLIENT_CERT_HEADERS
         headers = end_to_end(raw, drop)
+        if route.tls is not None and route.tls.client_auth:
+            headers += conn.client_cert_headers(route.tls.config.client_auth)
         if websocket:  # Connection and Upgrade are the point of this request
             headers += [
                 (b"Connection", b"Upgrade"),
@@ -149,7 +158,8 @@ class HttpProxy:
             ]
         if frontend.forwardfor.enabled:
             trusted = is_trusted(conn.remote, frontend.forwardfor.trusted)
-            add_forwarded(headers, conn.remote, _PROTO_HTTP, host, trusted)
+            proto = _PROTO_HTTPS if conn.ssl_object is not None else _PROTO_HTTP
+            add_forwarded(headers, conn.remote, proto, host, trusted)
         key = path if pool.config.balance == "uri" else (conn.remote or "")
         if websocket:
             return await self._tunnel(conn, message, path, headers, pool, key, entry)

@@ -12,14 +12,18 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 
 from node.config.model import HostPort
 from node.proxy.connection import BUSY, ClientConnection
 from node.proxy.errors import ListenError
 from node.proxy.http import HttpProxy
+from node.tls.material import FrontendTlsRuntime
 
 log = logging.getLogger("floatgate.listener")
+
+MAX_HANDSHAKES = 1024  # TLS handshakes in progress per frontend
 
 
 class Listener:
@@ -30,6 +34,10 @@ class Listener:
         self._slot_freed = asyncio.Event()
         self._socket: socket.socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # Handshakes run in their own tasks, bounded: a flood of half-open handshakes
+        # costs at most this many sockets and never blocks accepting.
+        self._handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
+        self._handshake_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -70,10 +78,31 @@ class Listener:
                 await asyncio.sleep(0.1)
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                await self.loop.connect_accepted_socket(lambda: ClientConnection(self), client)
-            except OSError:
-                client.close()
+            tls = self.proxy.route.tls
+            if tls is None:
+                try:
+                    await self.loop.connect_accepted_socket(lambda: ClientConnection(self), client)
+                except OSError:
+                    client.close()
+                continue
+            await self._handshakes.acquire()
+            task = asyncio.create_task(self._handshake(client, tls))
+            self._handshake_tasks.add(task)
+            task.add_done_callback(self._handshake_tasks.discard)
+
+    async def _handshake(self, client: socket.socket, tls: FrontendTlsRuntime) -> None:
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: ClientConnection(self),
+                client,
+                ssl=tls.selector.default,
+                ssl_handshake_timeout=tls.config.handshake_timeout,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            log.debug("frontend %s: TLS handshake failed: %r", self.name, exc)
+            client.close()
+        finally:
+            self._handshakes.release()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -84,7 +113,7 @@ class Listener:
                 conn.expire(now, limit)
 
     def stop_accepting(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._handshake_tasks]:
             task.cancel()
         self._tasks.clear()
         if self._socket is not None:

@@ -6,22 +6,34 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from node.config.model import ClusterConfig
+from node.config.model import ClusterConfig, FrontendConfig
 from node.proxy.accesslog import AccessLog
 from node.proxy.http import HttpProxy, Route
 from node.proxy.listener import Listener
 from node.proxy.pool import BackendPool
+from node.tls.material import TlsMaterial
 
 log = logging.getLogger("floatgate.runtime")
 
 
 class DataPlane:
-    def __init__(self, config: ClusterConfig, access_log: bool = True) -> None:
+    def __init__(
+        self, config: ClusterConfig, access_log: bool = True, tls: TlsMaterial | None = None
+    ) -> None:
         self.config = config
+        self.tls = tls or TlsMaterial({}, {}, ())
         self.access = AccessLog(access_log)
         self.pools: dict[str, BackendPool] = {}
         self.listeners: dict[tuple[str, int], Listener] = {}
         self._retired: set[asyncio.Task[None]] = set()
+
+    def _route(
+        self, frontend: FrontendConfig, pools: dict[str, BackendPool], tls: TlsMaterial
+    ) -> Route:
+        if frontend.tls is not None and frontend.name not in tls.frontends:
+            raise ValueError(f"frontend {frontend.name}: TLS material was not loaded")
+        pool = pools[frontend.default_backend]
+        return Route(frontend, pool, self.access, tls.frontends.get(frontend.name))
 
     def _build_pools(self, config: ClusterConfig) -> dict[str, BackendPool]:
         return {b.name: BackendPool(b, self.pools.get(b.name)) for b in config.backends}
@@ -33,7 +45,7 @@ class DataPlane:
             pool.start()
         try:
             for frontend in self.config.frontends:
-                route = Route(frontend, self.pools[frontend.default_backend], self.access)
+                route = self._route(frontend, self.pools, self.tls)
                 listener = Listener(HttpProxy(route), loop)
                 listener.start()
                 self.listeners[(frontend.bind.host, frontend.bind.port)] = listener
@@ -41,20 +53,21 @@ class DataPlane:
             await self.stop(0.0)
             raise
 
-    async def reload(self, config: ClusterConfig) -> None:
+    async def reload(self, config: ClusterConfig, tls: TlsMaterial | None = None) -> None:
         """Apply a validated config. Listeners on unchanged addresses keep their socket
         and connections; health state carries over for unchanged servers. If a new
         address cannot be bound, nothing changes."""
         loop = asyncio.get_running_loop()
+        tls = tls or TlsMaterial({}, {}, ())
         new_keys = {(f.bind.host, f.bind.port) for f in config.frontends}
         opened: dict[tuple[str, int], Listener] = {}
         pools = self._build_pools(config)
+        routes = {f.name: self._route(f, pools, tls) for f in config.frontends}
         try:
             for frontend in config.frontends:
                 key = (frontend.bind.host, frontend.bind.port)
                 if key not in self.listeners:
-                    route = Route(frontend, pools[frontend.default_backend], self.access)
-                    listener = Listener(HttpProxy(route), loop)
+                    listener = Listener(HttpProxy(routes[frontend.name]), loop)
                     listener.start()
                     opened[key] = listener
         except Exception:
@@ -66,15 +79,15 @@ class DataPlane:
             pool.start()
         for frontend in config.frontends:
             key = (frontend.bind.host, frontend.bind.port)
-            route = Route(frontend, pools[frontend.default_backend], self.access)
             if key in self.listeners:
-                self.listeners[key].update(HttpProxy(route))
+                self.listeners[key].update(HttpProxy(routes[frontend.name]))
         for key in [k for k in self.listeners if k not in new_keys]:
             self._retire(self.listeners.pop(key).drain(config.shutdown_grace))
         self.listeners.update(opened)
         for pool in old_pools.values():
             self._retire(self._close_when_idle(pool, config.shutdown_grace))
         self.config = config
+        self.tls = tls
         log.info("configuration reloaded: %d frontends, %d backends",
                  len(config.frontends), len(config.backends))  # fmt: skip
 

@@ -1,0 +1,1 @@
+"""TLS: certificate bundles, server contexts (policy, SNI, client authentication)."""

@@ -1,0 +1,99 @@
+"""Everything TLS a configuration names, loaded and checked before it is applied.
+
+``load_tls`` reads every certificate, CA and CRL in ``cluster.yaml`` (relative paths are
+resolved against the certificates directory), builds one server context per frontend
+certificate, and returns per-frontend runtimes. Any problem anywhere raises
+:class:`TlsConfigError` listing all of them, so a bad file changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from node.config.model import ClusterConfig, FrontendTls
+from node.tls.bundle import CertBundle, load_bundle, load_ca, load_crl
+from node.tls.context import ClientAuth, SniSelector, server_context
+from node.tls.errors import CertificateError
+
+
+class TlsConfigError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class FrontendTlsRuntime:
+    selector: SniSelector
+    config: FrontendTls
+    bundles: tuple[CertBundle, ...]
+
+    @property
+    def client_auth(self) -> bool:
+        auth = self.config.client_auth
+        return auth is not None and auth.verify != "none"
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    frontends: dict[str, FrontendTlsRuntime]
+    bundles: dict[str, CertBundle]
+    warnings: tuple[str, ...]
+
+
+def load_tls(
+    config: ClusterConfig, certs_dir: Path, now: datetime.datetime | None = None
+) -> TlsMaterial:
+    errors: list[str] = []
+    moment = now or datetime.datetime.now(datetime.UTC)
+
+    def resolve(name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else certs_dir / path
+
+    bundles: dict[str, CertBundle] = {}
+    for name, source in config.certificates.items():
+        try:
+            key = resolve(source.key) if source.key else None
+            bundles[name] = load_bundle(resolve(source.cert), key, moment)
+        except CertificateError as exc:
+            errors.append(f"certificates.{name}: {exc}")
+    cas: dict[str, bytes] = {}
+    for name, filename in config.client_cas.items():
+        try:
+            cas[name] = b"".join(
+                c.public_bytes(serialization.Encoding.PEM) for c in load_ca(resolve(filename))
+            )
+        except CertificateError as exc:
+            errors.append(f"client_cas.{name}: {exc}")
+    crls: dict[str, bytes] = {}
+    for name, filename in config.crls.items():
+        try:
+            crls[name] = load_crl(resolve(filename), moment).public_bytes(
+                serialization.Encoding.PEM
+            )
+        except CertificateError as exc:
+            errors.append(f"crls.{name}: {exc}")
+    if errors:
+        raise TlsConfigError(errors)
+    frontends: dict[str, FrontendTlsRuntime] = {}
+    for frontend in config.frontends:
+        tls = frontend.tls
+        if tls is None:
+            continue
+        auth = None
+        if tls.client_auth is not None:
+            crl = crls[tls.client_auth.crl] if tls.client_auth.crl else None
+            auth = ClientAuth(tls.client_auth.verify, cas[tls.client_auth.ca], crl)
+        chosen = tuple(bundles[name] for name in tls.certificates)
+        try:
+            contexts = [(b, server_context(b, tls.policy, auth)) for b in chosen]
+        except (OSError, ValueError) as exc:
+            raise TlsConfigError([f"frontend {frontend.name}: TLS setup failed: {exc}"]) from exc
+        frontends[frontend.name] = FrontendTlsRuntime(SniSelector(contexts), tls, chosen)
+    warnings = tuple(w for b in bundles.values() for w in b.warnings)
+    return TlsMaterial(frontends, bundles, warnings)

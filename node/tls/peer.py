@@ -1,0 +1,37 @@
+"""What a TLS client proved about itself, as headers for the backend."""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import urllib.parse
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+HeaderList = list[tuple[bytes, bytes]]
+
+
+def client_cert_headers(ssl_object: ssl.SSLObject | None, forward_pem: bool) -> HeaderList:
+    """X-SSL-Client-Verify (SUCCESS/NONE), -Subject, -Issuer, -SHA256 and optionally
+    -Cert (URL-encoded PEM). A certificate is only ever present here after the
+    handshake verified it (an invalid one fails the handshake)."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return [(b"X-SSL-Client-Verify", b"NONE")]
+    cert = x509.load_der_x509_certificate(der)
+    headers = [
+        (b"X-SSL-Client-Verify", b"SUCCESS"),
+        (b"X-SSL-Client-Subject", _header_text(cert.subject.rfc4514_string())),
+        (b"X-SSL-Client-Issuer", _header_text(cert.issuer.rfc4514_string())),
+        (b"X-SSL-Client-SHA256", hashlib.sha256(der).hexdigest().encode()),
+    ]
+    if forward_pem:
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        headers.append((b"X-SSL-Client-Cert", urllib.parse.quote(pem, safe="").encode()))
+    return headers
+
+
+def _header_text(text: str) -> bytes:
+    """Subjects may hold any Unicode; headers carry printable ASCII (others escaped)."""
+    return text.encode("ascii", "backslashreplace").replace(b"\r", b"").replace(b"\n", b"")
