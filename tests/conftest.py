@@ -20,6 +20,7 @@ from aiohttp import web
 
 from node.config import parse_cluster
 from node.proxy.runtime import DataPlane
+from node.tls.material import load_tls
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,8 +90,10 @@ async def proxy() -> AsyncIterator[Callable[..., Any]]:
     """Start an in-process data plane from YAML text; returns (plane, frontend port)."""
     planes: list[DataPlane] = []
 
-    async def make(yaml_text: str) -> DataPlane:
-        plane = DataPlane(parse_cluster(yaml_text))
+    async def make(yaml_text: str, certs_dir: Path | None = None) -> DataPlane:
+        config = parse_cluster(yaml_text)
+        tls = load_tls(config, certs_dir or Path("/nonexistent"))
+        plane = DataPlane(config, tls=tls)
         await plane.start()
         planes.append(plane)
         return plane
