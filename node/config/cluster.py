@@ -32,6 +32,7 @@ from node.config.model import (
     VipConfig,
 )
 from node.config.reader import Reader
+from node.config.rules import parse_rules
 
 _TOP = {
     "cluster", "election", "vip", "defaults", "frontends", "backends", "shutdown_grace",
@@ -82,8 +83,9 @@ class _Parser:
             self.backend(item, path, base_timeouts, base_retries)
             for path, item in r.items(top.get("backends"), "backends")
         ]
+        names = {b.name for b in backends}
         frontends = [
-            self.frontend(item, path, base_timeouts)
+            self.frontend(item, path, base_timeouts, names)
             for path, item in r.items(top.get("frontends"), "frontends")
         ]
         if "frontends" in top and not frontends:
@@ -122,11 +124,13 @@ class _Parser:
             queue=self.r.duration(m, "queue", path, base.queue),
         )
 
-    def frontend(self, value: Any, path: str, base: Timeouts) -> FrontendConfig:
+    def frontend(
+        self, value: Any, path: str, base: Timeouts, backend_names: set[str]
+    ) -> FrontendConfig:
         r = self.r
         allowed = {
             "name", "bind", "mode", "maxconn", "forwardfor", "timeout",
-            "default_backend", "max_header_size", "max_uri_length", "tls",
+            "default_backend", "max_header_size", "max_uri_length", "tls", "rules",
         }  # fmt: skip
         m = r.mapping(value, path, allowed, {"name", "bind", "default_backend"})
         self.mode(m, path)
@@ -141,6 +145,7 @@ class _Parser:
             max_header_size=r.integer(m, "max_header_size", path, 16384, 1024, 1 << 20),
             max_uri_length=r.integer(m, "max_uri_length", path, 8190, 256, 1 << 16),
             tls=self.frontend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
+            rules=parse_rules(r, m.get("rules"), f"{path}.rules", backend_names),
         )
 
     def frontend_tls(self, value: Any, path: str) -> FrontendTls:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from node.config.rules import Rule
 
 BalanceAlgorithm = Literal["roundrobin", "leastconn", "source", "uri"]
 CheckType = Literal["http", "tcp"]
@@ -115,6 +118,7 @@ class FrontendConfig:
     max_header_size: int = 16384
     max_uri_length: int = 8190
     tls: FrontendTls | None = None
+    rules: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestPayloadError
 
 from node.config.model import ClientAuthConfig
-from node.tls.peer import client_cert_headers
+from node.tls.peer import ClientIdentity, client_cert_headers, client_identity
 
 if TYPE_CHECKING:
     from node.proxy.listener import Listener
@@ -86,6 +86,7 @@ class ClientConnection(BaseProtocol):
         self._reading_paused_by_queue = False
         self.ssl_object: ssl.SSLObject | None = None
         self._cert_headers: list[tuple[bytes, bytes]] | None = None
+        self._identity: ClientIdentity | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -137,6 +138,12 @@ class ClientConnection(BaseProtocol):
             self.tunnel.client_eof()
             return True  # keep our half open for the server's remaining bytes
         return False
+
+    def identity(self) -> ClientIdentity:
+        """What this TLS client proved (computed once per connection)."""
+        if self._identity is None:
+            self._identity = client_identity(self.ssl_object)
+        return self._identity
 
     def client_cert_headers(self, auth: ClientAuthConfig | None) -> list[tuple[bytes, bytes]]:
         """The client-certificate headers for this TLS session (computed once)."""

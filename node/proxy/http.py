@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -30,6 +31,7 @@ from node.proxy.headers import (
     serialize,
 )
 from node.proxy.pool import BackendPool, Server
+from node.proxy.rules import Decision, RequestFacts, evaluate
 from node.proxy.tunnel import open_tunnel
 from node.proxy.upstream import (
     ConnectError,
@@ -52,11 +54,19 @@ _DROP_UPSTREAM = frozenset({b"expect"}) | CLIENT_CERT_HEADERS
 _DROP_DOWNSTREAM = frozenset({b"content-length"})
 _BUFFER_BODY = 65536  # request bodies up to this size are read whole before sending
 _PROTO_HTTP, _PROTO_HTTPS = b"http", b"https"
+_KNOWN_STATUSES = frozenset(s.value for s in HTTPStatus)
 
 
 class BadRequest(ProxyError):
     status = 400
     message = "Bad Request"
+
+
+class Denied(ProxyError):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.message = HTTPStatus(status).phrase if status in _KNOWN_STATUSES else "Denied"
 
 
 class NotImplementedCoding(ProxyError):
@@ -72,6 +82,7 @@ class Route:
     pool: BackendPool
     access: AccessLog
     tls: FrontendTlsRuntime | None = None
+    pools: Mapping[str, BackendPool] = field(default_factory=dict)  # for use_backend
 
 
 class ClientBodyError(Exception):
@@ -160,6 +171,17 @@ class HttpProxy:
             trusted = is_trusted(conn.remote, frontend.forwardfor.trusted)
             proto = _PROTO_HTTPS if conn.ssl_object is not None else _PROTO_HTTP
             add_forwarded(headers, conn.remote, proto, host, trusted)
+        if frontend.rules:
+            decision = evaluate(frontend.rules, _facts(conn, message, path, host))
+            log.debug("%s %s: %s", frontend.name, path, decision.reason)
+            if decision.action == "redirect":
+                return self._redirect(conn, message, decision, entry)
+            if decision.action == "deny":
+                raise Denied(decision.status, decision.reason)
+            if decision.backend is not None:
+                pool = route.pools[decision.backend]
+                entry.backend = pool.name
+            _apply_header_rules(headers, decision)
         key = path if pool.config.balance == "uri" else (conn.remote or "")
         if websocket:
             return await self._tunnel(conn, message, path, headers, pool, key, entry)
@@ -183,6 +205,24 @@ class HttpProxy:
             server.connections.release(upstream.protocol, reusable=complete and not one_shot)
             pool.release(server)
         return complete and not one_shot
+
+    def _redirect(
+        self,
+        conn: ClientConnection,
+        message: RawRequestMessage,
+        decision: Decision,
+        entry: AccessEntry,
+    ) -> bool:
+        keep = not message.should_close and not conn.closing
+        entry.status, entry.termination = decision.status, "Redirect"
+        head = [(b"Location", decision.location.encode("latin-1", "replace")),
+                (b"Content-Length", b"0")]  # fmt: skip
+        if not keep:
+            head.append((b"Connection", b"close"))
+        phrase = HTTPStatus(decision.status).phrase.encode()
+        entry.response_started = True
+        conn.write(serialize(b"HTTP/1.1 %d %b" % (decision.status, phrase), head))
+        return keep
 
     async def _tunnel(
         self,
@@ -356,6 +396,36 @@ class HttpProxy:
             conn.abort()
             return False
         return keep and payload.is_eof()
+
+
+def _facts(conn: ClientConnection, message: RawRequestMessage, path: str,
+           host: bytes | None) -> RequestFacts:  # fmt: skip
+    only_path, _, query = path.partition("?")
+    host_text = (host or b"").decode("latin-1").lower()
+    if host_text.startswith("["):
+        host_text = host_text.split("]", 1)[0] + "]"
+    else:
+        host_text = host_text.rsplit(":", 1)[0] if ":" in host_text else host_text
+    ssl_object = conn.ssl_object
+    return RequestFacts(
+        method=message.method,
+        path=only_path,
+        query=query,
+        host=host_text,
+        src=conn.remote or "",
+        sni=(ssl_object.server_hostname or "").lower() if ssl_object is not None else "",
+        identity=conn.identity(),
+    )
+
+
+def _apply_header_rules(headers: list[tuple[bytes, bytes]], decision: Decision) -> None:
+    for name in decision.del_headers:
+        lower = name.lower().encode()
+        headers[:] = [(n, v) for n, v in headers if n.lower() != lower]
+    for name, value in decision.set_headers:
+        lower = name.lower().encode()
+        headers[:] = [(n, v) for n, v in headers if n.lower() != lower]
+        headers.append((name.encode(), value.encode("latin-1", "replace")))
 
 
 def _frame(data: bytes, chunked: bool) -> bytes:

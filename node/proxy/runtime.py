@@ -33,7 +33,7 @@ class DataPlane:
         if frontend.tls is not None and frontend.name not in tls.frontends:
             raise ValueError(f"frontend {frontend.name}: TLS material was not loaded")
         pool = pools[frontend.default_backend]
-        return Route(frontend, pool, self.access, tls.frontends.get(frontend.name))
+        return Route(frontend, pool, self.access, tls.frontends.get(frontend.name), pools)
 
     def _build_pools(self, config: ClusterConfig) -> dict[str, BackendPool]:
         return {b.name: BackendPool(b, self.pools.get(b.name)) for b in config.backends}

@@ -5,11 +5,38 @@ from __future__ import annotations
 import hashlib
 import ssl
 import urllib.parse
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 HeaderList = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """What a TLS client proved (a verified certificate), or nothing."""
+
+    verified: bool = False
+    subject: str = ""
+    sans: tuple[str, ...] = ()
+    sha256: str = ""
+
+
+def client_identity(ssl_object: ssl.SSLObject | None) -> ClientIdentity:
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return ClientIdentity()
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = tuple(str(v) for v in san.get_values_for_type(x509.DNSName))
+        sans += tuple(str(v) for v in san.get_values_for_type(x509.RFC822Name))
+    except x509.ExtensionNotFound:
+        sans = ()
+    return ClientIdentity(
+        True, cert.subject.rfc4514_string(), sans, hashlib.sha256(der).hexdigest()
+    )
 
 
 def client_cert_headers(ssl_object: ssl.SSLObject | None, forward_pem: bool) -> HeaderList:
