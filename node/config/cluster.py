@@ -16,6 +16,7 @@ import yaml
 from node.config.errors import ConfigError
 from node.config.model import (
     BackendConfig,
+    BackendTls,
     BalanceAlgorithm,
     CertificateSource,
     ClientAuthConfig,
@@ -100,6 +101,13 @@ class _Parser:
         client_cas = self.files(top.get("client_cas"), "client_cas")
         crls = self.files(top.get("crls"), "crls")
         self.check_tls_references(frontends, certificates, client_cas, crls)
+        for index, backend in enumerate(backends):
+            tls = backend.tls
+            if tls is not None and tls.ca is not None and tls.ca not in client_cas:
+                r.error(f"backends[{index}].tls.ca", f"{tls.ca!r} is not defined in client_cas")
+            if tls is not None and tls.client_certificate not in (None, *certificates):
+                message = f"{tls.client_certificate!r} is not defined in certificates"
+                r.error(f"backends[{index}].tls.client_certificate", message)
         return ClusterConfig(
             certificates=certificates,
             client_cas=client_cas,
@@ -252,7 +260,7 @@ class _Parser:
         r = self.r
         allowed = {
             "name", "mode", "balance", "check", "servers", "retries",
-            "maxqueue", "timeout", "passive_fall",
+            "maxqueue", "timeout", "passive_fall", "tls",
         }  # fmt: skip
         m = r.mapping(value, path, allowed, {"name", "servers"})
         self.mode(m, path)
@@ -275,6 +283,23 @@ class _Parser:
             retries=r.integer(m, "retries", path, retries, 0, 10),
             maxqueue=r.integer(m, "maxqueue", path, 1024, 0, 1_000_000),
             timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
+            tls=self.backend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
+        )
+
+    def backend_tls(self, value: Any, path: str) -> BackendTls:
+        r = self.r
+        m = r.mapping(value, path, {"verify", "ca", "sni", "client_certificate"})
+        verify = r.string(m, "verify", path, "required")
+        if verify not in ("none", "required"):
+            r.error(f"{path}.verify", f"{verify!r} is not none or required")
+            verify = "required"
+        return BackendTls(
+            verify="none" if verify == "none" else "required",
+            ca=r.string(m, "ca", path) if "ca" in m else None,
+            sni=r.string(m, "sni", path) if "sni" in m else None,
+            client_certificate=(
+                r.string(m, "client_certificate", path) if "client_certificate" in m else None
+            ),
         )
 
     def server(self, value: Any, path: str) -> ServerConfig:

@@ -64,6 +64,16 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BackendTls:
+    """TLS towards the servers (re-encryption)."""
+
+    verify: Literal["none", "required"] = "required"
+    ca: str | None = None  # a name in client_cas; None: the system trust store
+    sni: str | None = None  # None: the server's address host
+    client_certificate: str | None = None  # a name in certificates
+
+
+@dataclass(frozen=True, slots=True)
 class BackendConfig:
     name: str
     servers: tuple[ServerConfig, ...]
@@ -74,6 +84,7 @@ class BackendConfig:
     retries: int = 2
     maxqueue: int = 1024
     timeouts: Timeouts = field(default_factory=Timeouts)
+    tls: BackendTls | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from node.config.model import HealthCheck, HostPort
+from node.tls.material import BackendTlsRuntime
 
 
 @dataclass(slots=True)
@@ -49,31 +52,45 @@ class ProbeResult:
     duration: float
 
 
-async def probe(address: HostPort, check: HealthCheck) -> ProbeResult:
+async def probe(
+    address: HostPort, check: HealthCheck, tls: BackendTlsRuntime | None = None
+) -> ProbeResult:
     """Run one check against ``address``; never raises for network problems."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(check.timeout):
             if check.type == "http":
-                ok, reason = await _probe_http(address, check)
+                ok, reason = await _probe_http(address, check, tls)
             else:
-                ok, reason = await _probe_tcp(address)
+                ok, reason = await _probe_tcp(address, tls)
     except TimeoutError:
         ok, reason = False, f"check timed out after {check.timeout * 1000:.0f}ms"
+    except ssl.SSLError as exc:
+        ok, reason = False, f"TLS handshake failed: {exc.reason or exc}"
     except OSError as exc:
         ok, reason = False, f"connection problem: {exc.strerror or exc}"
     return ProbeResult(ok, reason, time.monotonic() - started)
 
 
-async def _probe_tcp(address: HostPort) -> tuple[bool, str]:
-    _, writer = await asyncio.open_connection(address.host, address.port)
+def _connect(address: HostPort, tls: BackendTlsRuntime | None) -> Any:
+    if tls is None:
+        return asyncio.open_connection(address.host, address.port)
+    return asyncio.open_connection(
+        address.host, address.port, ssl=tls.context, server_hostname=tls.sni or address.host
+    )
+
+
+async def _probe_tcp(address: HostPort, tls: BackendTlsRuntime | None) -> tuple[bool, str]:
+    _, writer = await _connect(address, tls)
     writer.close()
     await _closed(writer)
-    return True, "Layer4 check passed"
+    return True, "Layer4 check passed" if tls is None else "Layer6 (TLS) check passed"
 
 
-async def _probe_http(address: HostPort, check: HealthCheck) -> tuple[bool, str]:
-    reader, writer = await asyncio.open_connection(address.host, address.port)
+async def _probe_http(
+    address: HostPort, check: HealthCheck, tls: BackendTlsRuntime | None
+) -> tuple[bool, str]:
+    reader, writer = await _connect(address, tls)
     try:
         host = check.host or str(address)
         writer.write(

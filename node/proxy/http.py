@@ -241,7 +241,7 @@ class HttpProxy:
         try:
             entry.response_started = True
             entry.status, entry.bytes_out = await open_tunnel(
-                conn, address, head, pool.config.timeouts
+                conn, address, head, pool.config.timeouts, pool.tls
             )
         except ConnectError as exc:
             entry.response_started = False

@@ -15,6 +15,7 @@ from node.proxy.balance import Balancer, make_balancer
 from node.proxy.errors import NoServerAvailable, QueueFull, QueueTimeout
 from node.proxy.health import HealthState, Transition, probe
 from node.proxy.upstream import ServerConnections
+from node.tls.material import BackendTlsRuntime
 
 log = logging.getLogger("floatgate.health")
 
@@ -56,8 +57,14 @@ class _Waiter:
 
 
 class BackendPool:
-    def __init__(self, config: BackendConfig, previous: BackendPool | None = None) -> None:
+    def __init__(
+        self,
+        config: BackendConfig,
+        previous: BackendPool | None = None,
+        tls: BackendTlsRuntime | None = None,
+    ) -> None:
         self.config = config
+        self.tls = tls
         self.servers: list[Server] = [self._server(s, previous) for s in config.servers]
         self._primary = [s for s in self.servers if not s.config.backup]
         self._backup = [s for s in self.servers if s.config.backup]
@@ -79,7 +86,7 @@ class BackendPool:
             config=config,
             health=health,
             base_url=f"http://{config.address}",
-            connections=ServerConnections(config.address, self.config.timeouts),
+            connections=ServerConnections(config.address, self.config.timeouts, self.tls),
         )
 
     @property
@@ -208,7 +215,7 @@ class BackendPool:
         assert check is not None
         while True:
             started = time.monotonic()
-            result = await probe(server.config.address, check)
+            result = await probe(server.config.address, check, self.tls)
             server.last_reason = result.reason
             transition = server.health.observe(result.ok, result.reason)
             if transition is not None:

@@ -35,12 +35,15 @@ class DataPlane:
         pool = pools[frontend.default_backend]
         return Route(frontend, pool, self.access, tls.frontends.get(frontend.name), pools)
 
-    def _build_pools(self, config: ClusterConfig) -> dict[str, BackendPool]:
-        return {b.name: BackendPool(b, self.pools.get(b.name)) for b in config.backends}
+    def _build_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:
+        return {
+            b.name: BackendPool(b, self.pools.get(b.name), tls.backends.get(b.name))
+            for b in config.backends
+        }
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.pools = self._build_pools(self.config)
+        self.pools = self._build_pools(self.config, self.tls)
         for pool in self.pools.values():
             pool.start()
         try:
@@ -61,7 +64,7 @@ class DataPlane:
         tls = tls or TlsMaterial({}, {}, ())
         new_keys = {(f.bind.host, f.bind.port) for f in config.frontends}
         opened: dict[tuple[str, int], Listener] = {}
-        pools = self._build_pools(config)
+        pools = self._build_pools(config, tls)
         routes = {f.name: self._route(f, pools, tls) for f in config.frontends}
         try:
             for frontend in config.frontends:

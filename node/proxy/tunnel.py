@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from node.config.model import Timeouts
 from node.proxy.errors import BadResponse, ServerTimeout
 from node.proxy.upstream import ConnectError
+from node.tls.material import BackendTlsRuntime
 
 if TYPE_CHECKING:
     from node.proxy.connection import ClientConnection
@@ -75,13 +76,23 @@ class Tunnel:
 
 
 async def open_tunnel(
-    client: ClientConnection, address: tuple[str, int], head: bytes, timeouts: Timeouts
+    client: ClientConnection,
+    address: tuple[str, int],
+    head: bytes,
+    timeouts: Timeouts,
+    tls: BackendTlsRuntime | None = None,
 ) -> tuple[int, int]:
     """Run an upgrade exchange. Returns (status, bytes sent to the client); the client
     connection is finished (closed) when this returns."""
     try:
         async with asyncio.timeout(timeouts.connect):
-            reader, writer = await asyncio.open_connection(*address, limit=1 << 16)
+            if tls is None:
+                reader, writer = await asyncio.open_connection(*address, limit=1 << 16)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    *address, limit=1 << 16, ssl=tls.context,
+                    server_hostname=tls.sni or address[0],
+                )  # fmt: skip
     except (OSError, TimeoutError) as exc:
         raise ConnectError(str(exc) or type(exc).__name__) from exc
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from node.config.model import HostPort, Timeouts
+from node.tls.material import BackendTlsRuntime
 
 IDLE_SECONDS = 30.0  # close pooled connections idle for longer than this
 MAX_IDLE = 256  # pooled connections kept per server
@@ -62,18 +64,34 @@ class UpstreamResponse:
 class ServerConnections:
     """Keep-alive connections to one server."""
 
-    def __init__(self, address: HostPort, timeouts: Timeouts) -> None:
+    def __init__(
+        self, address: HostPort, timeouts: Timeouts, tls: BackendTlsRuntime | None = None
+    ) -> None:
         self.address = address
         self.timeouts = timeouts
+        self.tls = tls
         self._idle: collections.deque[tuple[ResponseHandler, float]] = collections.deque()
 
     async def _connect(self) -> ResponseHandler:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeouts.connect):
-                transport, protocol = await loop.create_connection(
-                    lambda: ResponseHandler(loop), self.address.host, self.address.port
-                )
+                if self.tls is None:
+                    transport, protocol = await loop.create_connection(
+                        lambda: ResponseHandler(loop), self.address.host, self.address.port
+                    )
+                else:
+                    transport, protocol = await loop.create_connection(
+                        lambda: ResponseHandler(loop),
+                        self.address.host,
+                        self.address.port,
+                        ssl=self.tls.context,
+                        server_hostname=self.tls.sni or self.address.host,
+                    )
+        except ssl.SSLError as exc:
+            raise ConnectError(
+                f"TLS handshake with the server failed: {exc.reason or exc}"
+            ) from exc
         except TimeoutError as exc:
             raise ConnectError(f"connect timeout ({self.timeouts.connect:g}s)") from exc
         except OSError as exc:

@@ -76,9 +76,14 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def load_bundle(
-    path: str | Path, key_path: str | Path | None = None, now: datetime.datetime | None = None
+    path: str | Path,
+    key_path: str | Path | None = None,
+    now: datetime.datetime | None = None,
+    require_san: bool = True,
 ) -> CertBundle:
-    """Load and check a bundle; ``key_path`` when the key is in a file of its own."""
+    """Load and check a bundle; ``key_path`` when the key is in a file of its own.
+    ``require_san``: a certificate floatgate serves needs DNS names; a client
+    certificate it presents to backends does not."""
     source = str(path)
     data = _read(path)
     key_data = _read(key_path) if key_path is not None else data
@@ -87,11 +92,16 @@ def load_bundle(
     except ValueError as exc:
         raise CertificateError(f"{source}: no readable PEM certificate ({exc})") from exc
     key = _load_key(key_data, str(key_path or path))
-    return check_bundle(source, certs, key, now or datetime.datetime.now(datetime.UTC))
+    moment = now or datetime.datetime.now(datetime.UTC)
+    return check_bundle(source, certs, key, moment, require_san)
 
 
 def check_bundle(
-    source: str, certs: list[x509.Certificate], key: PrivateKey, now: datetime.datetime
+    source: str,
+    certs: list[x509.Certificate],
+    key: PrivateKey,
+    now: datetime.datetime,
+    require_san: bool = True,
 ) -> CertBundle:
     leaf, chain = certs[0], certs[1:]
     if _spki(key.public_key()) != _spki(leaf.public_key()):
@@ -121,11 +131,11 @@ def check_bundle(
             warnings.append(f"{source}: certificate {describe(cert)} expires in {days} day(s)")
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound as exc:
-        raise CertificateError(
-            f"{source}: certificate {describe(leaf)} has no subjectAltName"
-        ) from exc
-    names = tuple(n.lower() for n in san.get_values_for_type(x509.DNSName))
+        names = tuple(n.lower() for n in san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
+    if require_san and not names:
+        raise CertificateError(f"{source}: certificate {describe(leaf)} has no subjectAltName")
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

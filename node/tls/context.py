@@ -78,6 +78,21 @@ def _load_crl(context: ssl.SSLContext, pem: bytes) -> None:
         os.unlink(path)
 
 
+def client_context(
+    verify: bool, ca_pem: bytes | None, certificate: CertBundle | None
+) -> ssl.SSLContext:
+    """For connections to backends: verify against ``ca_pem`` (or the system store)."""
+    context = ssl.create_default_context(cadata=ca_pem.decode("ascii") if ca_pem else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if certificate is not None:
+        _load_chain(context, certificate.pem())
+    return context
+
+
 class SniSelector:
     """Picks the context whose certificate covers the requested server name."""
 

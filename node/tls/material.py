@@ -9,14 +9,15 @@ certificate, and returns per-frontend runtimes. Any problem anywhere raises
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from node.config.model import ClusterConfig, FrontendTls
 from node.tls.bundle import CertBundle, load_bundle, load_ca, load_crl
-from node.tls.context import ClientAuth, SniSelector, server_context
+from node.tls.context import ClientAuth, SniSelector, client_context, server_context
 from node.tls.errors import CertificateError
 
 
@@ -39,10 +40,17 @@ class FrontendTlsRuntime:
 
 
 @dataclass(frozen=True)
+class BackendTlsRuntime:
+    context: ssl.SSLContext
+    sni: str | None
+
+
+@dataclass(frozen=True)
 class TlsMaterial:
     frontends: dict[str, FrontendTlsRuntime]
     bundles: dict[str, CertBundle]
     warnings: tuple[str, ...]
+    backends: dict[str, BackendTlsRuntime] = field(default_factory=dict)
 
 
 def load_tls(
@@ -55,11 +63,12 @@ def load_tls(
         path = Path(name)
         return path if path.is_absolute() else certs_dir / path
 
+    served = {name for f in config.frontends if f.tls for name in f.tls.certificates}
     bundles: dict[str, CertBundle] = {}
     for name, source in config.certificates.items():
         try:
             key = resolve(source.key) if source.key else None
-            bundles[name] = load_bundle(resolve(source.cert), key, moment)
+            bundles[name] = load_bundle(resolve(source.cert), key, moment, name in served)
         except CertificateError as exc:
             errors.append(f"certificates.{name}: {exc}")
     cas: dict[str, bytes] = {}
@@ -95,5 +104,19 @@ def load_tls(
         except (OSError, ValueError) as exc:
             raise TlsConfigError([f"frontend {frontend.name}: TLS setup failed: {exc}"]) from exc
         frontends[frontend.name] = FrontendTlsRuntime(SniSelector(contexts), tls, chosen)
+    backends: dict[str, BackendTlsRuntime] = {}
+    for backend in config.backends:
+        btls = backend.tls
+        if btls is None:
+            continue
+        try:
+            context = client_context(
+                btls.verify == "required",
+                cas[btls.ca] if btls.ca else None,
+                bundles[btls.client_certificate] if btls.client_certificate else None,
+            )
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise TlsConfigError([f"backend {backend.name}: TLS setup failed: {exc}"]) from exc
+        backends[backend.name] = BackendTlsRuntime(context, btls.sni)
     warnings = tuple(w for b in bundles.values() for w in b.warnings)
-    return TlsMaterial(frontends, bundles, warnings)
+    return TlsMaterial(frontends, bundles, warnings, backends)
