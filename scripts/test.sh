@@ -4,6 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
+# The TLS scanner (sslyze) pins an older cryptography than floatgate: its own venv.
+if [ ! -x .venv-scan/bin/sslyze ]; then
+  echo "floatgate tests: installing the TLS scanner (sslyze) into .venv-scan"
+  rm -rf .venv-scan
+  "${PYTHON:-python3}" -m venv .venv-scan
+  .venv-scan/bin/pip install -q --disable-pip-version-check "sslyze==6.3.1"
+fi
+
 echo "== ruff"
 .venv/bin/ruff check node election vip tests bench
 .venv/bin/ruff format --check node election vip tests bench
