@@ -7,7 +7,7 @@ document is valid (bad input changes nothing).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import re
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -19,6 +19,7 @@ from node.config.model import (
     BackendTls,
     BalanceAlgorithm,
     CertificateSource,
+    CheckType,
     ClientAuthConfig,
     ClusterConfig,
     ElectionConfig,
@@ -28,7 +29,9 @@ from node.config.model import (
     GarpConfig,
     HealthCheck,
     HostPort,
+    Mode,
     ServerConfig,
+    SniRoute,
     Timeouts,
     VipConfig,
 )
@@ -95,7 +98,7 @@ class _Parser:
             r.error("backends", "needs at least one backend")
         self.check_names("backends", [b.name for b in backends])
         self.check_names("frontends", [f.name for f in frontends])
-        self.check_references(frontends, {b.name for b in backends})
+        self.check_references(frontends, {b.name: b for b in backends})
         self.check_binds(frontends)
         certificates = self.certificates(top.get("certificates"))
         client_cas = self.files(top.get("client_cas"), "client_cas")
@@ -136,14 +139,22 @@ class _Parser:
         self, value: Any, path: str, base: Timeouts, backend_names: set[str]
     ) -> FrontendConfig:
         r = self.r
-        allowed = {
-            "name", "bind", "mode", "maxconn", "forwardfor", "timeout",
-            "default_backend", "max_header_size", "max_uri_length", "tls", "rules",
-        }  # fmt: skip
-        m = r.mapping(value, path, allowed, {"name", "bind", "default_backend"})
-        self.mode(m, path)
+        mode = self.mode(value, path)
+        common = {"name", "bind", "mode", "maxconn", "timeout", "default_backend"}
+        if mode == "tcp":
+            allowed = common | {"routes", "hello_timeout"}
+            required = {"name", "bind"}
+        else:
+            allowed = common | {"forwardfor", "max_header_size", "max_uri_length", "tls", "rules"}
+            required = {"name", "bind", "default_backend"}
+        m = r.mapping(value, path, allowed, required)
+        if mode == "tcp" and "default_backend" not in m and not m.get("routes"):
+            r.error(path, "a tcp frontend needs routes or a default_backend")
         bind = r.host_port(m, "bind", path)
         return FrontendConfig(
+            mode=mode,
+            routes=self.routes(m.get("routes"), f"{path}.routes"),
+            hello_timeout=r.duration(m, "hello_timeout", path, 5.0, low=0.05),
             name=r.name(m, "name", path),
             bind=bind if bind is not None else _NO_ADDRESS,
             default_backend=r.string(m, "default_backend", path),
@@ -240,12 +251,25 @@ class _Parser:
             if auth is not None and auth.crl is not None and auth.crl not in crls:
                 self.r.error(f"{path}.client_auth.crl", f"{auth.crl!r} is not defined in crls")
 
-    def mode(self, m: Mapping[str, Any], path: str) -> None:
-        mode = self.r.string(m, "mode", path, "http")
-        if mode == "tcp":
-            self.r.error(f"{path}.mode", "'tcp' is not supported by this version (only 'http')")
-        elif mode != "http":
-            self.r.error(f"{path}.mode", f"{mode!r} is not a mode (use http)")
+    def mode(self, value: Any, path: str) -> Mode:
+        mode = value.get("mode", "http") if isinstance(value, dict) else "http"
+        if mode not in ("http", "tcp"):
+            self.r.error(f"{path}.mode", f"{mode!r} is not a mode (use http or tcp)")
+            return "http"
+        return "tcp" if mode == "tcp" else "http"
+
+    def routes(self, value: Any, path: str) -> tuple[SniRoute, ...]:
+        routes = []
+        for item_path, item in self.r.items(value, path):
+            m = self.r.mapping(item, item_path, {"sni", "backend"}, {"sni", "backend"})
+            sni = self.r.string(m, "sni", item_path).lower().rstrip(".")
+            label = sni[2:] if sni.startswith("*.") else sni
+            if "sni" in m and not re.fullmatch(
+                r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", label
+            ):
+                self.r.error(f"{item_path}.sni", f"{m['sni']!r} is not a host name or *.wildcard")
+            routes.append(SniRoute(sni, self.r.string(m, "backend", item_path)))
+        return tuple(routes)
 
     def forwardfor(self, value: Any, path: str) -> ForwardFor:
         if isinstance(value, bool):
@@ -263,7 +287,7 @@ class _Parser:
             "maxqueue", "timeout", "passive_fall", "tls",
         }  # fmt: skip
         m = r.mapping(value, path, allowed, {"name", "servers"})
-        self.mode(m, path)
+        backend_mode = self.mode(value, path)
         balance = r.string(m, "balance", path, "roundrobin")
         if balance not in _BALANCE:
             r.error(f"{path}.balance", f"{balance!r} is not one of {', '.join(_BALANCE)}")
@@ -284,6 +308,7 @@ class _Parser:
             maxqueue=r.integer(m, "maxqueue", path, 1024, 0, 1_000_000),
             timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
             tls=self.backend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
+            mode=backend_mode,
         )
 
     def backend_tls(self, value: Any, path: str) -> BackendTls:
@@ -333,8 +358,8 @@ class _Parser:
         }
         m = r.mapping(value, path, allowed)
         kind = r.string(m, "type", path, "tcp")
-        if kind not in ("http", "tcp"):
-            r.error(f"{path}.type", f"{kind!r} is not a check type (use http or tcp)")
+        if kind not in ("http", "tcp", "ssl-hello"):
+            r.error(f"{path}.type", f"{kind!r} is not a check type (http, tcp or ssl-hello)")
             kind = "tcp"
         method = r.string(m, "method", path, "GET")
         if not method or not set(method) <= _METHOD_CHARS:
@@ -349,7 +374,7 @@ class _Parser:
             host = None
         interval = r.duration(m, "interval", path, 2.0, low=0.01)
         return HealthCheck(
-            type="http" if kind == "http" else "tcp",
+            type=cast(CheckType, kind),
             interval=interval,
             timeout=r.duration(m, "timeout", path, min(1.0, interval), low=0.01),
             rise=r.integer(m, "rise", path, 2, 1, 100),
@@ -403,13 +428,25 @@ class _Parser:
                 self.r.error(f"{path}[{index}].name", f"duplicate name {name!r}")
             seen.add(name)
 
-    def check_references(self, frontends: list[FrontendConfig], backends: set[str]) -> None:
+    def check_references(
+        self, frontends: list[FrontendConfig], backends: dict[str, BackendConfig]
+    ) -> None:
         for index, frontend in enumerate(frontends):
-            if frontend.default_backend and frontend.default_backend not in backends:
-                self.r.error(
-                    f"frontends[{index}].default_backend",
-                    f"backend {frontend.default_backend!r} is not defined",
-                )
+            targets = [(f"frontends[{index}].default_backend", frontend.default_backend)]
+            for i, route in enumerate(frontend.routes):
+                targets.append((f"frontends[{index}].routes[{i}].backend", route.backend))
+            for rule in frontend.rules:  # undefined ones are reported by parse_rules
+                if rule.use_backend in backends:
+                    where = f"frontends[{index}].rules[{rule.index - 1}].use_backend"
+                    targets.append((where, rule.use_backend))
+            for where, name in targets:
+                if not name:
+                    continue
+                if name not in backends:
+                    self.r.error(where, f"backend {name!r} is not defined")
+                elif backends[name].mode != frontend.mode:
+                    mismatch = f"mode {backends[name].mode}, frontend {frontend.name!r} is mode"
+                    self.r.error(where, f"backend {name!r} is {mismatch} {frontend.mode}")
 
     def check_binds(self, frontends: list[FrontendConfig]) -> None:
         seen: dict[tuple[str, int], str] = {}

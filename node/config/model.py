@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from node.config.rules import Rule
 
 BalanceAlgorithm = Literal["roundrobin", "leastconn", "source", "uri"]
-CheckType = Literal["http", "tcp"]
+CheckType = Literal["http", "tcp", "ssl-hello"]
+Mode = Literal["http", "tcp"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -77,7 +78,7 @@ class BackendTls:
 class BackendConfig:
     name: str
     servers: tuple[ServerConfig, ...]
-    mode: Literal["http"] = "http"
+    mode: Mode = "http"
     balance: BalanceAlgorithm = "roundrobin"
     check: HealthCheck | None = None
     passive_fall: int = 0  # 0: passive marking down disabled
@@ -118,11 +119,20 @@ class FrontendTls:
 
 
 @dataclass(frozen=True, slots=True)
+class SniRoute:
+    """``mode: tcp``: connections whose ClientHello names ``sni`` go to ``backend``.
+    ``*.example.com`` matches one label; exact names win over wildcards."""
+
+    sni: str
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
 class FrontendConfig:
     name: str
     bind: HostPort
     default_backend: str
-    mode: Literal["http"] = "http"
+    mode: Mode = "http"
     maxconn: int = 10000
     forwardfor: ForwardFor = field(default_factory=ForwardFor)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -130,6 +140,8 @@ class FrontendConfig:
     max_uri_length: int = 8190
     tls: FrontendTls | None = None
     rules: tuple[Rule, ...] = ()
+    routes: tuple[SniRoute, ...] = ()  # mode tcp
+    hello_timeout: float = 5.0  # mode tcp: time allowed to send the ClientHello
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class AccessEntry:
     server: str = "<NOSRV>"
     status: int = 0
     bytes_out: int = 0
+    bytes_in: int = 0  # mode tcp: bytes from the client
     wait_queue: float = 0.0
     connect: float = 0.0
     response: float = 0.0

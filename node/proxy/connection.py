@@ -14,7 +14,7 @@ import collections
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
@@ -26,6 +26,7 @@ from node.config.model import ClientAuthConfig
 from node.tls.peer import ClientIdentity, client_cert_headers, client_identity
 
 if TYPE_CHECKING:
+    from node.proxy.http import HttpProxy
     from node.proxy.listener import Listener
 
 log = logging.getLogger("floatgate.listener")
@@ -176,7 +177,10 @@ class ClientConnection(BaseProtocol):
                     return
                 self.phase = BUSY
                 self._current_payload = payload
-                keep = await self.listener.proxy.handle(self, message, payload)
+                # The listener's current proxy (reloads swap it); an HTTP listener's is
+                # always an HttpProxy (a frontend cannot change mode on reload).
+                proxy = cast("HttpProxy", self.listener.proxy)
+                keep = await proxy.handle(self, message, payload)
                 self._current_payload = None
                 if payload is not EMPTY_PAYLOAD and not payload.is_eof():
                     keep = False  # an unread request body: the stream position is unknown

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.config.model import HealthCheck, HostPort
+from node.proxy.clienthello import build_client_hello, is_server_hello
 from node.tls.material import BackendTlsRuntime
 
 
@@ -61,6 +62,8 @@ async def probe(
         async with asyncio.timeout(check.timeout):
             if check.type == "http":
                 ok, reason = await _probe_http(address, check, tls)
+            elif check.type == "ssl-hello":
+                ok, reason = await _probe_ssl_hello(address)
             else:
                 ok, reason = await _probe_tcp(address, tls)
     except TimeoutError:
@@ -108,6 +111,20 @@ async def _probe_http(
     if check.expect_min <= status <= check.expect_max:
         return True, f"Layer7 check passed, code: {status}"
     return False, f"Layer7 wrong status, code: {status}"
+
+
+async def _probe_ssl_hello(address: HostPort) -> tuple[bool, str]:
+    """Send a ClientHello, expect a ServerHello (the server speaks TLS)."""
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    try:
+        writer.write(build_client_hello())
+        answer = await reader.read(16)
+    finally:
+        writer.close()
+        await _closed(writer)
+    if is_server_hello(answer):
+        return True, "Layer6 check passed: ServerHello"
+    return False, f"Layer6 invalid answer to a ClientHello: {answer[:8]!r}"
 
 
 async def _closed(writer: asyncio.StreamWriter) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -17,6 +18,9 @@ from yarl import URL
 from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
 from node.proxy.connection import ClientConnection, error_head
+
+if TYPE_CHECKING:
+    from node.proxy.listener import Listener
 from node.proxy.errors import BadResponse, ConnectFailed, ProxyError, ServerTimeout
 from node.proxy.headers import (
     IDEMPOTENT_METHODS,
@@ -92,6 +96,9 @@ class ClientBodyError(Exception):
 class HttpProxy:
     def __init__(self, route: Route) -> None:
         self.route = route
+
+    def new_protocol(self, listener: Listener) -> ClientConnection:
+        return ClientConnection(listener)
 
     async def handle(
         self, conn: ClientConnection, message: RawRequestMessage, payload: StreamReader

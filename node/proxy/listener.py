@@ -14,11 +14,13 @@ import logging
 import socket
 import ssl
 import time
+from typing import Any, Protocol
 
 from node.config.model import HostPort
-from node.proxy.connection import BUSY, ClientConnection
+from node.proxy.connection import BUSY
 from node.proxy.errors import ListenError
 from node.proxy.http import HttpProxy
+from node.proxy.tcp import TcpProxy
 from node.tls.material import FrontendTlsRuntime
 
 log = logging.getLogger("floatgate.listener")
@@ -26,11 +28,23 @@ log = logging.getLogger("floatgate.listener")
 MAX_HANDSHAKES = 1024  # TLS handshakes in progress per frontend
 
 
+class Served(Protocol):
+    """What the listener needs of a connection it serves (HTTP or passthrough)."""
+
+    phase: int
+    tunnel: Any
+    closing: bool
+
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def expire(self, now: float, limit: float) -> None: ...
+
+
 class Listener:
-    def __init__(self, proxy: HttpProxy, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, proxy: HttpProxy | TcpProxy, loop: asyncio.AbstractEventLoop) -> None:
         self.proxy = proxy
         self.loop = loop
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[Served] = set()
         self._slot_freed = asyncio.Event()
         self._socket: socket.socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -55,12 +69,12 @@ class Listener:
         ]
         log.info("frontend %s listening on %s", self.name, self.bind)
 
-    def update(self, proxy: HttpProxy) -> None:
+    def update(self, proxy: HttpProxy | TcpProxy) -> None:
         """Reload: new requests use the new route; existing connections stay open."""
         self.proxy = proxy
         self._slot_freed.set()
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def connection_closed(self, conn: Served) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             self._slot_freed.set()
@@ -81,7 +95,9 @@ class Listener:
             tls = self.proxy.route.tls
             if tls is None:
                 try:
-                    await self.loop.connect_accepted_socket(lambda: ClientConnection(self), client)
+                    await self.loop.connect_accepted_socket(
+                        lambda: self.proxy.new_protocol(self), client
+                    )
                 except OSError:
                     client.close()
                 continue
@@ -93,7 +109,7 @@ class Listener:
     async def _handshake(self, client: socket.socket, tls: FrontendTlsRuntime) -> None:
         try:
             await self.loop.connect_accepted_socket(
-                lambda: ClientConnection(self),
+                lambda: self.proxy.new_protocol(self),
                 client,
                 ssl=tls.selector.default,
                 ssl_handshake_timeout=tls.config.handshake_timeout,

@@ -11,6 +11,7 @@ from node.proxy.accesslog import AccessLog
 from node.proxy.http import HttpProxy, Route
 from node.proxy.listener import Listener
 from node.proxy.pool import BackendPool
+from node.proxy.tcp import TcpProxy, TcpRoute
 from node.tls.material import TlsMaterial
 
 log = logging.getLogger("floatgate.runtime")
@@ -27,13 +28,16 @@ class DataPlane:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self._retired: set[asyncio.Task[None]] = set()
 
-    def _route(
+    def _proxy(
         self, frontend: FrontendConfig, pools: dict[str, BackendPool], tls: TlsMaterial
-    ) -> Route:
+    ) -> HttpProxy | TcpProxy:
+        if frontend.mode == "tcp":
+            return TcpProxy(TcpRoute.build(frontend, pools, self.access))
         if frontend.tls is not None and frontend.name not in tls.frontends:
             raise ValueError(f"frontend {frontend.name}: TLS material was not loaded")
         pool = pools[frontend.default_backend]
-        return Route(frontend, pool, self.access, tls.frontends.get(frontend.name), pools)
+        tls_runtime = tls.frontends.get(frontend.name)
+        return HttpProxy(Route(frontend, pool, self.access, tls_runtime, pools))
 
     def _build_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:
         return {
@@ -48,8 +52,7 @@ class DataPlane:
             pool.start()
         try:
             for frontend in self.config.frontends:
-                route = self._route(frontend, self.pools, self.tls)
-                listener = Listener(HttpProxy(route), loop)
+                listener = Listener(self._proxy(frontend, self.pools, self.tls), loop)
                 listener.start()
                 self.listeners[(frontend.bind.host, frontend.bind.port)] = listener
         except Exception:
@@ -65,12 +68,19 @@ class DataPlane:
         new_keys = {(f.bind.host, f.bind.port) for f in config.frontends}
         opened: dict[tuple[str, int], Listener] = {}
         pools = self._build_pools(config, tls)
-        routes = {f.name: self._route(f, pools, tls) for f in config.frontends}
+        proxies = {f.name: self._proxy(f, pools, tls) for f in config.frontends}
+        for frontend in config.frontends:
+            key = (frontend.bind.host, frontend.bind.port)
+            current = self.listeners.get(key)
+            if current is not None and current.proxy.route.frontend.mode != frontend.mode:
+                raise ValueError(
+                    f"frontend {frontend.name}: changing mode on {frontend.bind} needs a restart"
+                )
         try:
             for frontend in config.frontends:
                 key = (frontend.bind.host, frontend.bind.port)
                 if key not in self.listeners:
-                    listener = Listener(HttpProxy(routes[frontend.name]), loop)
+                    listener = Listener(proxies[frontend.name], loop)
                     listener.start()
                     opened[key] = listener
         except Exception:
@@ -83,7 +93,7 @@ class DataPlane:
         for frontend in config.frontends:
             key = (frontend.bind.host, frontend.bind.port)
             if key in self.listeners:
-                self.listeners[key].update(HttpProxy(routes[frontend.name]))
+                self.listeners[key].update(proxies[frontend.name])
         for key in [k for k in self.listeners if k not in new_keys]:
             self._retire(self.listeners.pop(key).drain(config.shutdown_grace))
         self.listeners.update(opened)

@@ -100,11 +100,33 @@ def test_not_yaml_and_not_mapping() -> None:
     assert _errors("- 1\n") == ["c.yaml: must be a mapping, got a list"]
 
 
-def test_tcp_mode_is_refused_clearly() -> None:
-    errors = _errors(
-        VALID.replace("    balance: leastconn", "    mode: tcp\n    balance: leastconn")
+def test_tcp_mode_rules() -> None:
+    text = """
+cluster: c
+frontends:
+  - {name: pass, bind: ":8443", mode: tcp, routes: [{sni: "*.app.test", backend: tls}],
+     forwardfor: true}
+  - {name: mixed, bind: ":8444", mode: tcp, default_backend: web}
+  - {name: web, bind: ":80", default_backend: tls}
+  - {name: lonely, bind: ":8445", mode: tcp}
+  - {name: badname, bind: ":8446", mode: tcp, routes: [{sni: "a b", backend: tls}]}
+backends:
+  - name: tls
+    mode: tcp
+    check: {type: ssl-hello}
+    servers: [{name: s, address: "127.0.0.1:1"}]
+  - {name: web, servers: [{name: s, address: "127.0.0.1:2"}]}
+"""
+    errors = _errors(text)
+    assert any(e.startswith("c.yaml: frontends[0].forwardfor: unknown key") for e in errors)
+    mixed = "backend 'web' is mode http, frontend 'mixed' is mode tcp"
+    assert f"c.yaml: frontends[1].default_backend: {mixed}" in errors
+    web = "backend 'tls' is mode tcp, frontend 'web' is mode http"
+    assert f"c.yaml: frontends[2].default_backend: {web}" in errors
+    assert "c.yaml: frontends[3]: a tcp frontend needs routes or a default_backend" in errors
+    assert any(
+        e.startswith("c.yaml: frontends[4].routes[0].sni: 'a b' is not a host name") for e in errors
     )
-    assert any("'tcp' is not supported by this version" in e for e in errors)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,294 @@
+"""TLS passthrough (``mode: tcp``): read the ClientHello without terminating TLS, pick a
+backend by SNI, then relay bytes both ways unchanged. The server sees exactly the
+client's bytes; the client sees the server's certificate.
+
+Each direction uses asyncio's flow control: when one side's write buffer fills, the
+other side stops reading. A half-close (EOF) is passed on; the connection ends when
+both directions are done, or either side resets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from node.config.model import FrontendConfig
+from node.proxy.accesslog import AccessEntry, AccessLog
+from node.proxy.clienthello import MalformedHello, NotTls, parse_client_hello
+from node.proxy.errors import ProxyError
+from node.proxy.pool import BackendPool, Server
+
+if TYPE_CHECKING:
+    from node.proxy.listener import Listener
+
+log = logging.getLogger("floatgate.tcp")
+
+HELLO, CONNECTING, RELAY = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TcpRoute:
+    frontend: FrontendConfig
+    pools: Mapping[str, BackendPool]
+    access: AccessLog
+    tls: None = None  # passthrough never terminates TLS
+    exact: dict[str, str] = field(default_factory=dict)
+    wildcard: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, frontend: FrontendConfig, pools: Mapping[str, BackendPool], access: AccessLog
+    ) -> TcpRoute:
+        exact: dict[str, str] = {}
+        wildcard: dict[str, str] = {}
+        for route in frontend.routes:
+            if route.sni.startswith("*."):
+                wildcard.setdefault(route.sni[2:], route.backend)
+            else:
+                exact.setdefault(route.sni, route.backend)
+        return cls(frontend, pools, access, None, exact, wildcard)
+
+    def choose(self, sni: str | None) -> BackendPool | None:
+        """Exact SNI, then wildcard (one label), then the default backend, else None."""
+        name = None
+        if sni:
+            name = self.exact.get(sni)
+            if name is None and "." in sni:
+                name = self.wildcard.get(sni.split(".", 1)[1])
+        name = name or self.frontend.default_backend
+        return self.pools.get(name) if name else None
+
+
+class TcpProxy:
+    def __init__(self, route: TcpRoute) -> None:
+        self.route = route
+
+    def new_protocol(self, listener: Listener) -> TcpClient:
+        return TcpClient(listener, self.route)
+
+
+class TcpClient(asyncio.Protocol):
+    """The client side of one passthrough connection."""
+
+    def __init__(self, listener: Listener, route: TcpRoute) -> None:
+        self.listener = listener
+        self.route = route
+        self.transport: asyncio.Transport | None = None
+        self.server: TcpServerSide | None = None
+        self.state = HELLO
+        self.phase = 1  # READING: the sweeper applies hello_timeout, then idleness
+        self.since = time.monotonic()
+        self.tunnel = None
+        self.closing = False
+        self.buffer = bytearray()
+        self.client_eof = self.server_eof = False
+        self.remote = "-"
+        self.entry: AccessEntry | None = None
+        self._slot: tuple[BackendPool, Server] | None = None
+
+    # -- client side -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if peer else "-"
+        self.listener.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.since = time.monotonic()
+        if self.state == RELAY:
+            assert self.server is not None and self.server.transport is not None
+            self.server.transport.write(data)
+            if self.entry is not None:
+                self.entry.bytes_in += len(data)
+            return
+        self.buffer += data
+        if self.state == CONNECTING:
+            return
+        try:
+            hello = parse_client_hello(bytes(self.buffer))
+        except NotTls as exc:
+            if not self.route.frontend.default_backend:
+                self._refuse(f"not TLS: {exc}")
+                return
+            hello_sni, pool = None, self.route.choose(None)
+        except MalformedHello as exc:
+            self._refuse(f"malformed ClientHello: {exc}")
+            return
+        else:
+            if hello is None:
+                return
+            hello_sni, pool = hello.sni, self.route.choose(hello.sni)
+        if pool is None:
+            self._refuse(f"no route for SNI {hello_sni!r}")
+            return
+        self.state = CONNECTING
+        self.phase = 2  # BUSY: a drain lets it finish within the grace period
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.entry = AccessEntry(
+            started=self.since, headers_done=time.monotonic(), client=self.remote,
+            frontend=self.route.frontend.name, backend=pool.name,
+            request_line=f"TLS sni={hello_sni or '-'}",
+        )  # fmt: skip
+        asyncio.get_running_loop().create_task(self._connect(pool))
+
+    def eof_received(self) -> bool:
+        if self.state != RELAY:
+            self.close()
+            return False
+        self.client_eof = True
+        server = self.server
+        if server is not None and server.transport is not None and server.transport.can_write_eof():
+            server.transport.write_eof()
+        self._maybe_finish()
+        return True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.transport = None
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.close()
+        self._done(exc)
+        self.listener.connection_closed(self)
+
+    def pause_writing(self) -> None:  # our client is slow: stop reading the server
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.resume_reading()
+
+    # -- server side -------------------------------------------------------------------
+
+    async def _connect(self, pool: BackendPool) -> None:
+        loop = asyncio.get_running_loop()
+        exclude: Server | None = None
+        assert self.entry is not None
+        for attempt in range(pool.config.retries + 1):
+            try:
+                server = await pool.acquire(self.remote, exclude)
+            except ProxyError as exc:
+                self._refuse(str(exc))
+                return
+            self.entry.server = server.name
+            address = server.config.address
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(pool.config.timeouts.connect):
+                    _, side = await loop.create_connection(
+                        lambda: TcpServerSide(self), address.host, address.port
+                    )
+            except (OSError, TimeoutError) as exc:
+                pool.release(server)
+                pool.connect_failed(server, str(exc) or type(exc).__name__)
+                self.entry.retries = attempt
+                exclude = server
+                continue
+            self.entry.connect = time.monotonic() - started
+            pool.connect_succeeded(server)
+            self._slot = (pool, server)
+            if self.transport is None:  # the client left while we connected
+                side.transport.close()  # type: ignore[union-attr]
+                return
+            self.server = side
+            assert side.transport is not None
+            side.transport.write(bytes(self.buffer))
+            self.entry.bytes_in = len(self.buffer)
+            self.buffer.clear()
+            self.state = RELAY
+            self.transport.resume_reading()
+            return
+        self._refuse(f"could not connect to any server of backend {pool.name}")
+
+    def on_server_data(self, data: bytes) -> None:
+        self.since = time.monotonic()
+        if self.transport is not None:
+            self.transport.write(data)
+            if self.entry is not None:
+                self.entry.bytes_out += len(data)
+
+    def on_server_eof(self) -> None:
+        self.server_eof = True
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._maybe_finish()
+
+    def on_server_lost(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- end -----------------------------------------------------------------------------
+
+    def _maybe_finish(self) -> None:
+        if self.client_eof and self.server_eof:
+            self.close()
+
+    def _refuse(self, reason: str) -> None:
+        log.info(
+            "%s: closing connection from %s: %s", self.route.frontend.name, self.remote, reason
+        )
+        if self.entry is not None:
+            self.entry.termination = reason[:80]
+        self.close()
+
+    def _done(self, exc: BaseException | None) -> None:
+        if self._slot is not None:
+            pool, server = self._slot
+            pool.release(server)
+            self._slot = None
+        if self.entry is not None:
+            self.entry.finished = time.monotonic()
+            self.entry.status = 200 if self.state == RELAY else 503
+            self.route.access.write(self.entry)
+            self.entry = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.abort()
+
+    def expire(self, now: float, limit: float) -> None:
+        """Sweeper: hello_timeout before a route is chosen, ``timeout.client`` idleness after."""
+        allowed = self.route.frontend.hello_timeout if self.state == HELLO else limit
+        if now - self.since >= allowed:
+            self._refuse("ClientHello timeout" if self.state == HELLO else "idle timeout")
+
+
+class TcpServerSide(asyncio.Protocol):
+    def __init__(self, client: TcpClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.client.on_server_data(data)
+
+    def eof_received(self) -> bool:
+        self.client.on_server_eof()
+        return True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.transport = None
+        self.client.on_server_lost()
+
+    def pause_writing(self) -> None:  # the server is slow: stop reading the client
+        if self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.client.transport is not None and self.client.state == RELAY:
+            self.client.transport.resume_reading()
