@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -30,6 +31,7 @@ from node.config.model import (
     HealthCheck,
     HostPort,
     Mode,
+    Network,
     ServerConfig,
     SniRoute,
     Timeouts,
@@ -140,7 +142,7 @@ class _Parser:
     ) -> FrontendConfig:
         r = self.r
         mode = self.mode(value, path)
-        common = {"name", "bind", "mode", "maxconn", "timeout", "default_backend"}
+        common = {"name", "bind", "mode", "maxconn", "timeout", "default_backend", "accept_proxy"}
         if mode == "tcp":
             allowed = common | {"routes", "hello_timeout"}
             required = {"name", "bind"}
@@ -155,6 +157,7 @@ class _Parser:
             mode=mode,
             routes=self.routes(m.get("routes"), f"{path}.routes"),
             hello_timeout=r.duration(m, "hello_timeout", path, 5.0, low=0.05),
+            accept_proxy=self.accept_proxy(m.get("accept_proxy"), f"{path}.accept_proxy"),
             name=r.name(m, "name", path),
             bind=bind if bind is not None else _NO_ADDRESS,
             default_backend=r.string(m, "default_backend", path),
@@ -258,6 +261,15 @@ class _Parser:
             return "http"
         return "tcp" if mode == "tcp" else "http"
 
+    def accept_proxy(self, value: Any, path: str) -> tuple[Network, ...]:
+        if value is None:
+            return ()
+        m = self.r.mapping(value, path, {"trusted"}, {"trusted"})
+        trusted = self.r.networks(m.get("trusted"), f"{path}.trusted")
+        if "trusted" in m and not trusted:
+            self.r.error(f"{path}.trusted", "needs at least one network")
+        return trusted
+
     def routes(self, value: Any, path: str) -> tuple[SniRoute, ...]:
         routes = []
         for item_path, item in self.r.items(value, path):
@@ -284,7 +296,7 @@ class _Parser:
         r = self.r
         allowed = {
             "name", "mode", "balance", "check", "servers", "retries",
-            "maxqueue", "timeout", "passive_fall", "tls",
+            "maxqueue", "timeout", "passive_fall", "tls", "send_proxy",
         }  # fmt: skip
         m = r.mapping(value, path, allowed, {"name", "servers"})
         backend_mode = self.mode(value, path)
@@ -309,7 +321,17 @@ class _Parser:
             timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
             tls=self.backend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
             mode=backend_mode,
+            send_proxy=self.send_proxy(m, path),
         )
+
+    def send_proxy(self, m: Mapping[str, Any], path: str) -> Literal["v1", "v2"] | None:
+        if "send_proxy" not in m:
+            return None
+        value = m["send_proxy"]
+        if value not in ("v1", "v2"):
+            self.r.error(f"{path}.send_proxy", f"{value!r} is not v1 or v2")
+            return None
+        return "v1" if value == "v1" else "v2"
 
     def backend_tls(self, value: Any, path: str) -> BackendTls:
         r = self.r

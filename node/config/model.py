@@ -86,6 +86,7 @@ class BackendConfig:
     maxqueue: int = 1024
     timeouts: Timeouts = field(default_factory=Timeouts)
     tls: BackendTls | None = None
+    send_proxy: Literal["v1", "v2"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,7 @@ class FrontendConfig:
     rules: tuple[Rule, ...] = ()
     routes: tuple[SniRoute, ...] = ()  # mode tcp
     hello_timeout: float = 5.0  # mode tcp: time allowed to send the ClientHello
+    accept_proxy: tuple[Network, ...] = ()  # PROXY protocol required from these sources
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,9 @@ class ClientConnection(BaseProtocol):
         self.request_started: float | None = None
         self.closing = False  # answer "Connection: close" and close after this response
         self.remote: str | None = None
+        self.proxied: tuple[str, int] | None = None  # set from a PROXY header
+        self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
         self.upgraded = False
         self.upgrade_tail = bytearray()
         self.tunnel: Any = None  # set by the upgrade relay; receives raw client bytes
@@ -94,7 +97,10 @@ class ClientConnection(BaseProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
-        self.remote = peer[0] if peer else None
+        self.peer = self.proxied or ((peer[0], peer[1]) if peer else ("", 0))
+        self.remote = self.peer[0] or None
+        sockname = transport.get_extra_info("sockname")
+        self.local = (sockname[0], sockname[1]) if sockname else ("", 0)
         self.ssl_object = transport.get_extra_info("ssl_object")
         self.listener.connections.add(self)
 

@@ -6,7 +6,6 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from node.config.model import HealthCheck, HostPort
 from node.proxy.clienthello import build_client_hello, is_server_hello
@@ -54,18 +53,21 @@ class ProbeResult:
 
 
 async def probe(
-    address: HostPort, check: HealthCheck, tls: BackendTlsRuntime | None = None
+    address: HostPort,
+    check: HealthCheck,
+    tls: BackendTlsRuntime | None = None,
+    preamble: bytes = b"",
 ) -> ProbeResult:
     """Run one check against ``address``; never raises for network problems."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(check.timeout):
             if check.type == "http":
-                ok, reason = await _probe_http(address, check, tls)
+                ok, reason = await _probe_http(address, check, tls, preamble)
             elif check.type == "ssl-hello":
-                ok, reason = await _probe_ssl_hello(address)
+                ok, reason = await _probe_ssl_hello(address, preamble)
             else:
-                ok, reason = await _probe_tcp(address, tls)
+                ok, reason = await _probe_tcp(address, tls, preamble)
     except TimeoutError:
         ok, reason = False, f"check timed out after {check.timeout * 1000:.0f}ms"
     except ssl.SSLError as exc:
@@ -75,25 +77,33 @@ async def probe(
     return ProbeResult(ok, reason, time.monotonic() - started)
 
 
-def _connect(address: HostPort, tls: BackendTlsRuntime | None) -> Any:
-    if tls is None:
-        return asyncio.open_connection(address.host, address.port)
-    return asyncio.open_connection(
-        address.host, address.port, ssl=tls.context, server_hostname=tls.sni or address.host
-    )
+async def _connect(
+    address: HostPort, tls: BackendTlsRuntime | None, preamble: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a check connection. A PROXY header (if the server expects one) goes first,
+    before TLS, so it is written on the raw connection, which is then upgraded."""
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    if preamble:
+        writer.write(preamble)
+        await writer.drain()
+    if tls is not None:
+        await writer.start_tls(tls.context, server_hostname=tls.sni or address.host)
+    return reader, writer
 
 
-async def _probe_tcp(address: HostPort, tls: BackendTlsRuntime | None) -> tuple[bool, str]:
-    _, writer = await _connect(address, tls)
+async def _probe_tcp(
+    address: HostPort, tls: BackendTlsRuntime | None, preamble: bytes
+) -> tuple[bool, str]:
+    _, writer = await _connect(address, tls, preamble)
     writer.close()
     await _closed(writer)
     return True, "Layer4 check passed" if tls is None else "Layer6 (TLS) check passed"
 
 
 async def _probe_http(
-    address: HostPort, check: HealthCheck, tls: BackendTlsRuntime | None
+    address: HostPort, check: HealthCheck, tls: BackendTlsRuntime | None, preamble: bytes
 ) -> tuple[bool, str]:
-    reader, writer = await _connect(address, tls)
+    reader, writer = await _connect(address, tls, preamble)
     try:
         host = check.host or str(address)
         writer.write(
@@ -113,11 +123,11 @@ async def _probe_http(
     return False, f"Layer7 wrong status, code: {status}"
 
 
-async def _probe_ssl_hello(address: HostPort) -> tuple[bool, str]:
+async def _probe_ssl_hello(address: HostPort, preamble: bytes) -> tuple[bool, str]:
     """Send a ClientHello, expect a ServerHello (the server speaks TLS)."""
     reader, writer = await asyncio.open_connection(address.host, address.port)
     try:
-        writer.write(build_client_hello())
+        writer.write(preamble + build_client_hello())
         answer = await reader.read(16)
     finally:
         writer.close()

@@ -35,6 +35,7 @@ from node.proxy.headers import (
     serialize,
 )
 from node.proxy.pool import BackendPool, Server
+from node.proxy.proxyproto import encode as encode_proxy_header
 from node.proxy.rules import Decision, RequestFacts, evaluate
 from node.proxy.tunnel import open_tunnel
 from node.proxy.upstream import (
@@ -192,7 +193,9 @@ class HttpProxy:
         key = path if pool.config.balance == "uri" else (conn.remote or "")
         if websocket:
             return await self._tunnel(conn, message, path, headers, pool, key, entry)
-        one_shot = is_ambiguous(message.method, raw) or conn.upgraded
+        # A PROXY header names one client: such a server connection is never shared.
+        preamble = _proxy_preamble(pool, conn)
+        one_shot = is_ambiguous(message.method, raw) or conn.upgraded or bool(preamble)
         entry.close_client = one_shot
         body = await self._request_body(conn, message, payload)
         if body.chunked:
@@ -203,7 +206,7 @@ class HttpProxy:
         # Ambiguous requests reach a server at most once, whatever their method.
         replayable = message.method in IDEMPOTENT_METHODS and body.stream is None and not one_shot
         upstream, server = await self._send(
-            pool, message.method, head, body, replayable, key, entry
+            pool, message.method, head, body, replayable, key, entry, preamble
         )
         complete = False
         try:
@@ -248,7 +251,7 @@ class HttpProxy:
         try:
             entry.response_started = True
             entry.status, entry.bytes_out = await open_tunnel(
-                conn, address, head, pool.config.timeouts, pool.tls
+                conn, address, _proxy_preamble(pool, conn) + head, pool.config.timeouts, pool.tls
             )
         except ConnectError as exc:
             entry.response_started = False
@@ -296,6 +299,7 @@ class HttpProxy:
         replayable: bool,
         key: str,
         entry: AccessEntry,
+        preamble: bytes = b"",
     ) -> tuple[UpstreamResponse, Server]:
         retries = pool.config.retries
         exclude: Server | None = None
@@ -308,7 +312,9 @@ class HttpProxy:
             entry.server = server.name
             sent = time.monotonic()
             try:
-                upstream = await server.connections.exchange(method, head, body, fresh=fresh)
+                upstream = await server.connections.exchange(
+                    method, head, body, fresh=fresh, preamble=preamble
+                )
             except ConnectError as exc:
                 pool.release(server)
                 pool.connect_failed(server, str(exc))
@@ -423,6 +429,11 @@ def _facts(conn: ClientConnection, message: RawRequestMessage, path: str,
         sni=(ssl_object.server_hostname or "").lower() if ssl_object is not None else "",
         identity=conn.identity(),
     )
+
+
+def _proxy_preamble(pool: BackendPool, conn: ClientConnection) -> bytes:
+    version = pool.config.send_proxy
+    return encode_proxy_header(version, conn.peer, conn.local) if version else b""
 
 
 def _apply_header_rules(headers: list[tuple[bytes, bytes]], decision: Decision) -> None:

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 from node.config.model import HostPort
 from node.proxy.connection import BUSY
 from node.proxy.errors import ListenError
+from node.proxy.headers import is_trusted
 from node.proxy.http import HttpProxy
+from node.proxy.proxyproto import ProxyHeaderError, decode, needed
 from node.proxy.tcp import TcpProxy
 from node.tls.material import FrontendTlsRuntime
 
@@ -34,6 +36,7 @@ class Served(Protocol):
     phase: int
     tunnel: Any
     closing: bool
+    proxied: tuple[str, int] | None  # the client address a PROXY header named
 
     def close(self) -> None: ...
     def abort(self) -> None: ...
@@ -93,7 +96,9 @@ class Listener:
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls = self.proxy.route.tls
-            if tls is None:
+            frontend = self.proxy.route.frontend
+            peer = client.getpeername()[0]
+            if tls is None and not frontend.accept_proxy:
                 try:
                     await self.loop.connect_accepted_socket(
                         lambda: self.proxy.new_protocol(self), client
@@ -101,24 +106,68 @@ class Listener:
                 except OSError:
                     client.close()
                 continue
+            # TLS handshakes and PROXY headers run in their own tasks, bounded: a flood
+            # of half-open connections costs at most MAX_HANDSHAKES sockets and never
+            # blocks accepting.
             await self._handshakes.acquire()
-            task = asyncio.create_task(self._handshake(client, tls))
+            expect_header = is_trusted(peer, frontend.accept_proxy)
+            task = asyncio.create_task(self._start(client, tls, expect_header))
             self._handshake_tasks.add(task)
             task.add_done_callback(self._handshake_tasks.discard)
 
-    async def _handshake(self, client: socket.socket, tls: FrontendTlsRuntime) -> None:
+    async def _start(
+        self, client: socket.socket, tls: FrontendTlsRuntime | None, expect_header: bool
+    ) -> None:
         try:
-            await self.loop.connect_accepted_socket(
-                lambda: self.proxy.new_protocol(self),
-                client,
-                ssl=tls.selector.default,
-                ssl_handshake_timeout=tls.config.handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            log.debug("frontend %s: TLS handshake failed: %r", self.name, exc)
+            source = await self._proxy_header(client) if expect_header else None
+
+            def factory() -> asyncio.Protocol:
+                protocol = self.proxy.new_protocol(self)
+                protocol.proxied = source
+                return protocol
+
+            if tls is None:
+                await self.loop.connect_accepted_socket(factory, client)
+            else:
+                await self.loop.connect_accepted_socket(
+                    factory,
+                    client,
+                    ssl=tls.selector.default,
+                    ssl_handshake_timeout=tls.config.handshake_timeout,
+                )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, ProxyHeaderError) as exc:
+            log.debug("frontend %s: connection start failed: %r", self.name, exc)
             client.close()
         finally:
             self._handshakes.release()
+
+    async def _proxy_header(self, client: socket.socket) -> tuple[str, int] | None:
+        """Consume exactly one PROXY header (peek, then read its length) and return
+        the client address it names (None for LOCAL/UNKNOWN)."""
+        deadline = self.proxy.route.frontend.hello_timeout
+        async with asyncio.timeout(deadline):
+            while True:
+                await self._readable(client)
+                prefix = client.recv(2064, socket.MSG_PEEK)
+                if not prefix:
+                    raise ConnectionError("closed before the PROXY header")
+                want = needed(prefix)
+                if want and len(prefix) >= want:
+                    return decode(client.recv(want)).src
+                await asyncio.sleep(0.005)  # partial header: let more bytes arrive
+
+    async def _readable(self, sock: socket.socket) -> None:
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_reader(sock.fileno(), wake)
+        try:
+            await ready
+        finally:
+            self.loop.remove_reader(sock.fileno())
 
     async def _sweep_loop(self) -> None:
         while True:

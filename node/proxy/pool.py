@@ -14,6 +14,7 @@ from node.config.model import BackendConfig, ServerConfig
 from node.proxy.balance import Balancer, make_balancer
 from node.proxy.errors import NoServerAvailable, QueueFull, QueueTimeout
 from node.proxy.health import HealthState, Transition, probe
+from node.proxy.proxyproto import local_header
 from node.proxy.upstream import ServerConnections
 from node.tls.material import BackendTlsRuntime
 
@@ -72,6 +73,8 @@ class BackendPool:
         self._balancer_backup: Balancer = make_balancer(config.balance, self._backup)
         self._queue: collections.deque[_Waiter] = collections.deque()
         self._checks: list[asyncio.Task[None]] = []
+        version = config.send_proxy
+        self._check_preamble = local_header(version) if version else b""
         self.in_flight = 0
 
     def _server(self, config: ServerConfig, previous: BackendPool | None) -> Server:
@@ -215,7 +218,7 @@ class BackendPool:
         assert check is not None
         while True:
             started = time.monotonic()
-            result = await probe(server.config.address, check, self.tls)
+            result = await probe(server.config.address, check, self.tls, self._check_preamble)
             server.last_reason = result.reason
             transition = server.health.observe(result.ok, result.reason)
             if transition is not None:

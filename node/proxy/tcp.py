@@ -21,6 +21,7 @@ from node.proxy.accesslog import AccessEntry, AccessLog
 from node.proxy.clienthello import MalformedHello, NotTls, parse_client_hello
 from node.proxy.errors import ProxyError
 from node.proxy.pool import BackendPool, Server
+from node.proxy.proxyproto import encode as encode_proxy_header
 
 if TYPE_CHECKING:
     from node.proxy.listener import Listener
@@ -87,6 +88,9 @@ class TcpClient(asyncio.Protocol):
         self.buffer = bytearray()
         self.client_eof = self.server_eof = False
         self.remote = "-"
+        self.proxied: tuple[str, int] | None = None  # set from a PROXY header
+        self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
         self.entry: AccessEntry | None = None
         self._slot: tuple[BackendPool, Server] | None = None
 
@@ -95,7 +99,10 @@ class TcpClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        self.remote = peer[0] if peer else "-"
+        self.peer = self.proxied or ((peer[0], peer[1]) if peer else ("", 0))
+        self.remote = self.peer[0] or "-"
+        sockname = transport.get_extra_info("sockname")
+        self.local = (sockname[0], sockname[1]) if sockname else ("", 0)
         self.listener.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -197,6 +204,9 @@ class TcpClient(asyncio.Protocol):
                 return
             self.server = side
             assert side.transport is not None
+            version = pool.config.send_proxy
+            if version:
+                side.transport.write(encode_proxy_header(version, self.peer, self.local))
             side.transport.write(bytes(self.buffer))
             self.entry.bytes_in = len(self.buffer)
             self.buffer.clear()

@@ -121,14 +121,20 @@ class ServerConnections:
             self._idle.pop()[0].close()
 
     async def exchange(
-        self, method: str, head: bytes, body: RequestBody, *, fresh: bool = False
+        self,
+        method: str,
+        head: bytes,
+        body: RequestBody,
+        *,
+        fresh: bool = False,
+        preamble: bytes = b"",
     ) -> UpstreamResponse:
         """Send one request and wait for the response head.
 
         Raises ConnectError (nothing sent), StaleConnection (a pooled connection died
         before any response byte), aiohttp.SocketTimeoutError (server silent), or
         aiohttp.ClientError (bad or cut response)."""
-        protocol = None if fresh else self._pooled()
+        protocol = None if fresh or preamble else self._pooled()
         connect_seconds = 0.0
         reused = protocol is not None
         if protocol is None:
@@ -146,7 +152,7 @@ class ServerConnections:
             max_headers=256,
         )
         try:
-            await _write_request(protocol, head, body)
+            await _write_request(protocol, preamble + head, body)
             protocol.start_timeout()
             message, payload = await protocol.read()
             while 100 <= message.code < 200 and message.code != 101:  # 103 Early Hints...
