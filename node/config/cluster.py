@@ -172,7 +172,7 @@ class _Parser:
 
     def frontend_tls(self, value: Any, path: str) -> FrontendTls:
         r = self.r
-        allowed = {"certificates", "policy", "client_auth", "handshake_timeout"}
+        allowed = {"certificates", "policy", "client_auth", "handshake_timeout", "ticket_rotation"}
         m = r.mapping(value, path, allowed, {"certificates"})
         names = [str(item) for _, item in r.items(m.get("certificates"), f"{path}.certificates")]
         if "certificates" in m and not names:
@@ -201,6 +201,7 @@ class _Parser:
             policy="modern" if policy == "modern" else "intermediate",
             client_auth=client_auth,
             handshake_timeout=r.duration(m, "handshake_timeout", path, 5.0, low=0.05),
+            ticket_rotation=r.duration(m, "ticket_rotation", path, 3600.0, low=0.1),
         )
 
     def certificates(self, value: Any) -> dict[str, CertificateSource]:

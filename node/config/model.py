@@ -117,6 +117,7 @@ class FrontendTls:
     policy: Literal["intermediate", "modern"] = "intermediate"
     client_auth: ClientAuthConfig | None = None
     handshake_timeout: float = 5.0
+    ticket_rotation: float = 3600.0  # new session-ticket keys this often
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from node.config.model import ClusterConfig, FrontendConfig
 from node.proxy.accesslog import AccessLog
@@ -27,6 +28,7 @@ class DataPlane:
         self.pools: dict[str, BackendPool] = {}
         self.listeners: dict[tuple[str, int], Listener] = {}
         self._retired: set[asyncio.Task[None]] = set()
+        self._rotation: asyncio.Task[None] | None = None
 
     def _proxy(
         self, frontend: FrontendConfig, pools: dict[str, BackendPool], tls: TlsMaterial
@@ -58,6 +60,27 @@ class DataPlane:
         except Exception:
             await self.stop(0.0)
             raise
+        self._rotation = asyncio.create_task(self._rotate_ticket_keys())
+
+    async def _rotate_ticket_keys(self) -> None:
+        """Swap each TLS frontend's contexts for fresh ones every ticket_rotation.
+        Established connections keep theirs; new handshakes get new ticket keys."""
+        loop = asyncio.get_running_loop()
+        due: dict[str, float] = {}
+        while True:
+            now = loop.time()
+            for listener in self.listeners.values():
+                proxy = listener.proxy
+                tls = proxy.route.tls
+                if not isinstance(proxy, HttpProxy) or tls is None:
+                    continue
+                name = proxy.route.frontend.name
+                deadline = due.setdefault(name, now + tls.config.ticket_rotation)
+                if now >= deadline:
+                    listener.update(HttpProxy(replace(proxy.route, tls=tls.rotated())))
+                    due[name] = now + tls.config.ticket_rotation
+                    log.info("frontend %s: TLS session-ticket keys rotated", name)
+            await asyncio.sleep(max(0.05, min([*(d - now for d in due.values()), 1.0])))
 
     async def reload(self, config: ClusterConfig, tls: TlsMaterial | None = None) -> None:
         """Apply a validated config. Listeners on unchanged addresses keep their socket
@@ -122,6 +145,8 @@ class DataPlane:
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight requests finish up to ``grace``, close all."""
+        if self._rotation is not None:
+            self._rotation.cancel()
         await asyncio.gather(*(listener.drain(grace) for listener in self.listeners.values()))
         self.listeners.clear()
         await asyncio.gather(*self._retired, return_exceptions=True)

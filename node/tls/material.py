@@ -32,6 +32,12 @@ class FrontendTlsRuntime:
     selector: SniSelector
     config: FrontendTls
     bundles: tuple[CertBundle, ...]
+    auth: ClientAuth | None = None
+
+    def rotated(self) -> FrontendTlsRuntime:
+        """Fresh contexts from the same material: OpenSSL gives each context new random
+        session-ticket keys, so tickets issued before this point no longer resume."""
+        return build_frontend_tls(self.config, self.bundles, self.auth)
 
     @property
     def client_auth(self) -> bool:
@@ -51,6 +57,13 @@ class TlsMaterial:
     bundles: dict[str, CertBundle]
     warnings: tuple[str, ...]
     backends: dict[str, BackendTlsRuntime] = field(default_factory=dict)
+
+
+def build_frontend_tls(
+    config: FrontendTls, bundles: tuple[CertBundle, ...], auth: ClientAuth | None
+) -> FrontendTlsRuntime:
+    contexts = [(b, server_context(b, config.policy, auth)) for b in bundles]
+    return FrontendTlsRuntime(SniSelector(contexts), config, bundles, auth)
 
 
 def load_tls(
@@ -100,10 +113,9 @@ def load_tls(
             auth = ClientAuth(tls.client_auth.verify, cas[tls.client_auth.ca], crl)
         chosen = tuple(bundles[name] for name in tls.certificates)
         try:
-            contexts = [(b, server_context(b, tls.policy, auth)) for b in chosen]
+            frontends[frontend.name] = build_frontend_tls(tls, chosen, auth)
         except (OSError, ValueError) as exc:
             raise TlsConfigError([f"frontend {frontend.name}: TLS setup failed: {exc}"]) from exc
-        frontends[frontend.name] = FrontendTlsRuntime(SniSelector(contexts), tls, chosen)
     backends: dict[str, BackendTlsRuntime] = {}
     for backend in config.backends:
         btls = backend.tls

@@ -37,6 +37,8 @@ def make_pki(out: Path) -> Pki:
                     not_before=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30),
                     days=10)  # fmt: skip
     nosan = issue("nosan.test", intermediate)
+    month_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+    old_client = issue("old-alice", root, client=True, days=10, not_before=month_ago)
     files = {
         "ca.pem": cert_pem(root.cert),
         "app.pem": cert_pem(app.cert, intermediate.cert) + key_pem(app.key),
@@ -49,6 +51,7 @@ def make_pki(out: Path) -> Pki:
         "crl.pem": crl(root, revoked=(revoked.cert,)),
         "expired.pem": cert_pem(expired.cert, intermediate.cert) + key_pem(expired.key),
         "nosan.pem": cert_pem(nosan.cert, intermediate.cert) + key_pem(nosan.key),
+        "expired-client.pem": cert_pem(old_client.cert) + key_pem(old_client.key),
         "mismatch.pem": cert_pem(app.cert, intermediate.cert) + key_pem(other.key),
         "disorder.pem": cert_pem(app.cert, root.cert, intermediate.cert) + key_pem(app.key),
     }

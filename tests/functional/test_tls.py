@@ -366,3 +366,43 @@ def test_sighup_swaps_certificate_for_new_handshakes(
     established.close()
     assert "key does not match certificate" in process.log.read_text()
     backend.stop()
+
+
+async def test_ticket_keys_rotate(backends: Any, proxy: Any, pki: Pki) -> None:
+    """Tickets resume until the frontend's contexts are rebuilt (new ticket keys)."""
+    backend = await backends("a")
+    port = free_port()
+    extra = "      ticket_rotation: 600ms"
+    await proxy(tls_yaml(port, backend.address, certs="[app]", tls_extra=extra), pki.dir)
+    context = client_context(pki)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # ticket resumption, no session cache
+    _, first = await asyncio.to_thread(_blocking_get, port, context, None)
+    session = first.session
+    first.close()
+    _, again = await asyncio.to_thread(_blocking_get, port, context, session)
+    assert again.session_reused
+    again.close()
+    await asyncio.sleep(1.3)  # past at least one rotation
+    _, after = await asyncio.to_thread(_blocking_get, port, context, session)
+    assert not after.session_reused  # the old ticket's key is gone: full handshake
+    after.close()
+
+
+async def test_expired_client_cert_and_oversized_hello(backends: Any, proxy: Any, pki: Pki) -> None:
+    backend = await backends("a")
+    port = free_port()
+    extra = "      client_auth: {ca: root, verify: required}"
+    await proxy(tls_yaml(port, backend.address, tls_extra=extra), pki.dir)
+    assert await _refused(port, client_context(pki, "expired-client.pem"))
+    # A ClientHello record announcing 16 MiB of handshake: closed, nothing served.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x16\x03\x01\x40\x00\x01\xff\xff\xff" + b"\x00" * 16379)
+    try:
+        answer = await asyncio.wait_for(reader.read(), 5)
+    except ConnectionError:
+        answer = b""
+    writer.close()
+    assert answer == b"" or answer.startswith(b"\x15\x03")  # nothing, or a TLS alert
+    data, _ = await https_get(port, client_context(pki, "client.pem"))
+    assert data.startswith(b"HTTP/1.1 200")  # everyone else is still served
+    assert len(backend.requests) == 1
