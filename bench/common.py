@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,3 +100,21 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def start_haproxy(work: Path, name: str, config: str) -> subprocess.Popen[bytes]:
+    """HAProxy in the foreground with ``config`` written to WORK/NAME.cfg."""
+    path = work / f"{name}.cfg"
+    path.write_text(config)
+    return subprocess.Popen(["haproxy", "-f", str(path), "-db"], stderr=subprocess.DEVNULL)
+
+
+def start_floatgate(work: Path, name: str, cluster_yaml: str) -> subprocess.Popen[bytes]:
+    """``floatgate run`` (one process, no access log) with WORK/NAME.yaml."""
+    path = work / f"{name}.yaml"
+    path.write_text(cluster_yaml)
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "--log-level", "WARNING", "run", "--cluster",
+         str(path), "--no-access-log"],
+        cwd=REPO, stderr=subprocess.DEVNULL,
+    )  # fmt: skip

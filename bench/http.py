@@ -20,11 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import common
 from common import (
-    REPO,
     ensure_tools,
     free_port,
-    rss_bytes,
     start_nginx,
     stop_all,
     wait_port,
@@ -33,8 +32,10 @@ from common import (
 
 
 def start_haproxy(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
-    cfg = work / "haproxy.cfg"
-    cfg.write_text(f"""
+    return common.start_haproxy(
+        work,
+        "haproxy-http",
+        f"""
 global
   nbthread 1
   maxconn 8000
@@ -50,13 +51,15 @@ frontend web
   default_backend app
 backend app
   server s1 127.0.0.1:{backend}
-""")
-    return subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stderr=subprocess.DEVNULL)
+""",
+    )
 
 
 def start_floatgate(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
-    cfg = work / "cluster.yaml"
-    cfg.write_text(f"""
+    return common.start_floatgate(
+        work,
+        "cluster-http",
+        f"""
 cluster: bench
 frontends:
   - {{name: web, bind: "127.0.0.1:{port}", default_backend: app, maxconn: 20000}}
@@ -64,17 +67,13 @@ backends:
   - name: app
     servers:
       - {{name: s1, address: "127.0.0.1:{backend}"}}
-""")
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--log-level", "WARNING", "run", "--cluster",
-         str(cfg), "--no-access-log"],
-        cwd=REPO, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+""",
+    )
 
 
 async def hold_idle(port: int, count: int, pid: int) -> tuple[int, int]:
     """Open ``count`` keep-alive connections, one request each, keep them idle."""
-    before = rss_bytes(pid)
+    before = common.rss_bytes(pid)
     writers = []
     for i in range(count):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -84,7 +83,7 @@ async def hold_idle(port: int, count: int, pid: int) -> tuple[int, int]:
         if i % 1000 == 999:
             print(f"  {i + 1} idle connections open", flush=True)
     await asyncio.sleep(1.0)
-    after = rss_bytes(pid)
+    after = common.rss_bytes(pid)
     for writer in writers:
         writer.close()
     return before, after

@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, ensure_tools, free_port, stop_all, wait_port
+import common
+from common import ensure_tools, free_port, stop_all, wait_port
 
 from node.tls.devca import write_dev_ca
 
@@ -45,8 +46,10 @@ http {{
 
 
 def start_haproxy(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
-    cfg = work / "haproxy-tcp.cfg"
-    cfg.write_text(f"""
+    return common.start_haproxy(
+        work,
+        "haproxy-tcp",
+        f"""
 global
   nbthread 1
 defaults
@@ -61,13 +64,15 @@ frontend pass
   use_backend tls if {{ req_ssl_sni -i bench.test }}
 backend tls
   server s1 127.0.0.1:{backend}
-""")
-    return subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stderr=subprocess.DEVNULL)
+""",
+    )
 
 
 def start_floatgate(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
-    cfg = work / "cluster-tcp.yaml"
-    cfg.write_text(f"""
+    return common.start_floatgate(
+        work,
+        "cluster-tcp",
+        f"""
 cluster: bench
 frontends:
   - name: pass
@@ -77,12 +82,8 @@ frontends:
     timeout: {{client: 60s}}
 backends:
   - {{name: tls, mode: tcp, servers: [{{name: s1, address: "127.0.0.1:{backend}"}}]}}
-""")
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--log-level", "WARNING", "run", "--cluster",
-         str(cfg), "--no-access-log"],
-        cwd=REPO, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+""",
+    )
 
 
 def download(port: int, ca: Path) -> float:

@@ -19,15 +19,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, ensure_tools, free_port, start_nginx, stop_all, wait_port, wrk
+import common
+from common import ensure_tools, free_port, start_nginx, stop_all, wait_port, wrk
 
 from node.tls.context import INTERMEDIATE_CIPHERS
 from node.tls.devca import write_dev_ca
 
 
 def start_haproxy(work: Path, port: int, backend: int, pem: Path) -> subprocess.Popen[bytes]:
-    cfg = work / f"haproxy-{port}.cfg"
-    cfg.write_text(f"""
+    return common.start_haproxy(
+        work,
+        f"haproxy-{port}",
+        f"""
 global
   nbthread 1
   maxconn 8000
@@ -45,13 +48,15 @@ frontend web
   default_backend app
 backend app
   server s1 127.0.0.1:{backend}
-""")
-    return subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stderr=subprocess.DEVNULL)
+""",
+    )
 
 
 def start_floatgate(work: Path, port: int, backend: int, pem: Path) -> subprocess.Popen[bytes]:
-    cfg = work / f"cluster-{port}.yaml"
-    cfg.write_text(f"""
+    return common.start_floatgate(
+        work,
+        f"cluster-{port}",
+        f"""
 cluster: bench
 certificates: {{site: {pem}}}
 frontends:
@@ -62,12 +67,8 @@ frontends:
     tls: {{certificates: [site]}}
 backends:
   - {{name: app, servers: [{{name: s1, address: "127.0.0.1:{backend}"}}]}}
-""")
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--log-level", "WARNING", "run", "--cluster",
-         str(cfg), "--no-access-log"],
-        cwd=REPO, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+""",
+    )
 
 
 def handshakes(port: int, seconds: int) -> float:

@@ -21,6 +21,7 @@ from aiohttp import web
 from node.config import parse_cluster
 from node.proxy.runtime import DataPlane
 from node.tls.material import load_tls
+from tests.functional.pki import Pki, make_pki
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,6 +84,12 @@ async def backends() -> AsyncIterator[Callable[..., Any]]:
     for backend in started:
         assert backend.runner is not None
         await backend.runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    """One test PKI for the whole run (root, intermediate, servers, clients, CRL)."""
+    yield make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

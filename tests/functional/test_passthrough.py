@@ -7,20 +7,15 @@ import asyncio
 import hashlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from tests.conftest import free_port
-from tests.functional.pki import Pki, make_pki
+from tests.functional.pki import Pki
 from tests.functional.test_tls import client_context, peer_cn
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
-    yield make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from node.proxy.proxyproto import decode, encode_v1, encode_v2, needed
 from tests.conftest import cluster_yaml, free_port
-from tests.functional.pki import Pki, make_pki
+from tests.functional.pki import Pki
 from tests.functional.rawhttp import RecordingBackend, raw_exchange
 from tests.functional.test_tls import client_context
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
-    yield make_pki(tmp_path_factory.mktemp("pki"))
 
 
 class ProxyRequiringServer:

@@ -3,20 +3,12 @@ asking for /ghost/... are redirected to /, everyone else reaches the blog."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from tests.conftest import free_port
-from tests.functional.pki import Pki, make_pki
+from tests.functional.pki import Pki
 from tests.functional.rawhttp import raw_exchange
 from tests.functional.test_tls import client_context, https_get
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
-    yield make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def design_yaml(port: int, ghost: str, admin: str) -> str:

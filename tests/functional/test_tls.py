@@ -8,7 +8,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import free_port
-from tests.functional.pki import Pki, make_pki
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
-    yield make_pki(tmp_path_factory.mktemp("pki"))
+from tests.functional.pki import Pki
 
 
 def tls_yaml(port: int, backend: str, *, certs: str = "[app, other]", tls_extra: str = "",

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO, free_port
-from tests.functional.pki import Pki, make_pki
+from tests.functional.pki import Pki
 from tests.functional.test_tls import tls_yaml
 
 SCANNER = REPO / ".venv-scan" / "bin" / "python"
@@ -27,11 +26,6 @@ MOZILLA_INTERMEDIATE_TLS12 = {
     "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
     "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
-    yield make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.mark.parametrize("certificate", ["app", "other"])  # ECDSA P-256 and RSA-2048
