@@ -1,0 +1,69 @@
+"""Real etcd processes for tests: single members on free loopback ports, with a
+temporary data directory, stopped by PID."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EtcdProcess:
+    def __init__(self, name: str = "t1") -> None:
+        self.name = name
+        self.client_port, self.peer_port = _free_port(), _free_port()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="floatgate-etcd-"))
+        self.log = self.data_dir.parent / f"{self.data_dir.name}.log"
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", name, "--data-dir", str(self.data_dir),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"{name}={peer}", "--initial-cluster-state", "new",
+             "--election-timeout", "100", "--heartbeat-interval", "20"],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("w"),
+        )  # fmt: skip
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"etcd exited: {self.log.read_text()[-2000:]}")
+            result = subprocess.run(
+                ["etcdctl", f"--endpoints=127.0.0.1:{self.client_port}", "endpoint", "health"],
+                capture_output=True, text=True, env={"ETCDCTL_API": "3"},
+            )  # fmt: skip
+            if result.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("etcd did not become healthy")
+
+    def freeze(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.log.unlink(missing_ok=True)
