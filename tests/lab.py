@@ -1,0 +1,63 @@
+"""A minimal network-namespace lab for tests: two namespaces joined by a veth pair,
+10.199.0.0/24 inside them only (nothing is added to the root namespace). Always
+deleted, even after a failed test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*argv: str, check: bool = True) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+class TwoHostLab:
+    def __init__(self) -> None:
+        tag = f"fgt{os.getpid() % 100000}"
+        self.a, self.b = f"{tag}a", f"{tag}b"
+        self.if_a, self.if_b = "veth-a", "veth-b"
+        self.addr_a, self.addr_b = "10.199.0.11/24", "10.199.0.12/24"
+
+    def up(self) -> None:
+        self.down()
+        run("ip", "netns", "add", self.a)
+        run("ip", "netns", "add", self.b)
+        run("ip", "link", "add", self.if_a, "netns", self.a, "type", "veth",
+            "peer", "name", self.if_b, "netns", self.b)  # fmt: skip
+        for ns, interface, address in ((self.a, self.if_a, self.addr_a),
+                                       (self.b, self.if_b, self.addr_b)):  # fmt: skip
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+            run("ip", "-n", ns, "link", "set", interface, "up")
+            run("ip", "-n", ns, "addr", "add", address, "dev", interface)
+
+    def down(self) -> None:
+        for ns in (self.a, self.b):
+            run("ip", "netns", "del", ns, check=False)
+
+    def driver(self, ns: str, *args: str) -> object:
+        out = run("ip", "netns", "exec", ns, sys.executable, "-m", "tests.vipdriver", *args)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def driver_background(self, ns: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.vipdriver", *args],
+            cwd=REPO, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+
+def lab_available() -> str | None:
+    """Why the lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    if subprocess.run(["ip", "-V"], capture_output=True).returncode != 0:
+        return "needs iproute2"
+    return None

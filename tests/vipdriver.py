@@ -1,0 +1,84 @@
+"""Run vip/ operations inside a network namespace for the lab tests:
+``ip netns exec NS python -m tests.vipdriver OP ...``; prints JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+import sys
+import time
+
+from vip.garp import ETH_P_ARP, parse_arp
+from vip.iproute import IprouteBackend
+from vip.manager import VipManager
+
+
+async def main(argv: list[str]) -> object:
+    op, interface = argv[0], argv[1]
+    backend = IprouteBackend(interface)
+    if op == "capture":  # capture ARP frames for N seconds
+        seconds = float(argv[2])
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+        sock.bind((interface, 0))
+        sock.settimeout(0.2)
+        frames = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                parsed = parse_arp(sock.recv(2048))
+            except TimeoutError:
+                continue
+            if parsed:
+                frames.append([parsed[0], parsed[1].hex(":"), str(parsed[2]), str(parsed[3])])
+        return frames
+    vip = ipaddress.IPv4Interface(argv[2])
+    if op == "add":
+        await backend.add(vip, int(argv[3]))
+    elif op == "remove":
+        await backend.remove(vip)
+    elif op == "announce":
+        await backend.announce(vip, int(argv[3]), 0.05)
+    elif op == "mac":
+        return (await backend.mac()).hex(":")
+    elif op == "manage":  # leader for N seconds (deadline always 1.9 s ahead), then not
+        seconds = float(argv[3])
+        leader_until = time.monotonic() + seconds
+        manager = VipManager(backend, vip, lambda: (time.monotonic() + 1.9)
+                             if time.monotonic() < leader_until else None, tick=0.1)  # fmt: skip
+        end = time.monotonic() + seconds + 1.0
+        while time.monotonic() < end:
+            await manager.reconcile()
+            await asyncio.sleep(0.1)
+        return [a.step for a in manager.actions]
+    if op == "manage-keepalive":  # deadline = last keepalive + TTL 2 - margin 0.5,
+        seconds = float(argv[3])  # keepalives every TTL/3, for N seconds
+        start = time.monotonic()
+
+        def deadline() -> float | None:
+            now = time.monotonic()
+            if now - start >= seconds:
+                return None
+            last_sent = start + ((now - start) // (2 / 3)) * (2 / 3)
+            return last_sent + 1.5
+
+        manager = VipManager(backend, vip, deadline, tick=0.1)
+        gaps = 0
+        end = start + seconds
+        while time.monotonic() < end:
+            await manager.reconcile()
+            if not (await backend.query(vip)).present:
+                gaps += 1
+            await asyncio.sleep(0.05)
+        return {
+            "steps": sorted({a.step for a in manager.actions}),
+            "adds": sum(a.step == "add" for a in manager.actions),
+            "gaps": gaps,
+        }
+    state = await backend.query(vip)
+    return {"present": state.present, "valid_lft": state.valid_lft}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(sys.argv[1:]))))

@@ -1,0 +1,71 @@
+"""The VIP reconcile loop: every tick compare desired (leadership deadline) with the
+interface, fix drift (VIP deleted by hand -> re-add and announce; present while not
+leader -> remove), and keep announcing while held."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+
+from vip.base import VipBackend
+from vip.errors import VipError
+from vip.reconcile import VipAction, plan
+
+log = logging.getLogger("floatgate.vip")
+
+
+class VipManager:
+    def __init__(
+        self,
+        backend: VipBackend,
+        vip: ipaddress.IPv4Interface,
+        deadline: Callable[[], float | None],
+        garp_count: int = 3,
+        garp_interval: float = 0.2,
+        tick: float = 0.2,
+        reannounce_every: float = 10.0,
+    ) -> None:
+        self.backend = backend
+        self.vip = vip
+        self.deadline = deadline
+        self.garp_count = garp_count
+        self.garp_interval = garp_interval
+        self.tick = tick
+        self.reannounce_every = reannounce_every
+        self.actions: list[VipAction] = []  # what was done, newest last (bounded)
+        self._announced_at = 0.0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except VipError as exc:
+                log.error("VIP %s: %s", self.vip, exc)
+            await asyncio.sleep(self.tick)
+
+    async def reconcile(self) -> VipAction:
+        actual = await self.backend.query(self.vip)
+        action = plan(self.deadline(), time.monotonic(), actual)
+        if action.step in ("add", "refresh"):
+            await self.backend.add(self.vip, action.lifetime)
+        elif action.step == "remove":
+            await self.backend.remove(self.vip)
+        if action.step == "add" or (
+            action.step != "remove" and actual.present
+            and time.monotonic() - self._announced_at > self.reannounce_every
+        ):  # fmt: skip
+            self._announced_at = time.monotonic()
+            await self.backend.announce(self.vip, self.garp_count if action.step == "add" else 1,
+                                        self.garp_interval)  # fmt: skip
+        if action.step in ("add", "remove"):
+            log.info("VIP %s: %s", self.vip, action.reason)
+        if action.step != "nothing":
+            self.actions = [*self.actions[-99:], action]
+        return action
+
+    async def release(self) -> None:
+        """Remove the VIP now (handover: before resigning the lease)."""
+        await self.backend.remove(self.vip)
