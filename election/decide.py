@@ -44,9 +44,12 @@ class Decision:
 
 
 def campaign_delay(priority: int, ttl: float) -> float:
-    """Higher priority campaigns sooner after the seat falls vacant (0 .. ttl/2)."""
+    """Higher priority campaigns sooner after the seat falls vacant: 0 for the highest,
+    up to min(0.2 s, TTL/10) for priority 0. Enough to order candidates that see the
+    vacancy together (followers poll every 50 ms), small enough not to lengthen a
+    takeover much."""
     clamped = min(max(priority, 0), MAX_PRIORITY)
-    return (1 - clamped / MAX_PRIORITY) * ttl / 2
+    return (1 - clamped / MAX_PRIORITY) * min(0.2, ttl / 10)
 
 
 def decide(state: ElectionState, seen: Observation, me: Me) -> tuple[ElectionState, Decision]:

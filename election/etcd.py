@@ -84,7 +84,7 @@ class EtcdElection:
         try:
             while True:
                 decision = await self.step(healthy())
-                await asyncio.sleep(self.ttl / 3 if decision.action == "renew" else 0.1)
+                await asyncio.sleep(self.ttl / 3 if decision.action == "renew" else 0.05)
         finally:
             if self.state.leading:
                 await self.resign()

@@ -139,16 +139,11 @@ def _run(cluster: Path, node: Path | None, certs_dir: Path, access_log: bool) ->
         except ConfigError as exc:
             print(f"floatgate: configuration is invalid, not starting:\n{exc}", file=sys.stderr)
             return 2
-        if node_config.etcd is not None:
-            print(
-                "floatgate: cluster mode (etcd in node.yaml) is not available in this version; "
-                "remove etcd from node.yaml to run standalone.",
-                file=sys.stderr,
-            )
-            return 2
+    else:
+        node_config = None
     from node.daemon import run_standalone
 
-    return run_standalone(cluster, certs_dir, access_log)
+    return run_standalone(cluster, certs_dir, access_log, node_config)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from node.admin import start_admin
+from node.clusterrole import ClusterConfigError, ClusterRole
 from node.config import ConfigError, load_cluster
-from node.config.model import ClusterConfig
+from node.config.model import ClusterConfig, NodeConfig
 from node.proxy.errors import ListenError
+from node.proxy.pool import server_table
 from node.proxy.runtime import DataPlane
 from node.tls.material import TlsConfigError, TlsMaterial, load_tls
 
@@ -62,7 +66,15 @@ def load_all(cluster_path: Path, certs_dir: Path) -> tuple[ClusterConfig, TlsMat
 
 
 class Daemon:
-    def __init__(self, cluster_path: Path, certs_dir: Path, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        cluster_path: Path,
+        certs_dir: Path,
+        access_log: bool = True,
+        node: NodeConfig | None = None,
+    ) -> None:
+        self.node = node
+        self.role: ClusterRole | None = None
         self.cluster_path = cluster_path
         self.certs_dir = certs_dir
         self.access_log = access_log
@@ -79,16 +91,33 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
         self.plane = DataPlane(config, self.access_log, tls)
         await self.plane.start()
-        log.info("floatgate running standalone (%s), pid ready", config.source)
+        if self.node is not None and self.node.etcd is not None:
+            self.role = ClusterRole(self.node, config, self.plane)
+            self.role.start()
+            log.info("floatgate node %s running in cluster %s", self.node.name, config.cluster)
+        else:
+            log.info("floatgate running standalone (%s)", config.source)
+        admin = await start_admin(self.node, self) if self.node and self.node.admin else None
         if ready is not None:
             ready()
         reloader = asyncio.create_task(self._reload_loop())
         await self._stop.wait()
         reloader.cancel()
         grace = self.plane.config.shutdown_grace
+        if self.role is not None:
+            await self.role.hand_over()
         log.info("SIGTERM: stopped accepting; finishing in-flight requests (grace %.1fs)", grace)
         await self.plane.stop(grace)
+        if admin is not None:
+            await admin.cleanup()
         log.info("stopped")
+
+    def status(self) -> dict[str, Any]:
+        plane = self.plane
+        data: dict[str, Any] = self.role.status() if self.role else {"role": "standalone"}
+        if plane is not None:
+            data["backends"] = server_table(list(plane.pools.values()))
+        return data
 
     async def _reload_loop(self) -> None:
         while True:
@@ -111,10 +140,17 @@ class Daemon:
         return True
 
 
-def run_standalone(cluster_path: Path, certs_dir: Path, access_log: bool = True) -> int:
+def run_standalone(
+    cluster_path: Path, certs_dir: Path, access_log: bool = True, node: NodeConfig | None = None
+) -> int:
     try:
         require_c_parser()
         config, tls = load_all(cluster_path, certs_dir)
+        if node is not None and node.etcd is not None:
+            ClusterRole.validate(node, config)
+    except ClusterConfigError as exc:
+        print(f"floatgate: cannot run as a cluster node: {exc}", file=sys.stderr)
+        return 2
     except ParserCheckError as exc:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 1
@@ -124,7 +160,7 @@ def run_standalone(cluster_path: Path, certs_dir: Path, access_log: bool = True)
     loop_name = install_event_loop_policy()
     log.info("event loop: %s", loop_name)
     try:
-        asyncio.run(Daemon(cluster_path, certs_dir, access_log).run(config, tls))
+        asyncio.run(Daemon(cluster_path, certs_dir, access_log, node).run(config, tls))
     except (ListenError, OSError) as exc:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 1

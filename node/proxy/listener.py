@@ -28,6 +28,7 @@ from node.tls.material import FrontendTlsRuntime
 log = logging.getLogger("floatgate.listener")
 
 MAX_HANDSHAKES = 1024  # TLS handshakes in progress per frontend
+IP_FREEBIND = 15  # linux/in.h
 
 
 class Served(Protocol):
@@ -206,6 +207,9 @@ def open_socket(bind: HostPort) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET:
+            # A standby binds to the VIP before it holds it, so a takeover needs no bind.
+            sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         sock.bind((bind.host, bind.port))
         sock.listen(4096)
         sock.setblocking(False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from election.decide import ElectionState, Me, Observation, campaign_delay, decide, renewed, won
 from election.lease import LeaseClock
 
@@ -24,12 +26,13 @@ def test_lease_deadline_moves_only_forward_on_success() -> None:
 def test_vacant_seat_campaign_after_priority_delay() -> None:
     state = fresh()
     delay = campaign_delay(100, 2.0)
-    assert delay == 0.9
+    assert delay == pytest.approx(0.18)
+    assert campaign_delay(900, 2.0) < campaign_delay(100, 2.0)
     state, d = decide(state, Observation(100.0, True, True, None), ME)
-    assert d.action == "wait" and "campaigning in 0.90s" in d.reason
-    state, d = decide(state, Observation(100.5, True, True, None), ME)
+    assert d.action == "wait" and "campaigning in 0.18s" in d.reason
+    state, d = decide(state, Observation(100.1, True, True, None), ME)
     assert d.action == "wait"
-    state, d = decide(state, Observation(100.95, True, True, None), ME)
+    state, d = decide(state, Observation(100.19, True, True, None), ME)
     assert (d.action, d.reason) == ("campaign", "no leader: campaigning")
 
 

@@ -1,0 +1,128 @@
+"""Two floatgate nodes, etcd, a backend and a client in a namespace lab: exactly one node
+holds the VIP; killing or stopping the active hands the VIP to the standby; never two
+holders at any sampled instant."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.netlab import (
+    HOSTS,
+    VIP,
+    SwitchedLab,
+    etcd_argv,
+    floatgate_argv,
+    node_files,
+    wait_for,
+)
+from tests.lab import REPO, lab_available
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
+]
+
+
+class Monitor:
+    """Samples both nodes' addresses every 20 ms; records any instant with two holders."""
+
+    def __init__(self, lab: SwitchedLab) -> None:
+        self.lab = lab
+        self.samples: list[tuple[float, list[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self.lab.holders()))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def double_holders(self) -> list[float]:
+        return [t for t, holders in self.samples if len(holders) > 1]
+
+
+@pytest.fixture
+def cluster() -> Iterator[SwitchedLab]:
+    os.chdir(REPO)
+    workdir = Path(tempfile.mkdtemp(prefix="floatgate-lab-"))
+    lab = SwitchedLab(workdir)
+    try:
+        lab.up()
+        lab.start("etcd", "etcd", *etcd_argv(workdir / "etcd-data"))
+        lab.start("web", "web", sys.executable, "-m", "http.server", "8080", "--bind", HOSTS["web"])
+        time.sleep(1.0)
+        for name, priority in (("n1", 900), ("n2", 100)):
+            cluster_yaml, node_yaml = node_files(workdir, name, priority)
+            lab.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
+        wait_for(lambda: lab.holders() == ["n1"], 20, "n1 to hold the VIP")
+        yield lab
+    finally:
+        logs = {
+            name: lab.log(name)[-3000:]
+            for name in ("n1", "n2")
+            if (workdir / f"{name}.log").exists()
+        }
+        lab.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+        if sys.exc_info()[0] is not None:
+            print(json.dumps(logs, indent=1))
+
+
+def _probe(lab: SwitchedLab, seconds: float) -> dict[str, float]:
+    proc = lab.start(
+        "probe", "client", sys.executable, "-m", "tests.cluster.client_probe", VIP, str(seconds)
+    )
+    proc.wait(seconds + 20)
+    return json.loads(lab.log("probe").strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_kill_9_of_the_active(cluster: SwitchedLab) -> None:
+    monitor = Monitor(cluster)
+    result: dict[str, dict[str, float]] = {}
+    probe = threading.Thread(target=lambda: result.update(r=_probe(cluster, 7.0)))
+    probe.start()
+    time.sleep(1.5)
+    cluster.signal("n1", signal.SIGKILL)
+    killed = time.monotonic()
+    takeover = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
+    probe.join(30)
+    monitor.stop()
+    print(f"kill -9: standby held the VIP {takeover:.2f}s after the kill; "
+          f"client: {result['r']}")  # fmt: skip
+    assert monitor.double_holders() == []
+    assert takeover <= 2.0 + 1.0  # TTL + 1 s
+    assert result["r"]["longest_outage"] <= 3.5
+    assert time.monotonic() - killed < 30
+
+
+def test_sigterm_hands_over_quickly(cluster: SwitchedLab) -> None:
+    monitor = Monitor(cluster)
+    result: dict[str, dict[str, float]] = {}
+    probe = threading.Thread(target=lambda: result.update(r=_probe(cluster, 5.0)))
+    probe.start()
+    time.sleep(1.5)
+    cluster.signal("n1", signal.SIGTERM)
+    takeover = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
+    probe.join(30)
+    monitor.stop()
+    print(f"SIGTERM: standby held the VIP {takeover:.2f}s after the signal; client: {result['r']}")
+    assert monitor.double_holders() == []
+    assert takeover < 1.0
+    assert cluster.procs["n1"].wait(10) == 0
