@@ -126,3 +126,64 @@ def test_sigterm_hands_over_quickly(cluster: SwitchedLab) -> None:
     assert monitor.double_holders() == []
     assert takeover < 1.0
     assert cluster.procs["n1"].wait(10) == 0
+
+
+def _first(samples: list[tuple[float, list[str]]], node: str) -> float:
+    return min(t for t, holders in samples if node in holders)
+
+
+def _last(samples: list[tuple[float, list[str]]], node: str) -> float:
+    return max(t for t, holders in samples if node in holders)
+
+
+def test_sigstop_of_the_active_then_resume(cluster: SwitchedLab) -> None:
+    """b) A frozen active loses the VIP by the kernel lifetime before the standby adds
+    it, and after SIGCONT does not take it back."""
+    monitor = Monitor(cluster)
+    time.sleep(0.5)
+    cluster.signal("n1", signal.SIGSTOP)
+    stopped = time.monotonic()
+    takeover = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
+    time.sleep(max(0.0, 3 * 2.0 - (time.monotonic() - stopped)))  # frozen for 3 x TTL
+    cluster.signal("n1", signal.SIGCONT)
+    time.sleep(2.0)
+    monitor.stop()
+    print(f"SIGSTOP: standby held the VIP {takeover:.2f}s after the freeze")
+    assert monitor.double_holders() == []
+    assert _last(monitor.samples, "n1") < _first(monitor.samples, "n2")
+    assert cluster.holders() == ["n2"]  # the resumed node stayed standby
+
+
+def test_active_cut_off_from_etcd(cluster: SwitchedLab) -> None:
+    """d) The active cannot reach etcd: it drops the VIP before its lease can expire in
+    etcd, and the standby takes over."""
+    from tests.lab import run
+
+    monitor = Monitor(cluster)
+    time.sleep(0.5)
+    run("ip", "-n", cluster.ns["n1"], "route", "add", "blackhole", f"{HOSTS['etcd']}/32")
+    cut = time.monotonic()
+    dropped = wait_for(lambda: "n1" not in cluster.holders(), 10, "n1 to drop the VIP")
+    wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
+    took = time.monotonic() - cut
+    run("ip", "-n", cluster.ns["n1"], "route", "del", "blackhole", f"{HOSTS['etcd']}/32")
+    time.sleep(1.5)
+    monitor.stop()
+    print(f"cut from etcd: n1 dropped the VIP after {dropped:.2f}s, n2 held it after {took:.2f}s")
+    assert dropped < 2.0  # before the 2 s lease could expire in etcd
+    assert monitor.double_holders() == []
+    assert cluster.holders() == ["n2"]
+
+
+def test_all_etcd_down_means_no_active(cluster: SwitchedLab) -> None:
+    """f) Default policy: without etcd the active keeps the VIP only until its deadline,
+    then every node is standby (no VIP anywhere) until etcd is back."""
+    monitor = Monitor(cluster)
+    cluster.signal("etcd", signal.SIGKILL)
+    killed = time.monotonic()
+    gone = wait_for(lambda: cluster.holders() == [], 5, "the VIP to be released")
+    time.sleep(2.0)
+    monitor.stop()
+    print(f"etcd down: the VIP was released {gone:.2f}s after etcd died")
+    assert gone < 2.0
+    assert all(not holders for t, holders in monitor.samples if t > killed + gone + 0.1)
