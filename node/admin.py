@@ -2,10 +2,15 @@
 
 GET /status (JSON: role, leader, lease, fencing token, backends), /healthz (the process
 answers), /readyz (200 only when the data plane is healthy enough to campaign).
+POST /switchover (planned handover) needs ``Authorization: Bearer <token>`` with the
+token from ``admin.token_file``; without a configured token it is refused. A wrong or
+missing token gets 401 and changes nothing.
 """
 
 from __future__ import annotations
 
+import hmac
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -32,7 +37,19 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
             status=200 if ready else 503, text="ready\n" if ready else "not ready\n"
         )
 
+    token = _read_token(node.admin.token_file)
+
+    async def switchover(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "")
+        if token is None or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return web.json_response({"error": "a valid admin token is required"}, status=401)
+        if daemon.role is None:
+            return web.json_response({"error": "standalone node: no cluster"}, status=409)
+        result = await daemon.role.switchover()
+        return web.json_response({"result": result})
+
     app = web.Application()
+    app.router.add_post("/switchover", switchover)
     app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -40,3 +57,13 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
     await runner.setup()
     await web.TCPSite(runner, node.admin.listen.host, node.admin.listen.port).start()
     return runner
+
+
+def _read_token(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return token or None

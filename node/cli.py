@@ -36,6 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--no-access-log", action="store_true", help="do not log each request")
 
+    status = commands.add_parser("status", help="the cluster: active node, every node's state")
+    status.add_argument("--node", type=Path, required=True, help="node.yaml (for etcd)")
+    status.add_argument("--cluster-name", required=True, help="the cluster name (cluster.yaml)")
+    status.add_argument("--admin", action="append", default=[], help="a node's admin host:port")
+    status.add_argument("--json", action="store_true")
+    switch = commands.add_parser("switchover", help="planned handover away from the active")
+    switch.add_argument("--node", type=Path, required=True, help="node.yaml (etcd, token)")
+    switch.add_argument("--cluster-name", required=True)
+    switch.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
+    switch.add_argument("--json", action="store_true")
+
     certs = commands.add_parser("certs", help="certificate tools")
     certs_commands = certs.add_subparsers(dest="certs_command", required=True)
     dev_ca = certs_commands.add_parser("dev-ca", help="make a private CA, server and client certs")
@@ -63,9 +74,39 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args.cluster, args.node, _certs_dir(args), not args.no_access_log)
     if args.command == "certs":
         return _certs(args)
+    if args.command in ("status", "switchover"):
+        return _clusterctl(args)
     from node.demo import run_demo
 
     return run_demo(args.requests, args.port)
+
+
+def _clusterctl(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.clusterctl import ClusterCtlError, cluster_status, format_status, switchover
+
+    try:
+        node = load_node(args.node)
+        if args.command == "status":
+            result = asyncio.run(cluster_status(node, args.cluster_name, args.admin))
+            lines = format_status(result)
+        else:
+            token_file = args.token_file or (node.admin.token_file if node.admin else None)
+            if token_file is None:
+                print("floatgate: no admin token: give --token-file", file=sys.stderr)
+                return 2
+            token = Path(token_file).read_text().strip()
+            result = asyncio.run(switchover(node, args.cluster_name, token))
+            lines = [f"switchover from {result['from']}: {result.get('result')}"]
+    except ConfigError as exc:
+        print(f"floatgate: {exc}", file=sys.stderr)
+        return 2
+    except (ClusterCtlError, OSError) as exc:
+        print(f"floatgate: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
+    return 0
 
 
 def _certs_dir(args: argparse.Namespace) -> Path:

@@ -69,6 +69,7 @@ class ClusterRole:
             tick=0.1,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._hold_off_until = 0.0  # after a switchover: do not campaign before this
 
     def _payload(self) -> dict[str, Any]:
         admin = self.node.admin
@@ -78,8 +79,9 @@ class ClusterRole:
         return self.election.deadline() if self.election.is_leader() else None
 
     def healthy(self) -> bool:
-        """Listeners bound, configuration loaded, enough healthy backends."""
-        if not self.plane.listeners:
+        """Listeners bound, configuration loaded, enough healthy backends (and not in
+        the hold-off that follows a switchover away from this node)."""
+        if time.monotonic() < self._hold_off_until or not self.plane.listeners:
             return False
         up = sum(pool.usable_count() for pool in self.plane.pools.values())
         return up >= self.config.election.min_healthy_backends
@@ -104,6 +106,34 @@ class ClusterRole:
             "decision": self.election.last_decision.reason,
             "vip": str(self.config.vip.address) if self.config.vip else None,
         }  # fmt: skip
+
+    async def switchover(self, hold_off: float | None = None) -> str:
+        """Planned handover: remove the VIP, resign, and stay standby (listeners still
+        bound) for ``hold_off`` seconds so another node takes over."""
+        if not self.election.is_leader():
+            return "not active: nothing to hand over"
+        self._hold_off_until = time.monotonic() + (hold_off or 2 * self.election.ttl)
+        await self._quiet_moment(0.3)
+        _, vip_task = self._tasks
+        vip_task.cancel()
+        await asyncio.gather(vip_task, return_exceptions=True)
+        await self.vip.release()
+        await self.election.resign()
+        self._tasks[1] = asyncio.create_task(self.vip.run())
+        log.info("switchover: VIP removed and lease resigned; standby for a while")
+        return "VIP removed and lease resigned: another node takes over"
+
+    async def _quiet_moment(self, limit: float) -> None:
+        """Wait (up to ``limit``) for a moment when no request is being read or served,
+        so removing the VIP cuts as few exchanges short as possible. A SYN that arrives
+        after the removal is retransmitted by the client and reaches the new holder; an
+        exchange that straddles the removal can still be lost."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            connections = [c for lst in self.plane.listeners.values() for c in lst.connections]
+            if all(c.phase == 0 for c in connections):
+                return
+            await asyncio.sleep(0.001)
 
     async def hand_over(self) -> None:
         """SIGTERM: stop accepting, remove the VIP, resign, (then the caller drains)."""

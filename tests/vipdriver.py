@@ -56,10 +56,8 @@ async def main(argv: list[str]) -> object:
         seconds = float(argv[3])  # keepalives every TTL/3, for N seconds
         start = time.monotonic()
 
-        def deadline() -> float | None:
+        def deadline() -> float | None:  # leader through the whole loop below
             now = time.monotonic()
-            if now - start >= seconds:
-                return None
             last_sent = start + ((now - start) // (2 / 3)) * (2 / 3)
             return last_sent + 1.5
 

@@ -11,8 +11,10 @@ import time
 
 def main() -> None:
     host, seconds = sys.argv[1], float(sys.argv[2])
+    timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 0.5
     end = time.monotonic() + seconds
     failures: list[float] = []
+    errors: list[str] = []
     longest = 0.0
     outage_start: float | None = None
     start = time.monotonic()
@@ -20,12 +22,13 @@ def main() -> None:
     while time.monotonic() < end:
         t = time.monotonic()
         try:
-            conn = http.client.HTTPConnection(host, 80, timeout=0.5)
+            conn = http.client.HTTPConnection(host, 80, timeout=timeout)
             conn.request("GET", "/")
             success = conn.getresponse().status == 200
             conn.close()
-        except OSError:
+        except OSError as exc:
             success = False
+            errors.append(f"{t - start:.3f}:{type(exc).__name__}:{exc}")
         if success:
             ok += 1
             if outage_start is not None:
@@ -37,7 +40,8 @@ def main() -> None:
         time.sleep(max(0.0, 0.01 - (time.monotonic() - t)))
     if outage_start is not None:
         longest = max(longest, time.monotonic() - outage_start)
-    print(json.dumps({"ok": ok, "failures": len(failures), "longest_outage": round(longest, 3)}))
+    print(json.dumps({"ok": ok, "failures": len(failures), "longest_outage": round(longest, 3),
+                      "errors": errors[:5]}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -110,13 +110,15 @@ backends:
     check: {{type: http, path: /, interval: 500ms, rise: 1, fall: 2}}
     servers: [{{name: web1, address: "{HOSTS["web"]}:8080"}}]
 """)
+    token = workdir / "admin.token"
+    token.write_text("lab-secret-token\n")
     node = workdir / f"{name}.yaml"
     node.write_text(f"""
 name: {name}
 etcd: {{endpoints: ["http://{HOSTS["etcd"]}:2379"]}}
 interface: eth0
 priority: {priority}
-admin: {{listen: "{HOSTS[name]}:9100"}}
+admin: {{listen: "{HOSTS[name]}:9100", token_file: {token}}}
 """)
     return cluster, node
 
