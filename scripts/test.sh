@@ -13,8 +13,8 @@ if [ ! -x .venv-scan/bin/sslyze ]; then
 fi
 
 echo "== ruff"
-.venv/bin/ruff check node election vip tests bench
-.venv/bin/ruff format --check node election vip tests bench
+.venv/bin/ruff check node election vip tests bench deploy
+.venv/bin/ruff format --check node election vip tests bench deploy
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.netlab import (
+from deploy.lab.netlab import (
     HOSTS,
     VIP,
     SwitchedLab,
@@ -87,7 +87,7 @@ def cluster() -> Iterator[SwitchedLab]:
 
 
 def _probe(lab: SwitchedLab, seconds: float, timeout: float = 0.5) -> dict[str, float]:
-    proc = lab.start("probe", "client", sys.executable, "-m", "tests.cluster.client_probe",
+    proc = lab.start("probe", "client", sys.executable, "-m", "deploy.lab.client_probe",
                      VIP, str(seconds), str(timeout))  # fmt: skip
     proc.wait(seconds + 20)
     return json.loads(lab.log("probe").strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -157,7 +157,7 @@ def test_sigstop_of_the_active_then_resume(cluster: SwitchedLab) -> None:
 def test_active_cut_off_from_etcd(cluster: SwitchedLab) -> None:
     """d) The active cannot reach etcd: it drops the VIP before its lease can expire in
     etcd, and the standby takes over."""
-    from tests.lab import run
+    from deploy.lab.netlab import run
 
     monitor = Monitor(cluster)
     time.sleep(0.5)

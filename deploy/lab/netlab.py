@@ -1,4 +1,6 @@
-"""A switched network-namespace lab: a bridge namespace as the switch and one namespace
+"""The floatgate lab (used by tests/cluster, the README demo and benchmarks).
+
+A switched network-namespace lab: a bridge namespace as the switch and one namespace
 per host (etcd, two floatgate nodes, a backend, a client), on 10.199.2.0/24, which
 exists only inside these namespaces. Processes run inside with ``ip netns exec`` and
 are stopped by PID; everything is deleted on exit."""
@@ -13,7 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-from tests.lab import REPO, run
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def run(*argv: str, check: bool = True) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+    return result.stdout
+
 
 HOSTS = {"etcd": "10.199.2.5", "n1": "10.199.2.11", "n2": "10.199.2.12",
          "web": "10.199.2.21", "client": "10.199.2.100"}  # fmt: skip
