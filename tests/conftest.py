@@ -204,3 +204,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     ):
         report.outcome = "failed"
         report.longrepr = f"lab test skipped but FLOATGATE_REQUIRE_LAB=1: {report.longrepr}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Test backends' keep-alive handler tasks are collected at interpreter exit, after
+    the summary; asyncio would log each as an error below pytest's closing line."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
