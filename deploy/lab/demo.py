@@ -20,12 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from deploy.lab.netlab import (
-    HOSTS,
     VIP,
     SwitchedLab,
-    etcd_argv,
-    floatgate_argv,
-    node_files,
     wait_for,
 )
 
@@ -38,13 +34,7 @@ def main() -> int:
     lab = SwitchedLab(workdir)
     try:
         print("1. lab up: switch, etcd, n1, n2, web, client namespaces on 10.199.2.0/24")
-        lab.up()
-        lab.start("etcd", "etcd", *etcd_argv(workdir / "etcd-data"))
-        lab.start("web", "web", sys.executable, "-m", "http.server", "8080", "--bind", HOSTS["web"])
-        time.sleep(1.0)
-        for name, priority in (("n1", 900), ("n2", 100)):
-            cluster_yaml, node_yaml = node_files(workdir, name, priority)
-            lab.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
+        lab.start_cluster()
         print("2. floatgate n1 (priority 900) and n2 (priority 100) campaigning ...")
         took = wait_for(lambda: bool(lab.holders()), 20, "a node to hold the VIP")
         print(f"   {lab.holders()[0]} is active and holds VIP {VIP} ({took:.1f}s)")

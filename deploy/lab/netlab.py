@@ -67,6 +67,19 @@ class SwitchedLab:
             run("ip", "-n", ns, "link", "set", "eth0", "up")
             run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
 
+    def start_cluster(self) -> None:
+        """Lab up, then etcd, a backend (python http.server) and floatgate nodes n1
+        (priority 900) and n2 (priority 100)."""
+        self.up()
+        self.start("etcd", "etcd", *etcd_argv(self.workdir / "etcd-data"))
+        self.start(
+            "web", "web", sys.executable, "-m", "http.server", "8080", "--bind", HOSTS["web"]
+        )
+        time.sleep(1.0)
+        for name, priority in (("n1", 900), ("n2", 100)):
+            cluster_yaml, node_yaml = node_files(self.workdir, name, priority)
+            self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
+
     def start(self, name: str, host: str, *argv: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("w")
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns[host], *argv],

@@ -22,9 +22,6 @@ from deploy.lab.netlab import (
     HOSTS,
     VIP,
     SwitchedLab,
-    etcd_argv,
-    floatgate_argv,
-    node_files,
     wait_for,
 )
 from tests.lab import REPO, lab_available
@@ -65,13 +62,7 @@ def cluster() -> Iterator[SwitchedLab]:
     workdir = Path(tempfile.mkdtemp(prefix="floatgate-lab-"))
     lab = SwitchedLab(workdir)
     try:
-        lab.up()
-        lab.start("etcd", "etcd", *etcd_argv(workdir / "etcd-data"))
-        lab.start("web", "web", sys.executable, "-m", "http.server", "8080", "--bind", HOSTS["web"])
-        time.sleep(1.0)
-        for name, priority in (("n1", 900), ("n2", 100)):
-            cluster_yaml, node_yaml = node_files(workdir, name, priority)
-            lab.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
+        lab.start_cluster()
         wait_for(lambda: lab.holders() == ["n1"], 20, "n1 to hold the VIP")
         yield lab
     finally:
