@@ -68,17 +68,22 @@ class SwitchedLab:
             run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
 
     def start_cluster(self) -> None:
-        """Lab up, then etcd, a backend (python http.server) and floatgate nodes n1
-        (priority 900) and n2 (priority 100)."""
+        """Lab up, then etcd, a backend (python http.server), floatgate n1 (priority
+        900) until it holds the VIP, then n2 (priority 100) until it runs as standby.
+        Started one after the other so n1 is always the first active (start-up times
+        vary more than priority delays; priorities are tested on their own)."""
         self.up()
         self.start("etcd", "etcd", *etcd_argv(self.workdir / "etcd-data"))
-        self.start(
-            "web", "web", sys.executable, "-m", "http.server", "8080", "--bind", HOSTS["web"]
-        )
+        web = HOSTS["web"]
+        self.start("web", "web", sys.executable, "-m", "http.server", "8080", "--bind", web)
         time.sleep(1.0)
         for name, priority in (("n1", 900), ("n2", 100)):
             cluster_yaml, node_yaml = node_files(self.workdir, name, priority)
             self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
+            if name == "n1":
+                wait_for(lambda: self.holders() == ["n1"], 30, "n1 to hold the VIP")
+        wait_for(lambda: "running in cluster" in self.log("n2"), 30, "n2 to start")
+        time.sleep(0.5)  # n2's first election ticks: it sees n1 as leader
 
     def start(self, name: str, host: str, *argv: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("w")
