@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +42,7 @@ class LeaderRecord:
 class EtcdElection:
     def __init__(
         self,
-        host: str,
-        port: int,
+        endpoints: Sequence[tuple[str, int]],
         cluster: str,
         me: Me,
         ttl: int = 2,
@@ -52,6 +51,9 @@ class EtcdElection:
     ) -> None:
         if ttl < 1:
             raise ValueError("lease TTL must be at least 1 s")
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = list(endpoints)
         self.me = me
         self.ttl = ttl
         self.key = f"/floatgate/{cluster}/leader".encode()
@@ -61,7 +63,9 @@ class EtcdElection:
         self.fencing_token: int | None = None
         self.last_decision = Decision("wait", "not started")
         self._payload = payload or (lambda: {})
-        self._client = aetcd.Client(host=host, port=port, timeout=self.request_timeout)
+        self._endpoint = 0
+        self._client = self._connect()
+        self._closing: set[asyncio.Future[None]] = set()
         self._lease_id: int | None = None
         self._listeners: list[Callable[[bool, str], None]] = []
 
@@ -121,17 +125,30 @@ class EtcdElection:
 
     # -- etcd --------------------------------------------------------------------------
 
-    async def _call(self, what: str, call: Any) -> Any:
+    def _connect(self) -> aetcd.Client:
+        host, port = self.endpoints[self._endpoint]
+        return aetcd.Client(host=host, port=port, timeout=self.request_timeout)
+
+    async def _call(self, what: str, request: Callable[[aetcd.Client], Any]) -> Any:
+        """One etcd request. On failure the next call goes to the next endpoint (etcd
+        members share one state, so any of them may answer); the failure itself still
+        counts against leadership."""
         try:
             async with asyncio.timeout(self.request_timeout):
-                return await call
+                return await request(self._client)
         except (TimeoutError, aetcd.ClientError, OSError) as exc:
+            if len(self.endpoints) > 1:
+                old, self._endpoint = self._client, (self._endpoint + 1) % len(self.endpoints)
+                self._client = self._connect()
+                closing = asyncio.ensure_future(old.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
             raise EtcdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     async def _observe(self, healthy: bool) -> Observation:
         now = time.monotonic()
         try:
-            found = await self._call("read leader key", self._client.get(self.key))
+            found = await self._call("read leader key", lambda c: c.get(self.key))
         except EtcdUnavailable as exc:
             log.debug("%s", exc)
             return Observation(now, healthy, leader_known=False)
@@ -149,15 +166,14 @@ class EtcdElection:
     async def _campaign(self) -> Decision:
         sent = time.monotonic()  # the lease's TTL cannot start before this instant
         try:
-            lease = await self._call("grant lease", self._client.lease(self.ttl))
+            lease = await self._call("grant lease", lambda c: c.lease(self.ttl))
             value = json.dumps({"name": self.me.name, "priority": self.me.priority,
                                 **self._payload()}).encode()  # fmt: skip
-            tx = self._client.transactions
             succeeded, _ = await self._call(
                 "campaign",
-                self._client.transaction(
-                    compare=[tx.create(self.key) == 0],
-                    success=[tx.put(self.key, value, lease.id)],
+                lambda c: c.transaction(
+                    compare=[c.transactions.create(self.key) == 0],
+                    success=[c.transactions.put(self.key, value, lease.id)],
                     failure=[],
                 ),
             )
@@ -169,7 +185,7 @@ class EtcdElection:
         self._lease_id = lease.id
         self.state = won(self.state, sent)
         try:
-            found = await self._call("read fencing token", self._client.get(self.key))
+            found = await self._call("read fencing token", lambda c: c.get(self.key))
             self.fencing_token = int(found.create_revision) if found is not None else None
         except EtcdUnavailable:
             self.fencing_token = None
@@ -178,11 +194,12 @@ class EtcdElection:
         )
 
     async def _renew(self) -> None:
-        if self._lease_id is None:
+        lease_id = self._lease_id
+        if lease_id is None:
             return
         sent = time.monotonic()
         try:
-            reply = await self._call("keepalive", self._client.refresh_lease(self._lease_id))
+            reply = await self._call("keepalive", lambda c: c.refresh_lease(lease_id))
         except EtcdUnavailable as exc:
             log.warning("%s: keepalive failed, deadline unchanged: %s", self.me.name, exc)
             return
@@ -201,6 +218,6 @@ class EtcdElection:
 
     async def _revoke_lease(self, lease_id: int) -> None:
         try:
-            await self._call("revoke lease", self._client.revoke_lease(lease_id))
+            await self._call("revoke lease", lambda c: c.revoke_lease(lease_id))
         except EtcdUnavailable as exc:
             log.warning("%s: could not revoke lease (it will expire): %s", self.me.name, exc)

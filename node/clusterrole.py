@@ -37,24 +37,23 @@ class ClusterRole:
             raise ClusterConfigError(
                 "cluster mode needs vip (cluster.yaml) and interface (node.yaml)"
             )
-        endpoint = urlsplit(node.etcd.endpoints[0])
-        if endpoint.scheme != "http" or endpoint.hostname is None:
-            raise ClusterConfigError(
-                "this version talks to etcd over plain http (first endpoint); "
-                "TLS and several endpoints are not supported yet"
-            )
+        for url in node.etcd.endpoints:
+            endpoint = urlsplit(url)
+            if endpoint.scheme != "http" or endpoint.hostname is None:
+                raise ClusterConfigError(
+                    f"etcd endpoint {url}: this version talks to etcd over plain http only "
+                    "(etcd TLS is not supported yet)"
+                )
 
     def __init__(self, node: NodeConfig, config: ClusterConfig, plane: DataPlane) -> None:
         self.validate(node, config)
         assert node.etcd is not None and config.vip is not None and node.interface
-        endpoint = urlsplit(node.etcd.endpoints[0])
-        assert endpoint.hostname is not None
+        endpoints = [urlsplit(url) for url in node.etcd.endpoints]
         self.node = node
         self.config = config
         self.plane = plane
         self.election = EtcdElection(
-            endpoint.hostname,
-            endpoint.port or 2379,
+            [(e.hostname or "localhost", e.port or 2379) for e in endpoints],
             config.cluster,
             Me(node.name, node.priority, config.election.nopreempt),
             ttl=max(1, round(config.election.lease_ttl)),

@@ -67,3 +67,61 @@ class EtcdProcess:
                 self.proc.wait(5)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.log.unlink(missing_ok=True)
+
+
+class EtcdCluster:
+    """A 3-member etcd cluster on loopback (members started together: quorum)."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.members: list[dict[str, object]] = []
+        peers = []
+        for index in range(size):
+            member = {"name": f"m{index}", "client": _free_port(), "peer": _free_port(),
+                      "dir": Path(tempfile.mkdtemp(prefix="floatgate-etcd-"))}  # fmt: skip
+            peers.append(f"m{index}=http://127.0.0.1:{member['peer']}")
+            self.members.append(member)
+        for member in self.members:
+            client, peer = (
+                f"http://127.0.0.1:{member['client']}",
+                f"http://127.0.0.1:{member['peer']}",
+            )
+            member["proc"] = subprocess.Popen(
+                ["etcd", "--name", str(member["name"]), "--data-dir", str(member["dir"]),
+                 "--listen-client-urls", client, "--advertise-client-urls", client,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", ",".join(peers), "--initial-cluster-state", "new",
+                 "--election-timeout", "100", "--heartbeat-interval", "20"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        endpoints = ",".join(f"127.0.0.1:{m['client']}" for m in self.members)
+        while time.monotonic() < deadline:
+            result = subprocess.run(["etcdctl", f"--endpoints={endpoints}", "endpoint", "health"],
+                                    capture_output=True, env={"ETCDCTL_API": "3"})  # fmt: skip
+            if result.returncode == 0:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the 3-member etcd cluster did not become healthy")
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", int(str(m["client"]))) for m in self.members]
+
+    def kill(self, index: int) -> None:
+        proc = self.members[index]["proc"]
+        assert isinstance(proc, subprocess.Popen)
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for member in self.members:
+            proc = member.get("proc")
+            if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            shutil.rmtree(str(member["dir"]), ignore_errors=True)

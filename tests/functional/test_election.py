@@ -31,7 +31,8 @@ async def nodes(etcd: EtcdProcess) -> AsyncIterator[Any]:
     health: dict[str, bool] = {}
 
     async def start(name: str, priority: int = 100) -> EtcdElection:
-        election = EtcdElection("127.0.0.1", etcd.client_port, "test", Me(name, priority), ttl=2)
+        endpoint = ("127.0.0.1", etcd.client_port)
+        election = EtcdElection([endpoint], "test", Me(name, priority), ttl=2)
         health[name] = True
         made.append((election, asyncio.create_task(election.run(lambda: health[name]))))
         return election
@@ -107,3 +108,28 @@ async def test_silent_etcd_ends_leadership_by_the_deadline(nodes: Any, etcd: Etc
         assert gone_after < a.ttl  # well before etcd itself could expire the lease
     finally:
         etcd.thaw()
+
+
+async def test_one_etcd_member_down_is_no_failover() -> None:
+    """e) In a 3-member etcd, killing the member the leader talks to changes nothing:
+    the next requests go to another member, leadership never lapses, same token."""
+    from tests.etcd import EtcdCluster
+
+    cluster = await asyncio.to_thread(EtcdCluster)
+    election = EtcdElection(cluster.endpoints, "test", Me("a"), ttl=2)
+    task = asyncio.create_task(election.run(lambda: True))
+    try:
+        await _until(election.is_leader, timeout=10)
+        token = election.fencing_token
+        await asyncio.to_thread(cluster.kill, 0)  # the first endpoint: the one in use
+        lapses = 0
+        for _ in range(150):  # 3 s, sampled every 20 ms
+            lapses += not election.is_leader()
+            await asyncio.sleep(0.02)
+        assert lapses == 0
+        assert election.fencing_token == token
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await election.close()
+        await asyncio.to_thread(cluster.stop)
