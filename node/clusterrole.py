@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from election.decide import Me
 from election.etcd import EtcdElection
 from node.config.model import ClusterConfig, NodeConfig
+from node.proxy.connection import IDLE
 from node.proxy.runtime import DataPlane
 from vip.iproute import IprouteBackend
 from vip.manager import VipManager
@@ -130,7 +131,7 @@ class ClusterRole:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             connections = [c for lst in self.plane.listeners.values() for c in lst.connections]
-            if all(c.phase == 0 for c in connections):
+            if all(c.phase == IDLE for c in connections):
                 return
             await asyncio.sleep(0.001)
 

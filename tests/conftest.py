@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -90,6 +91,32 @@ async def backends() -> AsyncIterator[Callable[..., Any]]:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
     """One test PKI for the whole run (root, intermediate, servers, clients, CRL)."""
     yield make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+async def https_server() -> AsyncIterator[Callable[..., Any]]:
+    """Start an aiohttp HTTPS server on loopback: (handler, PEM bundle path, optional
+    client CA path that makes client certificates required) -> port."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Callable[..., Any], pem: str, client_ca: str | None = None) -> int:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pem)
+        if client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(client_ca)
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+        runners.append(runner)
+        return port
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
 
 
 @pytest.fixture

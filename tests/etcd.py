@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 class EtcdProcess:
     def __init__(self, name: str = "t1") -> None:
         self.name = name
-        self.client_port, self.peer_port = _free_port(), _free_port()
+        self.client_port, self.peer_port = free_port(), free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix="floatgate-etcd-"))
         self.log = self.data_dir.parent / f"{self.data_dir.name}.log"
         client = f"http://127.0.0.1:{self.client_port}"
@@ -76,7 +71,7 @@ class EtcdCluster:
         self.members: list[dict[str, object]] = []
         peers = []
         for index in range(size):
-            member = {"name": f"m{index}", "client": _free_port(), "peer": _free_port(),
+            member = {"name": f"m{index}", "client": free_port(), "peer": free_port(),
                       "dir": Path(tempfile.mkdtemp(prefix="floatgate-etcd-"))}  # fmt: skip
             peers.append(f"m{index}=http://127.0.0.1:{member['peer']}")
             self.members.append(member)

@@ -8,16 +8,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run(*argv: str, check: bool = True) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
-    return result.stdout
+from deploy.lab.netlab import REPO, run
 
 
 class TwoHostLab:

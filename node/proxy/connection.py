@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
-from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
+from aiohttp.http_parser import HttpRequestParser
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestPayloadError
 
@@ -242,6 +242,3 @@ def _too_long(exc: LineTooLong, uri_limit: int) -> tuple[int, str]:
     if str(limit) == str(uri_limit) and head.startswith((b"/", b"*", b"http:", b"https:")):
         return 414, "URI Too Long"
     return 431, "Request Header Fields Too Large"
-
-
-__all__ = ["BUSY", "IDLE", "READING", "ClientConnection", "RawRequestMessage", "error_head"]

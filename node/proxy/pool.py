@@ -25,7 +25,6 @@ log = logging.getLogger("floatgate.health")
 class Server:
     config: ServerConfig
     health: HealthState
-    base_url: str
     connections: ServerConnections
     active: int = 0
     total: int = 0
@@ -88,7 +87,6 @@ class BackendPool:
         return Server(
             config=config,
             health=health,
-            base_url=f"http://{config.address}",
             connections=ServerConnections(config.address, self.config.timeouts, self.tls),
         )
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
 from node.proxy.clienthello import MalformedHello, NotTls, parse_client_hello
+from node.proxy.connection import BUSY, READING
 from node.proxy.errors import ProxyError
 from node.proxy.pool import BackendPool, Server
 from node.proxy.proxyproto import encode as encode_proxy_header
@@ -81,7 +82,7 @@ class TcpClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.server: TcpServerSide | None = None
         self.state = HELLO
-        self.phase = 1  # READING: the sweeper applies hello_timeout, then idleness
+        self.phase = READING  # the sweeper applies hello_timeout, then idleness
         self.since = time.monotonic()
         self.tunnel = None
         self.closing = False
@@ -134,7 +135,7 @@ class TcpClient(asyncio.Protocol):
             self._refuse(f"no route for SNI {hello_sni!r}")
             return
         self.state = CONNECTING
-        self.phase = 2  # BUSY: a drain lets it finish within the grace period
+        self.phase = BUSY  # a drain lets it finish within the grace period
         assert self.transport is not None
         self.transport.pause_reading()
         self.entry = AccessEntry(

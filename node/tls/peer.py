@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-HeaderList = list[tuple[bytes, bytes]]
+from node.proxy.headers import HeaderList
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,6 @@ for requests and health checks."""
 from __future__ import annotations
 
 import logging
-import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,8 +15,8 @@ from tests.functional.rawhttp import raw_exchange
 
 
 @pytest.fixture
-async def tls_backend(pki: Pki) -> AsyncIterator[Any]:
-    runners: list[web.AppRunner] = []
+def tls_backend(pki: Pki, https_server: Any) -> Any:
+    """An HTTPS server with the app.test certificate that records each client's CN."""
 
     async def start(require_client_cert: bool = False) -> tuple[int, list[str]]:
         seen: list[str] = []
@@ -29,23 +27,10 @@ async def tls_backend(pki: Pki) -> AsyncIterator[Any]:
             seen.append(str(dict(x[0] for x in peer["subject"])["commonName"]) if peer else "-")
             return web.Response(text=f"tls:{request.headers.get('Host')}")
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki.path("app.pem"))
-        if require_client_cert:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(pki.path("ca.pem"))
-        app = web.Application()
-        app.router.add_route("*", "/{t:.*}", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
-        runners.append(runner)
-        return port, seen
+        client_ca = pki.path("ca.pem") if require_client_cert else None
+        return await https_server(handler, pki.path("app.pem"), client_ca), seen
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    return start
 
 
 def yaml_for(port: int, backend_port: int, tls: str, check: str = "") -> str:

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,29 +18,17 @@ from tests.functional.test_tls import client_context, peer_cn
 
 
 @pytest.fixture
-async def tls_site(pki: Pki) -> AsyncIterator[Any]:
+def tls_site(pki: Pki, https_server: Any) -> Any:
     """HTTPS servers terminating TLS themselves, each answering with its name."""
-    runners: list[web.AppRunner] = []
 
     async def start(name: str, pem: str) -> int:
         async def handler(request: web.Request) -> web.Response:
             body = await request.read()
             return web.Response(text=f"{name}:{hashlib.sha256(body).hexdigest()[:8]}")
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki.path(pem))
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{t:.*}", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
-        runners.append(runner)
-        return port
+        return int(await https_server(handler, pki.path(pem)))
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    return start
 
 
 class Echo:
