@@ -2,6 +2,13 @@
 
 ``decide(state, observation, me)`` returns the next state and what to do. The caller
 performs the action against etcd and feeds the outcome back as the next observation.
+
+Who campaigns for a vacant seat (after etcd has been readable for half the grace, so
+nodes that start together see each other first): the best healthy live member (higher
+priority first, then the lower name), or the node named by a planned handover. Any
+other waits ``grace`` for the better one to take the seat, then campaigns anyway (the
+better one may be alive in etcd but stuck). A leader with ``nopreempt`` off yields to a
+healthy member of strictly higher priority.
 """
 
 from __future__ import annotations
@@ -11,8 +18,7 @@ from typing import Literal
 
 from election.lease import LeaseClock
 
-Action = Literal["campaign", "renew", "resign", "step_down", "wait", "follow"]
-MAX_PRIORITY = 1000
+Action = Literal["campaign", "renew", "resign", "step_down", "wait", "follow", "yield"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +29,22 @@ class Me:
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    """A live member as registered in etcd."""
+
+    name: str
+    priority: int
+    healthy: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     now: float
     healthy: bool  # the data plane can serve (listeners, config, enough backends)
     leader_known: bool  # False when etcd could not be read: unknown means not active
     leader: str | None = None  # the name in the leader key, None if the key is absent
+    members: tuple[Candidate, ...] = ()  # live members (this node's own entry included)
+    handover_to: str | None = None  # a planned switchover names this node
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,60 +52,104 @@ class ElectionState:
     lease: LeaseClock
     leading: bool = False
     vacant_since: float | None = None  # when we first saw no leader
+    known_since: float | None = None  # since when etcd has been readable without a break
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
     reason: str
+    target: str | None = None  # for "yield": the node to hand over to
 
 
-def campaign_delay(priority: int, ttl: float) -> float:
-    """Higher priority campaigns sooner after the seat falls vacant: 0 for the highest,
-    up to min(0.2 s, TTL/10) for priority 0. Enough to order candidates that see the
-    vacancy together (followers poll every 50 ms), small enough not to lengthen a
-    takeover much."""
-    clamped = min(max(priority, 0), MAX_PRIORITY)
-    return (1 - clamped / MAX_PRIORITY) * min(0.2, ttl / 10)
+def outranks(a: Candidate | Me, b: Candidate | Me) -> bool:
+    """Higher priority first; equal priorities are ordered by name (lower wins)."""
+    return a.priority > b.priority or (a.priority == b.priority and a.name < b.name)
+
+
+def campaign_grace(ttl: float) -> float:
+    """How long a node waits for a better-ranked healthy member to take a vacant seat."""
+    return min(1.0, ttl / 2)
 
 
 def decide(state: ElectionState, seen: Observation, me: Me) -> tuple[ElectionState, Decision]:
-    now = seen.now
     if state.leading:
-        if not state.lease.valid(now):
-            return _follower(state), Decision(
-                "step_down", "leadership deadline passed without a successful keepalive"
-            )
-        if seen.leader_known and seen.leader is not None and seen.leader != me.name:
-            return _follower(state), Decision("step_down", f"etcd names {seen.leader} as leader")
-        if not seen.healthy:
-            return _follower(state), Decision(
-                "resign", "data plane unhealthy: resigning so a healthy node can take over"
-            )
-        left = state.lease.remaining(now)
-        return state, Decision("renew", f"holding the lease ({left:.2f}s before the deadline)")
+        return _as_leader(state, seen, me)
     if not seen.leader_known:
-        return replace(state, vacant_since=None), Decision(
+        return replace(state, vacant_since=None, known_since=None), Decision(
             "wait", "leader unknown (etcd unreachable): not campaigning"
         )
+    if state.known_since is None:
+        state = replace(state, known_since=seen.now)
     if seen.leader is not None:
         return replace(state, vacant_since=None), Decision("follow", f"following {seen.leader}")
     if not seen.healthy:
         return replace(state, vacant_since=None), Decision(
             "wait", "no leader, but the data plane is unhealthy: not campaigning"
         )
+    now = seen.now
     vacant_since = state.vacant_since if state.vacant_since is not None else now
-    delay = campaign_delay(me.priority, state.lease.ttl)
     waited = replace(state, vacant_since=vacant_since)
-    if now - vacant_since < delay:
-        left = delay - (now - vacant_since)
-        reason = f"no leader: campaigning in {left:.2f}s (priority {me.priority})"
-        return waited, Decision("wait", reason)
-    return waited, Decision("campaign", "no leader: campaigning")
+    if seen.handover_to is not None:
+        if seen.handover_to == me.name:
+            return waited, Decision("campaign", "switchover names this node: campaigning")
+        return waited, Decision(
+            "wait", f"switchover to {seen.handover_to} in progress: not campaigning"
+        )
+    settle = campaign_grace(state.lease.ttl) / 2
+    if state.known_since is not None and now - state.known_since < settle:
+        return waited, Decision(
+            "wait", "no leader: letting members that start together register first"
+        )
+    better = sorted(
+        (m for m in seen.members if m.name != me.name and m.healthy and outranks(m, me)),
+        key=lambda m: (-m.priority, m.name),
+    )
+    if not better:
+        return waited, Decision("campaign", "no leader: campaigning")
+    grace = campaign_grace(state.lease.ttl)
+    best = better[0]
+    if now - vacant_since < grace:
+        left = grace - (now - vacant_since)
+        return waited, Decision("wait", (
+            f"no leader: {best.name} (priority {best.priority}) outranks this node "
+            f"(priority {me.priority}); campaigning in {left:.2f}s if it does not"))  # fmt: skip
+    return waited, Decision(
+        "campaign", f"no leader and {best.name} did not campaign within {grace:.1f}s: campaigning"
+    )
+
+
+def _as_leader(state: ElectionState, seen: Observation, me: Me) -> tuple[ElectionState, Decision]:
+    now = seen.now
+    if not state.lease.valid(now):
+        return _follower(state), Decision(
+            "step_down", "leadership deadline passed without a successful keepalive"
+        )
+    if seen.leader_known and seen.leader is not None and seen.leader != me.name:
+        return _follower(state), Decision("step_down", f"etcd names {seen.leader} as leader")
+    if not seen.healthy:
+        return _follower(state), Decision(
+            "resign", "data plane unhealthy: resigning so a healthy node can take over"
+        )
+    if not me.nopreempt:
+        higher = sorted(
+            (m for m in seen.members if m.healthy and m.priority > me.priority),
+            key=lambda m: (-m.priority, m.name),
+        )
+        if higher:
+            best = higher[0]
+            return state, Decision("yield", (
+                f"{best.name} (priority {best.priority}) outranks this node "
+                f"(priority {me.priority}) and nopreempt is off: handing over to it"),
+                best.name)  # fmt: skip
+    left = state.lease.remaining(now)
+    return state, Decision("renew", f"holding the lease ({left:.2f}s before the deadline)")
 
 
 def _follower(state: ElectionState) -> ElectionState:
-    return ElectionState(LeaseClock(state.lease.ttl, state.lease.margin), leading=False)
+    return ElectionState(
+        LeaseClock(state.lease.ttl, state.lease.margin), known_since=state.known_since
+    )
 
 
 def won(state: ElectionState, sent_at: float) -> ElectionState:

@@ -1,14 +1,19 @@
 """Leader election on etcd v3 with aetcd.
 
-- campaign: grant a lease, then one transaction: put the leader key with the lease if
-  its create_revision is 0 (absent). The key's create revision is the fencing token.
+- membership: every node keeps ``members/<name>`` alive on a lease of its own (priority,
+  health, admin address), so candidates know who else could take the seat.
+- observe: one range read of the election keys, then a watch from the next revision;
+  when the watch breaks (or any request fails) the view is unknown until a fresh read
+  and a new watch (events may have been missed).
+- campaign: grant a lease, then one transaction: put the leader key with it if the key's
+  create_revision is 0 (absent). The key's create revision is the fencing token.
 - keepalive every TTL/3; leadership is the deadline of :mod:`election.lease`: any etcd
   error or silence counts against it, never for it.
-- observe: read the leader key every tick (a lost answer means "leader unknown").
-- resign: revoke the lease (etcd deletes the key at once).
+- resign: revoke the lease (etcd deletes the key at once). A planned handover to a named
+  node first writes ``handover`` under the fencing token.
 
 Knows nothing of proxies or IPs; callers ask ``is_leader()`` (a deadline check on the
-monotonic clock) and may register ``on_change``.
+monotonic clock) and may register ``on_change`` / ``on_yield``.
 """
 
 from __future__ import annotations
@@ -16,33 +21,38 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aetcd
 
-from election.decide import Decision, ElectionState, Me, Observation, decide, renewed, won
-from election.errors import EtcdUnavailable
+from election.client import EtcdAccess
+from election.decide import (
+    Candidate,
+    Decision,
+    ElectionState,
+    Me,
+    Observation,
+    decide,
+    renewed,
+    won,
+)
+from election.errors import ElectionError, EtcdUnavailable
 from election.lease import LeaseClock, default_margin
+from election.view import ClusterView, Entry, Keys, LeaderRecord, Member, snapshot
 
 log = logging.getLogger("floatgate.election")
 
-
-@dataclass(frozen=True, slots=True)
-class LeaderRecord:
-    """What the leader key holds."""
-
-    name: str
-    fencing_token: int  # the key's create revision: one value per reign
-    payload: dict[str, Any]
+ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
+_DIGITS = re.compile(r"[0-9.]+")
 
 
 class EtcdElection:
     def __init__(
         self,
-        endpoints: Sequence[tuple[str, int]],
+        access: EtcdAccess,
         cluster: str,
         me: Me,
         ttl: int = 2,
@@ -51,23 +61,31 @@ class EtcdElection:
     ) -> None:
         if ttl < 1:
             raise ValueError("lease TTL must be at least 1 s")
-        if not endpoints:
+        if not access.endpoints:
             raise ValueError("at least one etcd endpoint is needed")
-        self.endpoints = list(endpoints)
+        self.access = access
         self.me = me
         self.ttl = ttl
-        self.key = f"/floatgate/{cluster}/leader".encode()
+        self.keys = Keys.of(cluster)
         self.request_timeout = max(0.2, ttl / 3)
         self.state = ElectionState(LeaseClock(float(ttl), margin or default_margin(ttl)))
-        self.leader: LeaderRecord | None = None
         self.fencing_token: int | None = None
         self.last_decision = Decision("wait", "not started")
+        self.view: ClusterView | None = None  # None: unknown (no read+watch in place)
         self._payload = payload or (lambda: {})
         self._endpoint = 0
-        self._client = self._connect()
-        self._closing: set[asyncio.Future[None]] = set()
+        self._client = self.access.client(0, self.request_timeout)
+        self._background: set[asyncio.Future[None]] = set()
         self._lease_id: int | None = None
+        self._member_lease: int | None = None
+        self._member_written: bytes | None = None
+        self._member_renewed = 0.0
+        self._last_contact = float("-inf")  # last successful etcd round trip
+        self._wake = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bool, str], None]] = []
+        self._on_yield: Callable[[str], Awaitable[None]] | None = None
+        self._yielding = False
 
     # -- what callers ask -------------------------------------------------------------
 
@@ -79,32 +97,57 @@ class EtcdElection:
     def deadline(self) -> float | None:
         return self.state.lease.deadline if self.state.leading else None
 
+    @property
+    def leader(self) -> LeaderRecord | None:
+        return self.view.leader(self.keys) if self.view is not None else None
+
+    def members(self) -> tuple[Member, ...]:
+        return self.view.members(self.keys) if self.view is not None else ()
+
     def on_change(self, callback: Callable[[bool, str], None]) -> None:
         self._listeners.append(callback)
+
+    def on_yield(self, handler: Callable[[str], Awaitable[None]]) -> None:
+        """Called (as a task) when this leader should hand over to a better node
+        (nopreempt off); without a handler the leader keeps the seat."""
+        self._on_yield = handler
 
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self, healthy: Callable[[], bool]) -> None:
+        self._restart_watch()
         try:
             while True:
                 decision = await self.step(healthy())
-                await asyncio.sleep(self.ttl / 3 if decision.action == "renew" else 0.05)
+                pause = self.ttl / 3 if decision.action in ("renew", "yield") else 0.05
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(pause):
+                        await self._wake.wait()  # a watch event ends the pause early
+                except TimeoutError:
+                    pass
         finally:
+            if self._watch_task is not None:
+                self._watch_task.cancel()
             if self.state.leading:
-                await self.resign()
+                await self.resign(leaving=True)
 
     async def step(self, healthy: bool) -> Decision:
-        """One tick: observe etcd, decide, act. Returns the decision (for logs/tests)."""
+        """One tick: observe, decide, act. Returns the decision (for logs/tests)."""
         was_leading = self.is_leader()
-        observation = await self._observe(healthy)
+        await self._keep_membership(healthy)
+        observation = self._observe(healthy)
         self.state, decision = decide(self.state, observation, self.me)
         if decision.action == "campaign":
             decision = await self._campaign()
-        elif decision.action == "renew":
-            await self._renew()
+        elif decision.action in ("renew", "yield"):
+            if time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3:
+                await self._renew()
+            if decision.action == "yield" and decision.target:
+                self._yield_to(decision.target)
         elif decision.action in ("resign", "step_down"):
             await self._revoke()
-        if decision != self.last_decision:
+        if _worth_logging(decision, self.last_decision):
             log.info("%s: %s", self.me.name, decision.reason)
         self.last_decision = decision
         now_leading = self.is_leader()
@@ -113,55 +156,164 @@ class EtcdElection:
                 callback(now_leading, decision.reason)
         return decision
 
-    async def resign(self) -> None:
-        """Give up leadership now: the lease is revoked, so another node can win at once."""
+    async def resign(self, leaving: bool = False) -> None:
+        """Give up leadership now: the lease is revoked, so another node can win at once.
+        Before that, the member entry says "unhealthy" (or is removed when ``leaving``),
+        so no follower waits for this node to take the seat back."""
         self.state, _ = decide(
             self.state, Observation(time.monotonic(), False, True, self.me.name), self.me
         )
+        if leaving:
+            await self._leave()
+        else:
+            await self._keep_membership(False)
         await self._revoke()
 
+    async def name_successor(self, target: str) -> None:
+        """Before a planned handover: write ``handover`` naming ``target`` (a live,
+        healthy member), under the fencing token, with a lease of 2 x TTL so a target
+        that never campaigns does not block the others for long."""
+        token = self.fencing_token
+        if not self.is_leader() or token is None:
+            raise ElectionError("not the leader: only the active node can name a successor")
+        if target == self.me.name:
+            raise ElectionError(f"{target} is this node")
+        known = {m.name: m for m in self.members()}
+        if target not in known:
+            raise ElectionError(f"{target} is not a running member of the cluster")
+        if not known[target].healthy:
+            raise ElectionError(f"{target} is not healthy: it cannot take over")
+        value = json.dumps({"to": target, "from": self.me.name}).encode()
+        lease = await self._call("grant handover lease", lambda c: c.lease(2 * self.ttl))
+        succeeded, _ = await self._call(
+            "write handover",
+            lambda c: c.transaction(
+                compare=[c.transactions.create(self.keys.leader) == token],
+                success=[c.transactions.put(self.keys.handover, value, lease.id)],
+                failure=[],
+            ),
+        )
+        if not succeeded:
+            raise ElectionError("the leader key changed (fencing token mismatch): not leader")
+
     async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+        await self._leave()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._client.close()
 
     # -- etcd --------------------------------------------------------------------------
 
-    def _connect(self) -> aetcd.Client:
-        host, port = self.endpoints[self._endpoint]
-        return aetcd.Client(host=host, port=port, timeout=self.request_timeout)
-
     async def _call(self, what: str, request: Callable[[aetcd.Client], Any]) -> Any:
-        """One etcd request. On failure the next call goes to the next endpoint (etcd
-        members share one state, so any of them may answer); the failure itself still
-        counts against leadership."""
+        """One etcd request. A failure replaces the client (the next endpoint when there
+        are several: members share one state) and restarts the watch; it still counts
+        against leadership."""
         try:
             async with asyncio.timeout(self.request_timeout):
-                return await request(self._client)
-        except (TimeoutError, aetcd.ClientError, OSError) as exc:
-            if len(self.endpoints) > 1:
-                old, self._endpoint = self._client, (self._endpoint + 1) % len(self.endpoints)
-                self._client = self._connect()
-                closing = asyncio.ensure_future(old.close())
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
+                result = await request(self._client)
+        except ETCD_ERRORS as exc:
+            self._reconnect()
             raise EtcdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        self._last_contact = time.monotonic()
+        return result
 
-    async def _observe(self, healthy: bool) -> Observation:
+    def _reconnect(self) -> None:
+        old = self._client
+        self._endpoint = (self._endpoint + 1) % len(self.access.endpoints)
+        self._client = self.access.client(self._endpoint, self.request_timeout)
+        self._spawn(old.close())
+        if self._watch_task is not None:
+            self._restart_watch()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _restart_watch(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        self.view = None
+        self._watch_task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Read the election keys, then follow them with a watch from the next
+        revision. Any break leaves the view unknown and starts over with a fresh read."""
+        while True:
+            try:
+                found = await self._call(
+                    "read election keys", lambda c: c.get_prefix(self.keys.prefix)
+                )
+                self.view = snapshot(
+                    (kv.key, kv.value, kv.create_revision, kv.mod_revision) for kv in found.kvs
+                )
+                self._wake.set()
+                client = self._client
+                async with asyncio.timeout(self.request_timeout):
+                    watch = await client.watch_prefix(
+                        self.keys.prefix, start_revision=found.header.revision + 1
+                    )
+                async for event in watch:
+                    kv = event.kv
+                    gone = event.kind == "DELETE"
+                    entry = Entry(None if gone else kv.value, kv.create_revision, kv.mod_revision)
+                    if self.view is not None:
+                        self.view = self.view.applied(kv.key, entry)
+                    self._wake.set()
+                raise EtcdUnavailable("the watch ended")
+            except (*ETCD_ERRORS, EtcdUnavailable) as exc:
+                log.debug("%s: election watch broke (%s); reading again", self.me.name, exc)
+                self.view = None
+                self._wake.set()
+                await asyncio.sleep(0.1)
+
+    def _observe(self, healthy: bool) -> Observation:
+        now = time.monotonic()
+        view = self.view
+        if view is None or now - self._last_contact > self.ttl:
+            return Observation(now, healthy, leader_known=False)
+        leader = view.leader(self.keys)
+        members = tuple(Candidate(m.name, m.priority, m.healthy) for m in view.members(self.keys))
+        return Observation(
+            now, healthy, leader_known=True, leader=leader.name if leader else None,
+            members=members, handover_to=view.handover_to(self.keys),
+        )  # fmt: skip
+
+    async def _keep_membership(self, healthy: bool) -> None:
+        """Keep ``members/<name>`` alive and current: re-written when what it says
+        changes, its lease renewed every TTL/3, re-created if the lease was lost."""
+        value = json.dumps({"name": self.me.name, "priority": self.me.priority,
+                            "healthy": healthy, **self._payload()}).encode()  # fmt: skip
         now = time.monotonic()
         try:
-            found = await self._call("read leader key", lambda c: c.get(self.key))
+            if self._member_lease is not None and now - self._member_renewed >= self.ttl / 3:
+                lease_id = self._member_lease
+                reply = await self._call("member keepalive", lambda c: c.refresh_lease(lease_id))
+                self._member_renewed = now
+                if reply is None or reply.TTL <= 0:
+                    self._member_lease = None
+            if self._member_lease is None:
+                lease = await self._call("grant member lease", lambda c: c.lease(self.ttl))
+                self._member_lease, self._member_written = lease.id, None
+                self._member_renewed = now
+            if value != self._member_written:
+                lease_id = self._member_lease
+                key = self.keys.member(self.me.name)
+                await self._call("register member", lambda c: c.put(key, value, lease_id))
+                self._member_written = value
         except EtcdUnavailable as exc:
-            log.debug("%s", exc)
-            return Observation(now, healthy, leader_known=False)
-        if found is None:
-            self.leader = None
-            return Observation(now, healthy, leader_known=True, leader=None)
-        try:
-            payload = json.loads(found.value)
-            name = str(payload["name"])
-        except (ValueError, KeyError, TypeError):
-            name, payload = "?", {}
-        self.leader = LeaderRecord(name, int(found.create_revision), payload)
-        return Observation(now, healthy, leader_known=True, leader=name)
+            log.debug("%s: membership: %s", self.me.name, exc)
+
+    async def _leave(self) -> None:
+        """Leave the member list at once rather than after a TTL."""
+        member_lease, self._member_lease = self._member_lease, None
+        if member_lease is not None:
+            try:
+                await self._call("revoke member lease", lambda c: c.revoke_lease(member_lease))
+            except EtcdUnavailable:
+                pass
 
     async def _campaign(self) -> Decision:
         sent = time.monotonic()  # the lease's TTL cannot start before this instant
@@ -172,8 +324,11 @@ class EtcdElection:
             succeeded, _ = await self._call(
                 "campaign",
                 lambda c: c.transaction(
-                    compare=[c.transactions.create(self.key) == 0],
-                    success=[c.transactions.put(self.key, value, lease.id)],
+                    compare=[c.transactions.create(self.keys.leader) == 0],
+                    success=[
+                        c.transactions.put(self.keys.leader, value, lease.id),
+                        c.transactions.delete(self.keys.handover),
+                    ],
                     failure=[],
                 ),
             )
@@ -184,8 +339,9 @@ class EtcdElection:
             return Decision("follow", "campaign lost: another node created the leader key first")
         self._lease_id = lease.id
         self.state = won(self.state, sent)
+        self._yielding = False
         try:
-            found = await self._call("read fencing token", lambda c: c.get(self.key))
+            found = await self._call("read fencing token", lambda c: c.get(self.keys.leader))
             self.fencing_token = int(found.create_revision) if found is not None else None
         except EtcdUnavailable:
             self.fencing_token = None
@@ -204,11 +360,17 @@ class EtcdElection:
             log.warning("%s: keepalive failed, deadline unchanged: %s", self.me.name, exc)
             return
         if reply is None or reply.TTL <= 0:
-            log.warning("%s: lease %x expired in etcd", self.me.name, self._lease_id)
+            log.warning("%s: lease %x expired in etcd", self.me.name, lease_id)
             self.state = ElectionState(LeaseClock(self.state.lease.ttl, self.state.lease.margin))
             self._lease_id = None
             return
         self.state = renewed(self.state, sent)
+
+    def _yield_to(self, target: str) -> None:
+        if self._yielding or self._on_yield is None:
+            return
+        self._yielding = True
+        self._spawn(self._on_yield(target))
 
     async def _revoke(self) -> None:
         lease_id, self._lease_id = self._lease_id, None
@@ -221,3 +383,11 @@ class EtcdElection:
             await self._call("revoke lease", lambda c: c.revoke_lease(lease_id))
         except EtcdUnavailable as exc:
             log.warning("%s: could not revoke lease (it will expire): %s", self.me.name, exc)
+
+
+def _worth_logging(new: Decision, old: Decision) -> bool:
+    """A new action, or a new reason once counters and timings are left out (a leader
+    renewing or a countdown says nothing new each tick)."""
+    if new.action != old.action:
+        return True
+    return new.action != "renew" and _DIGITS.sub("", new.reason) != _DIGITS.sub("", old.reason)

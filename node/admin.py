@@ -2,7 +2,7 @@
 
 GET /status (JSON: role, leader, lease, fencing token, backends), /healthz (the process
 answers), /readyz (200 only when the data plane is healthy enough to campaign).
-POST /switchover (planned handover) needs ``Authorization: Bearer <token>`` with the
+POST /switchover[?to=NODE] (planned handover) needs ``Authorization: Bearer <token>`` with the
 token from ``admin.token_file``; without a configured token it is refused. A wrong or
 missing token gets 401 and changes nothing.
 """
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from node.clusterrole import SwitchoverError
 from node.config.model import NodeConfig
 
 if TYPE_CHECKING:
@@ -45,8 +46,12 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
             return web.json_response({"error": "a valid admin token is required"}, status=401)
         if daemon.role is None:
             return web.json_response({"error": "standalone node: no cluster"}, status=409)
-        result = await daemon.role.switchover()
-        return web.json_response({"result": result})
+        to = request.query.get("to") or None
+        try:
+            result = await daemon.role.switchover(to)
+        except SwitchoverError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+        return web.json_response({"result": result, "to": to})
 
     app = web.Application()
     app.router.add_post("/switchover", switchover)

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     switch.add_argument("--node", type=Path, required=True, help="node.yaml (etcd, token)")
     switch.add_argument("--cluster-name", required=True)
     switch.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
+    switch.add_argument("--to", metavar="NODE", help="the standby to hand over to")
     switch.add_argument("--json", action="store_true")
 
     certs = commands.add_parser("certs", help="certificate tools")
@@ -97,7 +98,7 @@ def _clusterctl(args: argparse.Namespace) -> int:
                 print("floatgate: no admin token: give --token-file", file=sys.stderr)
                 return 2
             token = Path(token_file).read_text().strip()
-            result = asyncio.run(switchover(node, args.cluster_name, token))
+            result = asyncio.run(switchover(node, args.cluster_name, token, args.to))
             lines = [f"switchover from {result['from']}: {result.get('result')}"]
     except ConfigError as exc:
         print(f"floatgate: {exc}", file=sys.stderr)

@@ -1,90 +1,125 @@
-"""``floatgate status`` and ``floatgate switchover``: the cluster seen from etcd and the
-nodes' admin APIs."""
+"""``floatgate status`` and ``floatgate switchover``: the cluster seen from etcd (leader
+and member keys) and the nodes' admin APIs."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import aetcd
 import aiohttp
 
+from election.view import Keys, snapshot
 from node.config.model import NodeConfig
+from node.etcdaccess import EtcdAccessError, etcd_access
 
 
 class ClusterCtlError(Exception):
     """The cluster could not be asked (etcd or an admin API unreachable, refused...)."""
 
 
-async def _leader(node: NodeConfig, cluster: str) -> dict[str, Any] | None:
+async def read_election(node: NodeConfig, cluster: str) -> dict[str, Any]:
+    """The leader and members as etcd has them (any endpoint that answers)."""
     if node.etcd is None:
         raise ClusterCtlError("node.yaml has no etcd section")
-    endpoint = urlsplit(node.etcd.endpoints[0])
-    client = aetcd.Client(host=endpoint.hostname or "localhost", port=endpoint.port or 2379,
-                          timeout=3)  # fmt: skip
     try:
-        found = await asyncio.wait_for(client.get(f"/floatgate/{cluster}/leader".encode()), 5)
-    except (TimeoutError, aetcd.ClientError, OSError) as exc:
-        raise ClusterCtlError(f"etcd at {node.etcd.endpoints[0]} did not answer: {exc}") from exc
-    finally:
-        await client.close()
-    if found is None:
-        return None
-    record: dict[str, Any] = json.loads(found.value)
-    record["fencing_token"] = found.create_revision
-    return record
+        access = etcd_access(node.etcd)
+    except EtcdAccessError as exc:
+        raise ClusterCtlError(str(exc)) from exc
+    keys = Keys.of(cluster)
+    failures = []
+    for index, (host, port) in enumerate(access.endpoints):
+        client = access.client(index, 3)
+        try:
+            async with asyncio.timeout(5):
+                found = await client.get_prefix(keys.prefix)
+        except (TimeoutError, aetcd.ClientError, OSError) as exc:
+            failures.append(f"{host}:{port}: {type(exc).__name__} {exc}".strip())
+            continue
+        finally:
+            await client.close()
+        view = snapshot((kv.key, kv.value, kv.create_revision, kv.mod_revision)
+                        for kv in found.kvs)  # fmt: skip
+        leader = view.leader(keys)
+        return {
+            "leader": {"name": leader.name, "fencing_token": leader.fencing_token,
+                       "admin": leader.payload.get("admin")} if leader else None,
+            "members": [{"name": m.name, "priority": m.priority, "healthy": m.healthy,
+                         "admin": m.payload.get("admin")} for m in view.members(keys)],
+            "handover_to": view.handover_to(keys),
+        }  # fmt: skip
+    raise ClusterCtlError(
+        "no etcd endpoint answered (" + "; ".join(failures) + "): check etcd and node.yaml"
+    )
 
 
-async def _admin_get(address: str) -> dict[str, Any]:
+async def _admin_get(name: str, address: str) -> dict[str, Any]:
     try:
         timeout = aiohttp.ClientTimeout(total=3)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             async with session.get(f"http://{address}/status") as response:
                 data: dict[str, Any] = await response.json()
+                data.pop("backends", None)
                 return data
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return {"admin": address, "error": f"unreachable: {type(exc).__name__}"}
+        return {"node": name, "admin": address, "error": f"admin API unreachable: "
+                f"{type(exc).__name__}"}  # fmt: skip
 
 
 async def cluster_status(node: NodeConfig, cluster: str, admins: list[str]) -> dict[str, Any]:
-    leader = await _leader(node, cluster)
-    addresses = list(
-        dict.fromkeys([*admins, *([leader["admin"]] if leader and leader.get("admin") else [])])
-    )
-    nodes = await asyncio.gather(*(_admin_get(a) for a in addresses))
-    return {"cluster": cluster, "leader": leader, "nodes": list(nodes)}
+    election = await read_election(node, cluster)
+    targets = {m["name"]: m["admin"] for m in election["members"] if m.get("admin")}
+    for address in admins:
+        if address not in targets.values():
+            targets[address] = address
+    answers = await asyncio.gather(*(_admin_get(n, a) for n, a in targets.items()))
+    holders = [a["node"] for a in answers if a.get("vip_present")]
+    return {"cluster": cluster, **election, "vip_holders": holders, "nodes": list(answers)}
 
 
 def format_status(status: dict[str, Any]) -> list[str]:
     leader = status["leader"]
-    lines = [f"cluster {status['cluster']}: " + (
-        f"active {leader['name']} (fencing token {leader['fencing_token']})" if leader
-        else "NO ACTIVE NODE")]  # fmt: skip
-    lines.append(f"  {'node':<10}{'role':<10}{'healthy':<9}{'lease left':<12}decision")
+    head = (f"active {leader['name']} (fencing token {leader['fencing_token']})" if leader
+            else "NO ACTIVE NODE")  # fmt: skip
+    holders = status["vip_holders"]
+    vip = ("VIP on " + ", ".join(holders)) if holders else "VIP on no node"
+    if len(holders) > 1:
+        vip += "  <-- MORE THAN ONE HOLDER"
+    lines = [f"cluster {status['cluster']}: {head}; {vip}"]
+    if status.get("handover_to"):
+        lines.append(f"  switchover to {status['handover_to']} in progress")
+    lines.append(f"  {'node':<10}{'role':<9}{'prio':<6}{'healthy':<9}{'VIP':<5}"
+                 f"{'lease left':<12}decision")  # fmt: skip
     for entry in status["nodes"]:
         if "error" in entry:
-            lines.append(f"  {entry['admin']:<10}{entry['error']}")
+            lines.append(f"  {entry['node']:<10}{entry['error']} ({entry['admin']})")
             continue
         lines.append(
-            f"  {entry.get('node', '?'):<10}{entry.get('role', '?'):<10}"
-            f"{'yes' if entry.get('healthy') else 'NO':<9}{entry.get('lease_remaining', 0):<12}"
-            f"{entry.get('decision', '')}"
+            f"  {entry.get('node', '?'):<10}{entry.get('role', '?'):<9}"
+            f"{entry.get('priority', ''):<6}{'yes' if entry.get('healthy') else 'NO':<9}"
+            f"{'yes' if entry.get('vip_present') else '-':<5}"
+            f"{entry.get('lease_remaining', 0):<12}{entry.get('decision', '')}"
         )
     return lines
 
 
-async def switchover(node: NodeConfig, cluster: str, token: str) -> dict[str, Any]:
-    leader = await _leader(node, cluster)
+async def switchover(
+    node: NodeConfig, cluster: str, token: str, to: str | None = None
+) -> dict[str, Any]:
+    election = await read_election(node, cluster)
+    leader = election["leader"]
     if leader is None or not leader.get("admin"):
         raise ClusterCtlError("no active node (or it advertises no admin address)")
+    if to is not None and to not in {m["name"] for m in election["members"]}:
+        known = ", ".join(m["name"] for m in election["members"]) or "none"
+        raise ClusterCtlError(f"{to} is not a running member (members: {known})")
     try:
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             url = f"http://{leader['admin']}/switchover"
             auth = {"Authorization": f"Bearer {token}"}
-            async with session.post(url, headers=auth) as response:
+            params = {"to": to} if to else {}
+            async with session.post(url, headers=auth, params=params) as response:
                 body: dict[str, Any] = await response.json()
                 if response.status != 200:
                     raise ClusterCtlError(

@@ -8,41 +8,80 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import free_port
 
 
+@dataclass(frozen=True)
+class EtcdTlsSetup:
+    """Client TLS for a test etcd: its server certificate, the CA that signs clients
+    (etcd then requires a client certificate), and a client certificate for etcdctl."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+
 class EtcdProcess:
-    def __init__(self, name: str = "t1") -> None:
+    def __init__(
+        self,
+        name: str = "t1",
+        tls: EtcdTlsSetup | None = None,
+        root_password: str | None = None,
+    ) -> None:
         self.name = name
+        self.tls = tls
+        self.auth: tuple[str, str] | None = None
         self.client_port, self.peer_port = free_port(), free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix="floatgate-etcd-"))
         self.log = self.data_dir.parent / f"{self.data_dir.name}.log"
-        client = f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if tls else "http"
+        client = f"{scheme}://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
+        secure = [] if tls is None else [
+            "--cert-file", tls.server_cert, "--key-file", tls.server_key,
+            "--client-cert-auth", "--trusted-ca-file", tls.ca]  # fmt: skip
         self.proc = subprocess.Popen(
             ["etcd", "--name", name, "--data-dir", str(self.data_dir),
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"{name}={peer}", "--initial-cluster-state", "new",
-             "--election-timeout", "100", "--heartbeat-interval", "20"],
+             "--election-timeout", "100", "--heartbeat-interval", "20", *secure],
             stdout=subprocess.DEVNULL, stderr=self.log.open("w"),
         )  # fmt: skip
         self._wait_ready()
+        if root_password is not None:
+            self.etcdctl("user", "add", f"root:{root_password}")
+            self.etcdctl("auth", "enable")
+            self.auth = ("root", root_password)
+
+    def etcdctl(self, *args: str) -> str:
+        flags = [f"--endpoints=127.0.0.1:{self.client_port}"]
+        if self.tls is not None:
+            flags += [f"--cacert={self.tls.ca}", f"--cert={self.tls.client_cert}",
+                      f"--key={self.tls.client_key}"]  # fmt: skip
+        if self.auth is not None:
+            flags.append(f"--user={self.auth[0]}:{self.auth[1]}")
+        result = subprocess.run(["etcdctl", *flags, *args], capture_output=True, text=True,
+                                env={"ETCDCTL_API": "3"}, timeout=10)  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"etcdctl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
 
     def _wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"etcd exited: {self.log.read_text()[-2000:]}")
-            result = subprocess.run(
-                ["etcdctl", f"--endpoints=127.0.0.1:{self.client_port}", "endpoint", "health"],
-                capture_output=True, text=True, env={"ETCDCTL_API": "3"},
-            )  # fmt: skip
-            if result.returncode == 0:
+            try:
+                self.etcdctl("endpoint", "health")
                 return
-            time.sleep(0.1)
+            except RuntimeError:
+                time.sleep(0.1)
         raise RuntimeError("etcd did not become healthy")
 
     def freeze(self) -> None:

@@ -10,6 +10,7 @@ Writes into DIR:
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,10 +88,18 @@ def issue(
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if names:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            x509.SubjectAlternativeName([_san(n) for n in names]), critical=False
         )
     signer = issuer.key if issuer else key
     return Issued(builder.sign(signer, hashes.SHA256()), key)
+
+
+def _san(name: str) -> x509.GeneralName:
+    """An IP address SAN for an address (etcd endpoints are often IPs), else DNS."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def crl(issuer: Issued, revoked: tuple[x509.Certificate, ...] = (), days: int = 30) -> bytes:

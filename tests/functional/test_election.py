@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
+from election.client import EtcdAccess, EtcdTlsFiles
 from election.decide import Me
+from election.errors import ElectionError
 from election.etcd import EtcdElection
-from tests.etcd import EtcdProcess
+from node.tls.devca import cert_pem, issue, key_pem
+from tests.etcd import EtcdProcess, EtcdTlsSetup
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed")
 
@@ -30,9 +33,9 @@ async def nodes(etcd: EtcdProcess) -> AsyncIterator[Any]:
     made: list[tuple[EtcdElection, asyncio.Task[None]]] = []
     health: dict[str, bool] = {}
 
-    async def start(name: str, priority: int = 100) -> EtcdElection:
-        endpoint = ("127.0.0.1", etcd.client_port)
-        election = EtcdElection([endpoint], "test", Me(name, priority), ttl=2)
+    async def start(name: str, priority: int = 100, nopreempt: bool = True) -> EtcdElection:
+        access = EtcdAccess((("127.0.0.1", etcd.client_port),))
+        election = EtcdElection(access, "test", Me(name, priority, nopreempt), ttl=2)
         health[name] = True
         made.append((election, asyncio.create_task(election.run(lambda: health[name]))))
         return election
@@ -116,7 +119,7 @@ async def test_one_etcd_member_down_is_no_failover() -> None:
     from tests.etcd import EtcdCluster
 
     cluster = await asyncio.to_thread(EtcdCluster)
-    election = EtcdElection(cluster.endpoints, "test", Me("a"), ttl=2)
+    election = EtcdElection(EtcdAccess(tuple(cluster.endpoints)), "test", Me("a"), ttl=2)
     task = asyncio.create_task(election.run(lambda: True))
     try:
         await _until(election.is_leader, timeout=10)
@@ -133,3 +136,104 @@ async def test_one_etcd_member_down_is_no_failover() -> None:
         await asyncio.gather(task, return_exceptions=True)
         await election.close()
         await asyncio.to_thread(cluster.stop)
+
+
+async def test_members_register_with_health_and_leave_on_close(nodes: Any) -> None:
+    a, b = await nodes("a", priority=900), await nodes("b", priority=100)
+    await _until(lambda: {m.name for m in b.members()} == {"a", "b"})
+    assert {m.name: m.priority for m in b.members()} == {"a": 900, "b": 100}
+    nodes.health["b"] = False
+    await _until(lambda: [m.healthy for m in a.members() if m.name == "b"] == [False])
+    await b.close()  # revokes its member lease: gone at once, not after a TTL
+    await _until(lambda: {m.name for m in a.members()} == {"a"}, timeout=1.0)
+
+
+async def test_switchover_to_a_named_node(nodes: Any) -> None:
+    a = await nodes("a", priority=900)
+    b, c = await nodes("b", priority=500), await nodes("c", priority=100)
+    await _until(a.is_leader)
+    await _until(lambda: len(a.members()) == 3)
+    with pytest.raises(ElectionError, match="not a running member"):
+        await a.name_successor("zz")
+    nodes.health["b"] = False
+    await _until(lambda: [m.healthy for m in a.members() if m.name == "b"] == [False])
+    with pytest.raises(ElectionError, match="not healthy"):
+        await a.name_successor("b")
+    nodes.health["b"] = True
+    await _until(lambda: all(m.healthy for m in a.members()))
+    await a.name_successor("c")  # c has the lowest priority: only the handover makes it win
+    await a.resign()
+    nodes.health["a"] = False
+    took = await _until(lambda: b.is_leader() or c.is_leader())
+    assert c.is_leader() and not b.is_leader(), b.last_decision.reason
+    assert took < 0.5  # c campaigns as soon as it sees the seat free
+    await _until(lambda: b.view is not None and b.view.handover_to(b.keys) is None)
+
+
+async def test_preemption_when_nopreempt_is_off(nodes: Any) -> None:
+    low = await nodes("low", priority=100, nopreempt=False)
+    await _until(low.is_leader)
+
+    async def hand_over(target: str) -> None:
+        await low.name_successor(target)
+        await low.resign()
+
+    low.on_yield(hand_over)
+    high = await nodes("high", priority=900, nopreempt=False)
+    await _until(high.is_leader)
+    assert not low.is_leader()
+    assert "nopreempt is off" in low.last_decision.reason or low.last_decision.action == "follow"
+
+
+async def test_nopreempt_keeps_the_recovered_node_standby(nodes: Any) -> None:
+    low = await nodes("low", priority=100)
+    await _until(low.is_leader)
+    high = await nodes("high", priority=900)
+    await _until(lambda: len(low.members()) == 2)
+    await asyncio.sleep(1.0)
+    assert low.is_leader() and not high.is_leader()
+    assert high.last_decision.reason == "following low"
+
+
+@pytest.fixture(scope="module")
+def etcd_tls(tmp_path_factory: pytest.TempPathFactory) -> EtcdTlsSetup:
+    out = tmp_path_factory.mktemp("etcd-pki")
+    ca = issue("etcd test CA", None, ca=True)
+    server = issue("etcd", ca, names=("127.0.0.1", "localhost"))
+    client = issue("floatgate-node", ca, client=True)
+    files = {"ca.pem": cert_pem(ca.cert), "server.pem": cert_pem(server.cert),
+             "server.key": key_pem(server.key), "client.pem": cert_pem(client.cert),
+             "client.key": key_pem(client.key)}  # fmt: skip
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    paths = {name: str(out / name) for name in files}
+    return EtcdTlsSetup(paths["ca.pem"], paths["server.pem"], paths["server.key"],
+                        paths["client.pem"], paths["client.key"])  # fmt: skip
+
+
+async def test_etcd_with_client_tls_and_password(etcd_tls: EtcdTlsSetup) -> None:
+    etcd = await asyncio.to_thread(EtcdProcess, "tls", etcd_tls, "s3cret")
+    tls = EtcdTlsFiles.load(etcd_tls.ca, etcd_tls.client_cert, etcd_tls.client_key)
+    endpoint = (("127.0.0.1", etcd.client_port),)
+    good = EtcdElection(EtcdAccess(endpoint, tls, "root", "s3cret"), "t", Me("good"), ttl=2)
+    bad = EtcdElection(EtcdAccess(endpoint, tls, "root", "wrong"), "t", Me("bad"), ttl=2)
+    no_cert = EtcdElection(EtcdAccess(endpoint, EtcdTlsFiles(tls.ca), "root", "s3cret"),
+                           "t", Me("no-cert"), ttl=2)  # fmt: skip
+    tasks = [asyncio.create_task(e.run(lambda: True)) for e in (good, bad, no_cert)]
+    try:
+        await _until(good.is_leader)
+        assert good.fencing_token is not None
+        await asyncio.sleep(1.0)
+        for refused in (bad, no_cert):
+            assert not refused.is_leader() and refused.view is None
+            assert "etcd unreachable" in refused.last_decision.reason
+        assert "good" in await asyncio.to_thread(
+            etcd.etcdctl, "get", "--prefix", "/floatgate/t/election/leader"
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for election in (good, bad, no_cert):
+            await election.close()
+        await asyncio.to_thread(etcd.stop)

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
-import pytest
-
-from election.decide import ElectionState, Me, Observation, campaign_delay, decide, renewed, won
+from election.decide import (
+    Candidate,
+    ElectionState,
+    Me,
+    Observation,
+    campaign_grace,
+    decide,
+    outranks,
+    renewed,
+    won,
+)
 from election.lease import LeaseClock
+from election.view import ClusterView, Entry, Keys, snapshot
 
 ME = Me("n1", priority=100)
 
 
 def fresh(ttl: float = 2.0, margin: float = 0.5) -> ElectionState:
-    return ElectionState(LeaseClock(ttl, margin))
+    """A node that has been reading etcd for a while."""
+    return ElectionState(LeaseClock(ttl, margin), known_since=-100.0)
+
+
+def test_a_starting_node_lets_others_register_before_campaigning() -> None:
+    state = ElectionState(LeaseClock(2.0, 0.5))
+    state, d = decide(state, Observation(10.0, True, True, None), ME)
+    assert d.action == "wait" and "register first" in d.reason
+    state, d = decide(state, Observation(10.49, True, True, None), ME)
+    assert d.action == "wait"
+    state, d = decide(state, Observation(10.5, True, True, None), ME)
+    assert d.action == "campaign"
+    state, d = decide(state, Observation(11.0, True, False, None), ME)  # etcd lost
+    state, d = decide(state, Observation(11.1, True, True, None), ME)
+    assert d.action == "wait" and "register first" in d.reason  # settles again
 
 
 def test_lease_deadline_moves_only_forward_on_success() -> None:
@@ -23,17 +46,80 @@ def test_lease_deadline_moves_only_forward_on_success() -> None:
     assert clock.renewed(11.0).deadline == 12.5
 
 
-def test_vacant_seat_campaign_after_priority_delay() -> None:
-    state = fresh()
-    delay = campaign_delay(100, 2.0)
-    assert delay == pytest.approx(0.18)
-    assert campaign_delay(900, 2.0) < campaign_delay(100, 2.0)
-    state, d = decide(state, Observation(100.0, True, True, None), ME)
-    assert d.action == "wait" and "campaigning in 0.18s" in d.reason
-    state, d = decide(state, Observation(100.1, True, True, None), ME)
-    assert d.action == "wait"
-    state, d = decide(state, Observation(100.19, True, True, None), ME)
+def test_vacant_seat_alone_campaigns_at_once() -> None:
+    members = (Candidate("n1", 100, True), Candidate("n2", 500, False))  # n2 unhealthy
+    _, d = decide(fresh(), Observation(100.0, True, True, None, members), ME)
     assert (d.action, d.reason) == ("campaign", "no leader: campaigning")
+
+
+def test_vacant_seat_waits_for_a_better_healthy_member_then_campaigns() -> None:
+    members = (Candidate("n1", 100, True), Candidate("n2", 500, True))
+    grace = campaign_grace(2.0)
+    assert grace == 1.0
+    state, d = decide(fresh(), Observation(100.0, True, True, None, members), ME)
+    assert d.action == "wait"
+    assert "n2 (priority 500) outranks this node (priority 100)" in d.reason
+    state, d = decide(state, Observation(100.9, True, True, None, members), ME)
+    assert d.action == "wait" and "campaigning in 0.10s" in d.reason
+    state, d = decide(state, Observation(101.0, True, True, None, members), ME)
+    assert d.action == "campaign" and "n2 did not campaign within 1.0s" in d.reason
+
+
+def test_rank_is_priority_then_name() -> None:
+    assert outranks(Candidate("b", 200, True), Me("a", 100))
+    assert outranks(Candidate("a", 100, True), Me("b", 100))
+    assert not outranks(Candidate("b", 100, True), Me("a", 100))
+    # equal priority: the lower name campaigns first, the other waits
+    members = (Candidate("a", 100, True), Candidate("b", 100, True))
+    _, da = decide(fresh(), Observation(1.0, True, True, None, members), Me("a"))
+    _, db = decide(fresh(), Observation(1.0, True, True, None, members), Me("b"))
+    assert (da.action, db.action) == ("campaign", "wait")
+
+
+def test_handover_names_who_campaigns() -> None:
+    members = (Candidate("n1", 100, True), Candidate("n2", 900, True), Candidate("n3", 100, True))
+    seen = Observation(1.0, True, True, None, members, handover_to="n3")
+    _, d1 = decide(fresh(), seen, ME)
+    _, d2 = decide(fresh(), seen, Me("n2", 900))
+    _, d3 = decide(fresh(), seen, Me("n3", 100))
+    assert (d1.action, d1.reason) == ("wait", "switchover to n3 in progress: not campaigning")
+    assert d2.action == "wait"  # even the highest priority waits for the named node
+    assert (d3.action, d3.reason) == ("campaign", "switchover names this node: campaigning")
+
+
+def test_preemption_only_when_nopreempt_is_off() -> None:
+    state = won(fresh(), sent_at=0.0)
+    members = (Candidate("n1", 100, True), Candidate("n2", 200, True), Candidate("n3", 900, False))
+    seen = Observation(0.1, True, True, "n1", members)
+    _, d = decide(state, seen, Me("n1", 100, nopreempt=True))
+    assert d.action == "renew"
+    _, d = decide(state, seen, Me("n1", 100, nopreempt=False))
+    assert d.action == "yield" and d.target == "n2"  # n3 outranks but is unhealthy
+    assert "nopreempt is off" in d.reason
+    equal = (Candidate("n1", 100, True), Candidate("a0", 100, True))
+    _, d = decide(state, Observation(0.1, True, True, "n1", equal), Me("n1", 100, False))
+    assert d.action == "renew"  # equal priority never preempts
+
+
+def test_view_follows_events_and_ignores_older_ones() -> None:
+    keys = Keys.of("edge")
+    view = snapshot([
+        (keys.leader, b'{"name": "n1", "admin": "10.0.0.1:9100"}', 7, 7),
+        (keys.member("n1"), b'{"priority": 100, "healthy": true}', 5, 6),
+        (keys.member("n2"), b'{"priority": 50, "healthy": false}', 4, 4),
+    ])  # fmt: skip
+    leader = view.leader(keys)
+    assert leader is not None and (leader.name, leader.fencing_token) == ("n1", 7)
+    assert [(m.name, m.priority, m.healthy) for m in view.members(keys)] == [
+        ("n1", 100, True), ("n2", 50, False)]  # fmt: skip
+    gone = view.applied(keys.leader, Entry(None, 0, 9))
+    assert gone.leader(keys) is None
+    assert gone.applied(keys.leader, Entry(b'{"name": "old"}', 3, 8)) is gone  # stale event
+    handover = gone.applied(keys.handover, Entry(b'{"to": "n2"}', 10, 10))
+    assert handover.handover_to(keys) == "n2"
+    assert ClusterView().leader(keys) is None
+    garbage = snapshot([(keys.leader, b"not json", 3, 3)]).leader(keys)
+    assert garbage is not None and garbage.name == "?"
 
 
 def test_followers_and_unknowns_never_campaign() -> None:

@@ -1,0 +1,94 @@
+"""How to reach etcd: endpoints, client TLS and user/password, and one aetcd client per
+endpoint.
+
+aetcd 1.0 opens plain gRPC channels only; :class:`TlsClient` is the same client with a
+TLS channel (CA, optional client certificate for etcd's ``--client-cert-auth``).
+User/password authentication is aetcd's own (a token fetched at connect time); a failed
+call replaces the client, which also fetches a fresh token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import aetcd
+import grpc
+from aetcd import rpc, watcher
+
+from election.errors import ElectionError
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdTlsFiles:
+    ca: bytes  # PEM
+    cert: bytes | None = None
+    key: bytes | None = None
+
+    @classmethod
+    def load(cls, ca: str, cert: str | None = None, key: str | None = None) -> EtcdTlsFiles:
+        try:
+            return cls(
+                Path(ca).read_bytes(),
+                Path(cert).read_bytes() if cert else None,
+                Path(key).read_bytes() if key else None,
+            )
+        except OSError as exc:
+            raise ElectionError(f"etcd TLS file: {exc.strerror}: {exc.filename}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdAccess:
+    endpoints: tuple[tuple[str, int], ...]
+    tls: EtcdTlsFiles | None = None
+    user: str | None = None
+    password: str | None = None
+
+    def client(self, index: int, timeout: float) -> aetcd.Client:
+        host, port = self.endpoints[index % len(self.endpoints)]
+        if self.tls is None:
+            return aetcd.Client(host=host, port=port, username=self.user,
+                                password=self.password, timeout=timeout)  # fmt: skip
+        return TlsClient(host, port, self.tls, self.user, self.password, timeout)
+
+
+class TlsClient(aetcd.Client):  # type: ignore[misc]
+    """aetcd's client over a TLS channel (``connect`` mirrors aetcd's own, secure)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: EtcdTlsFiles,
+        user: str | None,
+        password: str | None,
+        timeout: float,
+    ) -> None:
+        super().__init__(host=host, port=port, username=user, password=password,
+                         timeout=timeout)  # fmt: skip
+        self._credentials = grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        try:
+            self.channel = rpc.secure_channel(
+                f"{self._host}:{self._port}", self._credentials, options=self._options.items()
+            )
+            if self._username is not None and self._password is not None:
+                self.auth_stub = rpc.AuthStub(self.channel)
+                reply = await self.auth_stub.Authenticate(
+                    rpc.AuthenticateRequest(name=self._username, password=self._password),
+                    timeout=self._timeout,
+                )
+                self.metadata = (("token", reply.token),)
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = watcher.Watcher(
+                rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        except grpc.aio.AioRpcError as exc:
+            raise aetcd.ClientError(f"{exc.code().name}: {exc.details()}") from exc

@@ -1,0 +1,123 @@
+"""What a node knows of the election keys in etcd (pure: no I/O, no clock).
+
+Keys under ``/floatgate/<cluster>/election/``:
+
+- ``leader``: the active node (JSON with name, priority, admin address, ...); attached to
+  the leader's lease. Its create revision is the fencing token of the reign.
+- ``members/<name>``: every running node (priority, healthy, admin, ...); attached to a
+  member lease the node keeps alive whatever its role, so a dead node's entry vanishes
+  after one TTL.
+- ``handover``: a planned switchover to a named node (``{"to": ..., "from": ...}``),
+  written by the active with a short lease, under the fencing token.
+
+The view is built from one range read and then moved forward by watch events; an event
+older than what the view holds is ignored, so a late reply never rolls it back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: bytes
+    leader: bytes
+    members: bytes
+    handover: bytes
+
+    @classmethod
+    def of(cls, cluster: str) -> Keys:
+        prefix = f"/floatgate/{cluster}/election/".encode()
+        return cls(prefix, prefix + b"leader", prefix + b"members/", prefix + b"handover")
+
+    def member(self, name: str) -> bytes:
+        return self.members + name.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderRecord:
+    """What the leader key holds."""
+
+    name: str
+    fencing_token: int  # the key's create revision: one value per reign
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str
+    priority: int
+    healthy: bool
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One key as last seen: its value (None once deleted) and the revision of that."""
+
+    value: bytes | None
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    entries: dict[bytes, Entry] = field(default_factory=dict)
+
+    def applied(self, key: bytes, entry: Entry) -> ClusterView:
+        """The view after one watch event; events older than what is held are ignored."""
+        held = self.entries.get(key)
+        if held is not None and held.mod_revision >= entry.mod_revision:
+            return self
+        return replace(self, entries={**self.entries, key: entry})
+
+    def applied_all(self, events: Iterable[tuple[bytes, Entry]]) -> ClusterView:
+        view = self
+        for key, entry in events:
+            view = view.applied(key, entry)
+        return view
+
+    def leader(self, keys: Keys) -> LeaderRecord | None:
+        entry = self.entries.get(keys.leader)
+        if entry is None or entry.value is None:
+            return None
+        payload = _json(entry.value)
+        return LeaderRecord(str(payload.get("name", "?")), entry.create_revision, payload)
+
+    def members(self, keys: Keys) -> tuple[Member, ...]:
+        found = []
+        for key, entry in sorted(self.entries.items()):
+            if not key.startswith(keys.members) or entry.value is None:
+                continue
+            payload = _json(entry.value)
+            name = key[len(keys.members) :].decode(errors="replace")
+            priority = payload.get("priority")
+            found.append(Member(
+                name, priority if isinstance(priority, int) else 0,
+                payload.get("healthy") is True, payload,
+            ))  # fmt: skip
+        return tuple(found)
+
+    def handover_to(self, keys: Keys) -> str | None:
+        entry = self.entries.get(keys.handover)
+        if entry is None or entry.value is None:
+            return None
+        target = _json(entry.value).get("to")
+        return target if isinstance(target, str) else None
+
+
+def snapshot(items: Iterable[tuple[bytes, bytes, int, int]]) -> ClusterView:
+    """A view from a range read: (key, value, create_revision, mod_revision) tuples."""
+    return ClusterView({key: Entry(value, create, mod) for key, value, create, mod in items})
+
+
+def _json(value: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
