@@ -12,21 +12,25 @@ import logging
 import os
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from election.decide import Me
+from election.errors import ElectionError
 from election.etcd import EtcdElection
 from node.config.model import ClusterConfig, NodeConfig
-from node.proxy.connection import IDLE
+from node.etcdaccess import EtcdAccessError, etcd_access
 from node.proxy.runtime import DataPlane
-from vip.iproute import IprouteBackend
 from vip.manager import VipManager
+from vip.netlink import NetlinkBackend
 
 log = logging.getLogger("floatgate.cluster")
 
 
 class ClusterConfigError(ValueError):
     """node.yaml / cluster.yaml do not describe a runnable cluster node."""
+
+
+class SwitchoverError(Exception):
+    """A planned handover cannot be done (not active, no such standby, ...)."""
 
 
 class ClusterRole:
@@ -38,36 +42,33 @@ class ClusterRole:
             raise ClusterConfigError(
                 "cluster mode needs vip (cluster.yaml) and interface (node.yaml)"
             )
-        for url in node.etcd.endpoints:
-            endpoint = urlsplit(url)
-            if endpoint.scheme != "http" or endpoint.hostname is None:
-                raise ClusterConfigError(
-                    f"etcd endpoint {url}: this version talks to etcd over plain http only "
-                    "(etcd TLS is not supported yet)"
-                )
+        try:
+            etcd_access(node.etcd)
+        except EtcdAccessError as exc:
+            raise ClusterConfigError(str(exc)) from exc
 
     def __init__(self, node: NodeConfig, config: ClusterConfig, plane: DataPlane) -> None:
         self.validate(node, config)
         assert node.etcd is not None and config.vip is not None and node.interface
-        endpoints = [urlsplit(url) for url in node.etcd.endpoints]
         self.node = node
         self.config = config
         self.plane = plane
         self.election = EtcdElection(
-            [(e.hostname or "localhost", e.port or 2379) for e in endpoints],
+            etcd_access(node.etcd),
             config.cluster,
             Me(node.name, node.priority, config.election.nopreempt),
             ttl=max(1, round(config.election.lease_ttl)),
             payload=self._payload,
         )
         self.vip = VipManager(
-            IprouteBackend(node.interface),
+            NetlinkBackend(node.interface),
             config.vip.address,
             self._vip_deadline,
             garp_count=config.vip.garp.count,
             garp_interval=config.vip.garp.interval,
             tick=0.1,
         )
+        self.election.on_yield(self._yield_to)
         self._tasks: list[asyncio.Task[None]] = []
         self._hold_off_until = 0.0  # after a switchover: do not campaign before this
 
@@ -95,56 +96,95 @@ class ClusterRole:
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         leader = self.election.leader
+        leading = self.election.is_leader(now)
+        last = self.vip.actions[-1] if self.vip.actions else None
         return {
             "node": self.node.name,
-            "role": "active" if self.election.is_leader(now) else "standby",
+            "role": "active" if leading else "standby",
+            "priority": self.node.priority,
             "leader": leader.name if leader else None,
-            "fencing_token": self.election.fencing_token,
+            "fencing_token": self.election.fencing_token if leading else None,
+            "leader_fencing_token": leader.fencing_token if leader else None,
             "lease_remaining": round(self.election.state.lease.remaining(now), 3)
-            if self.election.is_leader(now) else 0.0,
+            if leading else 0.0,
             "healthy": self.healthy(),
             "decision": self.election.last_decision.reason,
+            "etcd_reachable": self.election.view is not None,
+            "members": [
+                {"name": m.name, "priority": m.priority, "healthy": m.healthy,
+                 "admin": m.payload.get("admin")}
+                for m in self.election.members()
+            ],
             "vip": str(self.config.vip.address) if self.config.vip else None,
+            "vip_present": self.vip.present,
+            "vip_last_action": last.reason if last else None,
         }  # fmt: skip
 
-    async def switchover(self, hold_off: float | None = None) -> str:
-        """Planned handover: remove the VIP, resign, and stay standby (listeners still
-        bound) for ``hold_off`` seconds so another node takes over."""
+    async def _yield_to(self, target: str) -> None:
+        try:
+            log.info("preemption: %s", await self.switchover(target))
+        except SwitchoverError as exc:
+            log.warning("preemption to %s not possible: %s", target, exc)
+
+    async def switchover(self, to: str | None = None, hold_off: float | None = None) -> str:
+        """Planned handover: name the successor (if ``to``), remove the VIP, resign,
+        and stay standby (listeners still bound) for ``hold_off`` seconds so another
+        node takes over. Raises SwitchoverError (nothing changed) when it cannot."""
         if not self.election.is_leader():
-            return "not active: nothing to hand over"
+            raise SwitchoverError("this node is not active: nothing to hand over")
+        candidates = [m for m in self.election.members()
+                      if m.name != self.node.name and m.healthy]  # fmt: skip
+        if to is None and not candidates:
+            raise SwitchoverError("no healthy standby is registered: nobody could take over")
+        if to is not None:
+            try:
+                await self.election.name_successor(to)
+            except ElectionError as exc:
+                raise SwitchoverError(str(exc)) from exc
         self._hold_off_until = time.monotonic() + (hold_off or 2 * self.election.ttl)
-        await self._quiet_moment(0.3)
-        _, vip_task = self._tasks
-        vip_task.cancel()
-        await asyncio.gather(vip_task, return_exceptions=True)
-        await self.vip.release()
+        try:
+            await self._release_quietly()
+        finally:
+            self.plane.hold_new(False)  # standby again: ready for a later takeover
         await self.election.resign()
-        self._tasks[1] = asyncio.create_task(self.vip.run())
         log.info("switchover: VIP removed and lease resigned; standby for a while")
-        return "VIP removed and lease resigned: another node takes over"
+        return f"VIP removed and lease resigned: {to or 'the best standby'} takes over"
 
-    async def _quiet_moment(self, limit: float) -> None:
-        """Wait (up to ``limit``) for a moment when no request is being read or served,
-        so removing the VIP cuts as few exchanges short as possible. A SYN that arrives
-        after the removal is retransmitted by the client and reaches the new holder; an
-        exchange that straddles the removal can still be lost."""
+    async def _release_quietly(self, limit: float = 0.5) -> None:
+        """Remove the VIP at a moment no client exchange is cut short: new connections
+        are held (their SYNs dropped, so clients retransmit them to the next holder
+        instead of seeing a refusal), in-flight requests finish (up to ``limit``), idle
+        keep-alive connections are closed, then the VIP goes."""
+        self.plane.hold_new(True)
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            connections = [c for lst in self.plane.listeners.values() for c in lst.connections]
-            if all(c.phase == IDLE for c in connections):
-                return
-            await asyncio.sleep(0.001)
-
-    async def hand_over(self) -> None:
-        """SIGTERM: stop accepting, remove the VIP, resign, (then the caller drains)."""
-        election_task, vip_task = self._tasks
-        self.plane.stop_accepting()
+        while not self.plane.quiet() and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        self.plane.close_idle()
+        _, vip_task = self._tasks
         vip_task.cancel()
         await asyncio.gather(vip_task, return_exceptions=True)
         try:
             await self.vip.release()
-        except Exception as exc:  # the kernel lifetime still fences it
+        finally:
+            self._tasks[1] = asyncio.create_task(self.vip.run())
+
+    async def hand_over(self) -> None:
+        """SIGTERM: hold new connections, remove the VIP once in-flight exchanges are
+        done, resign (the caller then drains and exits)."""
+        if self.election.is_leader():
+            try:
+                await self._release_quietly()
+            except Exception as exc:  # the kernel lifetime still fences it
+                log.error("could not remove the VIP on shutdown: %s", exc)
+        self.plane.stop_accepting()
+        vip_task = self._tasks[1]
+        vip_task.cancel()
+        await asyncio.gather(vip_task, return_exceptions=True)
+        try:
+            await self.vip.release()
+        except Exception as exc:
             log.error("could not remove the VIP on shutdown: %s", exc)
+        election_task = self._tasks[0]
         election_task.cancel()
         await asyncio.gather(election_task, return_exceptions=True)  # resigns if leading
         await self.election.close()

@@ -11,13 +11,13 @@ import sys
 import time
 
 from vip.garp import ETH_P_ARP, parse_arp
-from vip.iproute import IprouteBackend
 from vip.manager import VipManager
+from vip.netlink import NetlinkBackend
 
 
 async def main(argv: list[str]) -> object:
     op, interface = argv[0], argv[1]
-    backend = IprouteBackend(interface)
+    backend = NetlinkBackend(interface)
     if op == "capture":  # capture ARP frames for N seconds
         seconds = float(argv[2])
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))

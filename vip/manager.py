@@ -37,6 +37,7 @@ class VipManager:
         self.reannounce_every = reannounce_every
         self.actions: list[VipAction] = []  # what was done, newest last (bounded)
         self._announced_at = 0.0
+        self.present = False  # as of the last reconcile
 
     async def run(self) -> None:
         while True:
@@ -44,15 +45,21 @@ class VipManager:
                 await self.reconcile()
             except VipError as exc:
                 log.error("VIP %s: %s", self.vip, exc)
+            except Exception:  # the loop must outlive any surprise; the kernel fences
+                log.exception("VIP %s: unexpected error in the reconcile loop", self.vip)
             await asyncio.sleep(self.tick)
 
     async def reconcile(self) -> VipAction:
         actual = await self.backend.query(self.vip)
         action = plan(self.deadline(), time.monotonic(), actual)
+        self.present = action.step in ("add", "refresh") or (
+            actual.present and action.step == "nothing"
+        )
         if action.step in ("add", "refresh"):
             await self.backend.add(self.vip, action.lifetime)
         elif action.step == "remove":
             await self.backend.remove(self.vip)
+        self.present = False
         if action.step == "add" or (
             action.step != "remove" and actual.present
             and time.monotonic() - self._announced_at > self.reannounce_every
@@ -69,3 +76,4 @@ class VipManager:
     async def release(self) -> None:
         """Remove the VIP now (handover: before resigning the lease)."""
         await self.backend.remove(self.vip)
+        self.present = False

@@ -77,6 +77,7 @@ class ClientConnection(BaseProtocol):
         self.task: asyncio.Task[None] | None = None
         self.phase = IDLE
         self.since = time.monotonic()
+        self.served = 0  # requests answered on this connection
         self.request_started: float | None = None
         self.closing = False  # answer "Connection: close" and close after this response
         self.remote: str | None = None
@@ -194,6 +195,7 @@ class ClientConnection(BaseProtocol):
                     self.close()
                     return
                 self.phase = IDLE
+                self.served += 1
                 self.since = time.monotonic()
                 self.request_started = None
         except Exception:
@@ -222,6 +224,11 @@ class ClientConnection(BaseProtocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def quiet(self, now: float) -> bool:
+        """Between requests: idle after at least one answer, or connected for a while
+        without sending anything (a fresh connection's request is about to arrive)."""
+        return self.phase == IDLE and (self.served > 0 or now - self.since > 0.05)
 
     def expire(self, now: float, limit: float) -> None:
         """Close the connection if it has been idle or sending headers for too long."""

@@ -17,11 +17,12 @@ import time
 from typing import Any, Protocol
 
 from node.config.model import HostPort
-from node.proxy.connection import BUSY
+from node.proxy.connection import BUSY, IDLE
 from node.proxy.errors import ListenError
 from node.proxy.headers import is_trusted
 from node.proxy.http import HttpProxy
 from node.proxy.proxyproto import ProxyHeaderError, decode, needed
+from node.proxy.synfilter import hold_syns, release_syns
 from node.proxy.tcp import TcpProxy
 from node.tls.material import FrontendTlsRuntime
 
@@ -42,6 +43,7 @@ class Served(Protocol):
     def close(self) -> None: ...
     def abort(self) -> None: ...
     def expire(self, now: float, limit: float) -> None: ...
+    def quiet(self, now: float) -> bool: ...
 
 
 class Listener:
@@ -177,6 +179,21 @@ class Listener:
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.expire(now, limit)
+
+    def hold_new(self, hold: bool) -> None:
+        """While held, new SYNs are dropped (clients retransmit them), not refused."""
+        if self._socket is not None:
+            (hold_syns if hold else release_syns)(self._socket)
+
+    def quiet(self, now: float) -> bool:
+        """No handshake in progress and every connection between exchanges."""
+        return not self._handshake_tasks and all(c.quiet(now) for c in self.connections)
+
+    def close_idle(self) -> None:
+        """Close keep-alive connections that are between requests."""
+        for conn in list(self.connections):
+            if conn.phase == IDLE and conn.tunnel is None:
+                conn.close()
 
     def stop_accepting(self) -> None:
         for task in [*self._tasks, *self._handshake_tasks]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 
 from node.config.model import ClusterConfig, FrontendConfig
@@ -142,6 +143,19 @@ class DataPlane:
     def stop_accepting(self) -> None:
         for listener in self.listeners.values():
             listener.stop_accepting()
+
+    def hold_new(self, hold: bool) -> None:
+        """Drop (not refuse) new connections on every listener, or stop doing so."""
+        for listener in self.listeners.values():
+            listener.hold_new(hold)
+
+    def quiet(self) -> bool:
+        now = time.monotonic()
+        return all(listener.quiet(now) for listener in self.listeners.values())
+
+    def close_idle(self) -> None:
+        for listener in self.listeners.values():
+            listener.close_idle()
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight requests finish up to ``grace``, close all."""

@@ -270,6 +270,10 @@ class TcpClient(asyncio.Protocol):
         if self.server is not None and self.server.transport is not None:
             self.server.transport.abort()
 
+    def quiet(self, now: float) -> bool:
+        """A passthrough stream has no exchange boundaries floatgate can see."""
+        return False
+
     def expire(self, now: float, limit: float) -> None:
         """Sweeper: hello_timeout before a route is chosen, ``timeout.client`` idleness after."""
         allowed = self.route.frontend.hello_timeout if self.state == HELLO else limit

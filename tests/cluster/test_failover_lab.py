@@ -85,13 +85,15 @@ def _probe(lab: SwitchedLab, seconds: float, timeout: float = 0.5) -> dict[str, 
 
 
 def _signal_active(
-    cluster: SwitchedLab, sig: signal.Signals, probe_seconds: float
+    cluster: SwitchedLab, sig: signal.Signals, probe_seconds: float, timeout: float = 0.5
 ) -> tuple[float, dict[str, float], Monitor]:
     """With a client probing the VIP and a monitor sampling holders: signal n1 after
     1.5 s; returns (seconds until n2 alone holds the VIP, probe result, monitor)."""
     monitor = Monitor(cluster)
     result: dict[str, dict[str, float]] = {}
-    probe = threading.Thread(target=lambda: result.update(r=_probe(cluster, probe_seconds)))
+    probe = threading.Thread(
+        target=lambda: result.update(r=_probe(cluster, probe_seconds, timeout))
+    )
     probe.start()
     time.sleep(1.5)
     cluster.signal("n1", sig)
@@ -111,9 +113,10 @@ def test_kill_9_of_the_active(cluster: SwitchedLab) -> None:
 
 
 def test_sigterm_hands_over_quickly(cluster: SwitchedLab) -> None:
-    takeover, _, monitor = _signal_active(cluster, signal.SIGTERM, 5.0)
+    takeover, client, monitor = _signal_active(cluster, signal.SIGTERM, 5.0, timeout=3.0)
     assert monitor.double_holders() == []
-    assert takeover < 1.0
+    assert takeover < 0.5
+    assert client["failures"] == 0, client  # held SYNs are retransmitted, never refused
     assert cluster.procs["n1"].wait(10) == 0
 
 
@@ -212,11 +215,11 @@ def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
     probe.start()
     time.sleep(1.5)
     done = _cli(cluster, "switchover")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + cluster.log("n1")[-3000:]
     moved = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
     probe.join(30)
     monitor.stop()
     print(f"switchover: standby held the VIP {moved:.2f}s after the request; client: {result['r']}")
     assert monitor.double_holders() == []
-    assert result["r"]["failures"] <= 1
+    assert result["r"]["failures"] == 0, result["r"]
     assert cluster.procs["n1"].poll() is None  # the old active keeps running, as standby
