@@ -119,7 +119,10 @@ class EtcdElection:
         try:
             while True:
                 decision = await self.step(healthy())
-                pause = self.ttl / 3 if decision.action in ("renew", "yield") else 0.05
+                pause = 0.05
+                if decision.action in ("renew", "yield"):  # wake when the keepalive is due
+                    due = (self.state.lease.last_sent or 0.0) + self.ttl / 3
+                    pause = min(self.ttl / 3, max(0.01, due - time.monotonic()))
                 self._wake.clear()
                 try:
                     async with asyncio.timeout(pause):
@@ -135,18 +138,22 @@ class EtcdElection:
     async def step(self, healthy: bool) -> Decision:
         """One tick: observe, decide, act. Returns the decision (for logs/tests)."""
         was_leading = self.is_leader()
-        await self._keep_membership(healthy)
         observation = self._observe(healthy)
         self.state, decision = decide(self.state, observation, self.me)
         if decision.action == "campaign":
             decision = await self._campaign()
         elif decision.action in ("renew", "yield"):
-            if time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3:
+            # A failed keepalive is retried at once: the failure moved the client to
+            # the next endpoint, and waiting a whole interval could let the deadline
+            # pass while another etcd member would have answered.
+            due = time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3
+            if due and not await self._renew() and len(self.access.endpoints) > 1:
                 await self._renew()
             if decision.action == "yield" and decision.target:
                 self._yield_to(decision.target)
         elif decision.action in ("resign", "step_down"):
             await self._revoke()
+        await self._keep_membership(healthy)  # after the leader's keepalive, not before
         if _worth_logging(decision, self.last_decision):
             log.info("%s: %s", self.me.name, decision.reason)
         self.last_decision = decision
@@ -349,22 +356,24 @@ class EtcdElection:
             "campaign", f"acquired the lease as leader (fencing token {self.fencing_token})"
         )
 
-    async def _renew(self) -> None:
+    async def _renew(self) -> bool:
+        """One keepalive of the leader lease; True when etcd renewed it."""
         lease_id = self._lease_id
         if lease_id is None:
-            return
+            return False
         sent = time.monotonic()
         try:
             reply = await self._call("keepalive", lambda c: c.refresh_lease(lease_id))
         except EtcdUnavailable as exc:
             log.warning("%s: keepalive failed, deadline unchanged: %s", self.me.name, exc)
-            return
+            return False
         if reply is None or reply.TTL <= 0:
             log.warning("%s: lease %x expired in etcd", self.me.name, lease_id)
             self.state = ElectionState(LeaseClock(self.state.lease.ttl, self.state.lease.margin))
             self._lease_id = None
-            return
+            return True  # an answer: the lease is gone, nothing to retry
         self.state = renewed(self.state, sent)
+        return True
 
     def _yield_to(self, target: str) -> None:
         if self._yielding or self._on_yield is None:

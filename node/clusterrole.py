@@ -67,6 +67,7 @@ class ClusterRole:
             garp_count=config.vip.garp.count,
             garp_interval=config.vip.garp.interval,
             tick=0.1,
+            arp_probe=config.vip.arp_probe,
         )
         self.election.on_yield(self._yield_to)
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,6 +119,7 @@ class ClusterRole:
             "vip": str(self.config.vip.address) if self.config.vip else None,
             "vip_present": self.vip.present,
             "vip_last_action": last.reason if last else None,
+            "vip_conflict": self.vip.conflict,
         }  # fmt: skip
 
     async def _yield_to(self, target: str) -> None:

@@ -42,6 +42,9 @@ async def main(argv: list[str]) -> object:
         await backend.announce(vip, int(argv[3]), 0.05)
     elif op == "mac":
         return (await backend.mac()).hex(":")
+    elif op == "probe":  # the MAC of a host answering for the VIP, or null
+        holder = await backend.probe(vip, float(argv[3]))
+        return holder.hex(":") if holder else None
     elif op == "manage":  # leader for N seconds (deadline always 1.9 s ahead), then not
         seconds = float(argv[3])
         leader_until = time.monotonic() + seconds

@@ -1,6 +1,7 @@
 """The VIP reconcile loop: every tick compare desired (leadership deadline) with the
 interface, fix drift (VIP deleted by hand -> re-add and announce; present while not
-leader -> remove), and keep announcing while held."""
+leader -> remove), and keep announcing while held. Before adding, an ARP probe: if a
+live host answers for the VIP, do not claim it; log, report, and probe again next tick."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class VipManager:
         garp_interval: float = 0.2,
         tick: float = 0.2,
         reannounce_every: float = 10.0,
+        arp_probe: float = 0.05,
     ) -> None:
         self.backend = backend
         self.vip = vip
@@ -35,6 +37,8 @@ class VipManager:
         self.garp_interval = garp_interval
         self.tick = tick
         self.reannounce_every = reannounce_every
+        self.arp_probe = arp_probe  # seconds to wait for a conflicting holder; 0: no probe
+        self.conflict: str | None = None  # MAC of another host answering for the VIP
         self.actions: list[VipAction] = []  # what was done, newest last (bounded)
         self._announced_at = 0.0
         self.present = False  # as of the last reconcile
@@ -52,6 +56,12 @@ class VipManager:
     async def reconcile(self) -> VipAction:
         actual = await self.backend.query(self.vip)
         action = plan(self.deadline(), time.monotonic(), actual)
+        if action.step == "add" and self.arp_probe > 0:
+            holder = await self.backend.probe(self.vip, self.arp_probe)
+            if holder is not None:
+                return self._conflict(holder)
+            self.conflict = None
+            action = plan(self.deadline(), time.monotonic(), actual)  # the probe took time
         self.present = action.step in ("add", "refresh") or (
             actual.present and action.step == "nothing"
         )
@@ -59,7 +69,6 @@ class VipManager:
             await self.backend.add(self.vip, action.lifetime)
         elif action.step == "remove":
             await self.backend.remove(self.vip)
-        self.present = False
         if action.step == "add" or (
             action.step != "remove" and actual.present
             and time.monotonic() - self._announced_at > self.reannounce_every
@@ -71,6 +80,18 @@ class VipManager:
             log.info("VIP %s: %s", self.vip, action.reason)
         if action.step != "nothing":
             self.actions = [*self.actions[-99:], action]
+        return action
+
+    def _conflict(self, holder: bytes) -> VipAction:
+        mac = holder.hex(":")
+        action = VipAction("nothing", 0, (
+            f"ARP probe: {self.vip.ip} is answered by {mac}; another host holds it: "
+            "not claiming (find that host, or fix the address plan)"))  # fmt: skip
+        if mac != self.conflict:
+            log.error("VIP %s: %s", self.vip, action.reason)
+        self.conflict = mac
+        self.present = False
+        self.actions = [*self.actions[-99:], action]
         return action
 
     async def release(self) -> None:

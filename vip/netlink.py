@@ -21,7 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from vip.base import VipState
 from vip.errors import VipError
-from vip.garp import garp_frame, send_frames
+from vip.garp import garp_frame, probe, send_frames
 
 FOREVER = 0xFFFFFFFF
 
@@ -97,6 +97,14 @@ class NetlinkBackend:
         mac = await self._run("reading the MAC address", read)
         assert isinstance(mac, bytes)
         return mac
+
+    async def probe(self, vip: ipaddress.IPv4Interface, wait: float) -> bytes | None:
+        """Duplicate address detection: the MAC of a live holder of the VIP, or None."""
+        mac = await self.mac()
+        try:
+            return await asyncio.to_thread(probe, self.interface, mac, vip.ip, wait)
+        except OSError as exc:
+            raise VipError(f"ARP probe on {self.interface}: {exc}") from exc
 
     async def announce(self, vip: ipaddress.IPv4Interface, count: int, interval: float) -> None:
         mac = await self.mac()

@@ -25,16 +25,25 @@ def run(*argv: str, check: bool = True) -> str:
     return result.stdout
 
 
-HOSTS = {"etcd": "10.199.2.5", "n1": "10.199.2.11", "n2": "10.199.2.12",
+HOSTS = {"etcd": "10.199.2.5", "etcd2": "10.199.2.6", "etcd3": "10.199.2.7",
+         "n1": "10.199.2.11", "n2": "10.199.2.12",
          "web": "10.199.2.21", "client": "10.199.2.100"}  # fmt: skip
+ETCD_HOSTS = ("etcd", "etcd2", "etcd3")
 VIP = "10.199.2.50"
 
 
 class SwitchedLab:
-    def __init__(self, workdir: Path) -> None:
-        tag = f"fgl{os.getpid() % 100000}"
+    """``etcd_members``: 1 or 3 (each in its own namespace); ``etcd_tls``: etcd serves
+    clients over TLS and requires a client certificate (a lab CA in the workdir)."""
+
+    def __init__(
+        self, workdir: Path, etcd_members: int = 1, etcd_tls: bool = False, tag: str = ""
+    ) -> None:
+        tag = tag or f"fgl{os.getpid() % 100000}"
         self.ns = {name: f"{tag}{name}" for name in [*HOSTS, "sw"]}
         self.workdir = workdir
+        self.etcd_members = etcd_members
+        self.etcd_tls = etcd_tls
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def up(self) -> None:
@@ -73,17 +82,51 @@ class SwitchedLab:
         Started one after the other so n1 is always the first active (start-up times
         vary more than priority delays; priorities are tested on their own)."""
         self.up()
-        self.start("etcd", "etcd", *etcd_argv(self.workdir / "etcd-data"))
+        self.start_etcd()
         web = HOSTS["web"]
         self.start("web", "web", sys.executable, "-m", "http.server", "8080", "--bind", web)
-        time.sleep(1.0)
+        time.sleep(0.5)
         for name, priority in (("n1", 900), ("n2", 100)):
-            cluster_yaml, node_yaml = node_files(self.workdir, name, priority)
+            endpoints, tls = self.etcd_endpoints(), self.etcd_tls_files
+            cluster_yaml, node_yaml = node_files(self.workdir, name, priority, endpoints, tls)
             self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
             if name == "n1":
                 wait_for(lambda: self.holders() == ["n1"], 30, "n1 to hold the VIP")
         wait_for(lambda: "running in cluster" in self.log("n2"), 30, "n2 to start")
         time.sleep(0.5)  # n2's first election ticks: it sees n1 as leader
+
+    @property
+    def etcd_tls_files(self) -> dict[str, str] | None:
+        if not self.etcd_tls:
+            return None
+        pki = self.workdir / "pki"
+        return {"ca": str(pki / "ca.pem"), "cert": str(pki / "client.pem"),
+                "key": str(pki / "client.key")}  # fmt: skip
+
+    def etcd_endpoints(self) -> list[str]:
+        scheme = "https" if self.etcd_tls else "http"
+        return [f"{scheme}://{HOSTS[h]}:2379" for h in ETCD_HOSTS[: self.etcd_members]]
+
+    def start_etcd(self) -> None:
+        hosts = ETCD_HOSTS[: self.etcd_members]
+        if self.etcd_tls:
+            write_etcd_pki(self.workdir / "pki", [HOSTS[h] for h in hosts])
+        cluster = ",".join(f"{h}=http://{HOSTS[h]}:2380" for h in hosts)
+        pki = self.workdir / "pki" if self.etcd_tls else None
+        for host in hosts:
+            data = self.workdir / f"{host}-data"
+            self.start(host, host, *etcd_argv(host, data, cluster, pki))
+        wait_for(self._etcd_healthy, 30, "etcd to be healthy")
+
+    def _etcd_healthy(self) -> bool:
+        flags = [f"--endpoints={','.join(self.etcd_endpoints())}"]
+        if self.etcd_tls_files:
+            files = self.etcd_tls_files
+            flags += [f"--cacert={files['ca']}", f"--cert={files['cert']}", f"--key={files['key']}"]
+        result = subprocess.run(["ip", "netns", "exec", self.ns["client"], "etcdctl", *flags,
+                                 "endpoint", "health"], capture_output=True,
+                                env={**os.environ, "ETCDCTL_API": "3"}, timeout=30)  # fmt: skip
+        return result.returncode == 0
 
     def start(self, name: str, host: str, *argv: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("w")
@@ -105,6 +148,21 @@ class SwitchedLab:
                 found.append(host)
         return found
 
+    def mac(self, host: str) -> str:
+        out = run("ip", "-n", self.ns[host], "-j", "link", "show", "dev", "eth0")
+        return str(json.loads(out)[0]["address"])
+
+    def start_arp_watch(self) -> subprocess.Popen[bytes]:
+        """The client asks for the VIP's MAC every 50 ms and records who answers."""
+        return self.start("arpwatch", "client", sys.executable, "-m", "deploy.lab.arp_watch",
+                          "eth0", HOSTS["client"], VIP)  # fmt: skip
+
+    def arp_claims(self, proc: subprocess.Popen[bytes]) -> list[tuple[float, str]]:
+        proc.terminate()
+        proc.wait(10)
+        lines = self.log("arpwatch").strip().splitlines()
+        return [(float(t), str(m)) for t, m in json.loads(lines[-1])] if lines else []
+
     def signal(self, name: str, sig: signal.Signals) -> None:
         self.procs[name].send_signal(sig)
 
@@ -124,7 +182,15 @@ class SwitchedLab:
             run("ip", "netns", "del", ns, check=False)
 
 
-def node_files(workdir: Path, name: str, priority: int) -> tuple[Path, Path]:
+def node_files(
+    workdir: Path,
+    name: str,
+    priority: int,
+    endpoints: list[str] | None = None,
+    tls: dict[str, str] | None = None,
+) -> tuple[Path, Path]:
+    endpoints = endpoints or [f"http://{HOSTS['etcd']}:2379"]
+    tls_line = ("  tls: {" + ", ".join(f"{k}: {v}" for k, v in tls.items()) + "}\n") if tls else ""
     cluster = workdir / "cluster.yaml"
     cluster.write_text(f"""
 cluster: lab
@@ -143,8 +209,9 @@ backends:
     node = workdir / f"{name}.yaml"
     node.write_text(f"""
 name: {name}
-etcd: {{endpoints: ["http://{HOSTS["etcd"]}:2379"]}}
-interface: eth0
+etcd:
+  endpoints: {json.dumps(endpoints)}
+{tls_line}interface: eth0
 priority: {priority}
 admin: {{listen: "{HOSTS[name]}:9100", token_file: {token}}}
 """)
@@ -155,14 +222,36 @@ def floatgate_argv(cluster: Path, node: Path) -> list[str]:
     return [sys.executable, "-m", "node.cli", "run", "--cluster", str(cluster), "--node", str(node)]
 
 
-def etcd_argv(data_dir: Path) -> list[str]:
-    client = f"http://{HOSTS['etcd']}:2379"
-    return ["etcd", "--name", "e1", "--data-dir", str(data_dir),
+def etcd_argv(host: str, data_dir: Path, cluster: str, pki: Path | None) -> list[str]:
+    address = HOSTS[host]
+    client = f"{'https' if pki else 'http'}://{address}:2379"
+    peer = f"http://{address}:2380"
+    secure = [] if pki is None else [
+        "--cert-file", str(pki / f"{host}.pem"), "--key-file", str(pki / f"{host}.key"),
+        "--client-cert-auth", "--trusted-ca-file", str(pki / "ca.pem")]  # fmt: skip
+    return ["etcd", "--name", host, "--data-dir", str(data_dir),
             "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", "http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", "e1=http://127.0.0.1:2380",
-            "--election-timeout", "100", "--heartbeat-interval", "20"]  # fmt: skip
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", cluster, "--initial-cluster-state", "new",
+            "--election-timeout", "100", "--heartbeat-interval", "20", *secure]  # fmt: skip
+
+
+def write_etcd_pki(out: Path, addresses: list[str]) -> None:
+    """A lab CA, a server certificate per etcd member (IP SAN) and one client
+    certificate the nodes and the CLI present (etcd --client-cert-auth)."""
+    from node.tls.devca import cert_pem, issue, key_pem
+
+    out.mkdir(parents=True, exist_ok=True)
+    ca = issue("floatgate lab etcd CA", None, ca=True)
+    client = issue("floatgate-node", ca, client=True)
+    files = {"ca.pem": cert_pem(ca.cert), "client.pem": cert_pem(client.cert),
+             "client.key": key_pem(client.key)}  # fmt: skip
+    for host, address in zip(ETCD_HOSTS, addresses, strict=False):
+        server = issue(f"etcd {host}", ca, names=(address,))
+        files[f"{host}.pem"], files[f"{host}.key"] = cert_pem(server.cert), key_pem(server.key)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+        (out / name).chmod(0o600)
 
 
 def wait_for(predicate: object, timeout: float, what: str) -> float:

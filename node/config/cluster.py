@@ -431,7 +431,7 @@ class _Parser:
 
     def vip(self, value: Any) -> VipConfig | None:
         r = self.r
-        m = r.mapping(value, "vip", {"address", "garp"}, {"address"})
+        m = r.mapping(value, "vip", {"address", "garp", "arp_probe"}, {"address"})
         try:
             address = ipaddress.IPv4Interface(r.string(m, "address", "vip"))
         except ValueError:
@@ -442,7 +442,10 @@ class _Parser:
             count=r.integer(g, "count", "vip.garp", 3, 0, 100),
             interval=r.duration(g, "interval", "vip.garp", 0.2, low=0.01),
         )
-        return VipConfig(address=address, garp=garp)
+        probe = r.duration(m, "arp_probe", "vip", 0.05, low=0.0)
+        if probe > 1.0:
+            r.error("vip.arp_probe", "at most 1s (it delays every takeover)")
+        return VipConfig(address=address, garp=garp, arp_probe=probe)
 
     def check_names(self, path: str, names: list[str]) -> None:
         seen: set[str] = set()

@@ -164,6 +164,7 @@ class GarpConfig:
 class VipConfig:
     address: ipaddress.IPv4Interface
     garp: GarpConfig = field(default_factory=GarpConfig)
+    arp_probe: float = 0.05  # wait for a conflicting holder before claiming; 0: no probe
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,26 +5,21 @@ holders at any sampled instant."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from deploy.lab.netlab import (
     HOSTS,
-    VIP,
     SwitchedLab,
     wait_for,
 )
-from tests.lab import REPO, lab_available
+from tests.cluster.labkit import Monitor, cli, probe, running_cluster
+from tests.lab import lab_available
 
 pytestmark = [
     pytest.mark.lab,
@@ -33,55 +28,10 @@ pytestmark = [
 ]
 
 
-class Monitor:
-    """Samples both nodes' addresses every 20 ms; records any instant with two holders."""
-
-    def __init__(self, lab: SwitchedLab) -> None:
-        self.lab = lab
-        self.samples: list[tuple[float, list[str]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.lab.holders()))
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def double_holders(self) -> list[float]:
-        return [t for t, holders in self.samples if len(holders) > 1]
-
-
 @pytest.fixture
 def cluster() -> Iterator[SwitchedLab]:
-    os.chdir(REPO)
-    workdir = Path(tempfile.mkdtemp(prefix="floatgate-lab-"))
-    lab = SwitchedLab(workdir)
-    try:
-        lab.start_cluster()
-        wait_for(lambda: lab.holders() == ["n1"], 20, "n1 to hold the VIP")
+    with running_cluster() as lab:
         yield lab
-    finally:
-        logs = {
-            name: lab.log(name)[-3000:]
-            for name in ("n1", "n2")
-            if (workdir / f"{name}.log").exists()
-        }
-        lab.down()
-        shutil.rmtree(workdir, ignore_errors=True)
-        if sys.exc_info()[0] is not None:
-            print(json.dumps(logs, indent=1))
-
-
-def _probe(lab: SwitchedLab, seconds: float, timeout: float = 0.5) -> dict[str, float]:
-    proc = lab.start("probe", "client", sys.executable, "-m", "deploy.lab.client_probe",
-                     VIP, str(seconds), str(timeout))  # fmt: skip
-    proc.wait(seconds + 20)
-    return json.loads(lab.log("probe").strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _signal_active(
@@ -91,15 +41,17 @@ def _signal_active(
     1.5 s; returns (seconds until n2 alone holds the VIP, probe result, monitor)."""
     monitor = Monitor(cluster)
     result: dict[str, dict[str, float]] = {}
-    probe = threading.Thread(
-        target=lambda: result.update(r=_probe(cluster, probe_seconds, timeout))
+    client = threading.Thread(
+        target=lambda: result.update(r=probe(cluster, probe_seconds, timeout))
     )
-    probe.start()
+    client.start()
     time.sleep(1.5)
     cluster.signal("n1", sig)
+    fault = time.monotonic()
     takeover = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
-    probe.join(30)
+    client.join(30)
     monitor.stop()
+    monitor.assert_one_arp_answer(fault, fault + takeover + 0.3, "n2")
     print(f"{sig.name}: standby held the VIP {takeover:.2f}s after the signal; "
           f"client: {result['r']}")  # fmt: skip
     return takeover, result["r"], monitor
@@ -140,6 +92,7 @@ def test_sigstop_of_the_active_then_resume(cluster: SwitchedLab) -> None:
     cluster.signal("n1", signal.SIGCONT)
     time.sleep(2.0)
     monitor.stop()
+    monitor.assert_one_arp_answer(stopped, stopped + takeover + 0.3, "n2")
     print(f"SIGSTOP: standby held the VIP {takeover:.2f}s after the freeze")
     assert monitor.double_holders() == []
     assert _last(monitor.samples, "n1") < _first(monitor.samples, "n2")
@@ -161,6 +114,7 @@ def test_active_cut_off_from_etcd(cluster: SwitchedLab) -> None:
     run("ip", "-n", cluster.ns["n1"], "route", "del", "blackhole", f"{HOSTS['etcd']}/32")
     time.sleep(1.5)
     monitor.stop()
+    monitor.assert_one_arp_answer(cut, cut + took + 0.3, "n2")
     print(f"cut from etcd: n1 dropped the VIP after {dropped:.2f}s, n2 held it after {took:.2f}s")
     assert dropped < 2.0  # before the 2 s lease could expire in etcd
     assert monitor.double_holders() == []
@@ -176,17 +130,10 @@ def test_all_etcd_down_means_no_active(cluster: SwitchedLab) -> None:
     gone = wait_for(lambda: cluster.holders() == [], 5, "the VIP to be released")
     time.sleep(2.0)
     monitor.stop()
+    monitor.assert_one_arp_answer(killed, killed + gone + 0.3, None)
     print(f"etcd down: the VIP was released {gone:.2f}s after etcd died")
     assert gone < 2.0
     assert all(not holders for t, holders in monitor.samples if t > killed + gone + 0.1)
-
-
-def _cli(lab: SwitchedLab, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ip", "netns", "exec", lab.ns["client"], sys.executable, "-m", "node.cli", *args,
-         "--node", str(lab.workdir / "n1.yaml"), "--cluster-name", "lab"],
-        cwd=REPO, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
 
 
 def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
@@ -194,31 +141,34 @@ def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
     to the standby. A SYN retransmit is allowed (3 s client timeout). Known gap: an
     exchange that straddles the VIP removal can be lost (at most one here; the issue's
     target is zero)."""
-    status = _cli(cluster, "status", "--admin", f"{HOSTS['n1']}:9100",
+    status = cli(cluster, "status", "--admin", f"{HOSTS['n1']}:9100",
                   "--admin", f"{HOSTS['n2']}:9100", "--json")  # fmt: skip
     assert status.returncode == 0, status.stderr
     document = json.loads(status.stdout)
     assert document["leader"]["name"] == "n1"
     assert sorted(n["role"] for n in document["nodes"]) == ["active", "standby"]
-    assert "active n1" in _cli(cluster, "status").stdout
+    assert "active n1" in cli(cluster, "status").stdout
 
     bad = cluster.workdir / "wrong.token"
     bad.write_text("nope\n")
-    refused = _cli(cluster, "switchover", "--token-file", str(bad))
+    refused = cli(cluster, "switchover", "--token-file", str(bad))
     assert refused.returncode == 1 and "refused" in refused.stderr
     time.sleep(0.5)
     assert cluster.holders() == ["n1"]  # nothing changed
 
     monitor = Monitor(cluster)
     result: dict[str, dict[str, float]] = {}
-    probe = threading.Thread(target=lambda: result.update(r=_probe(cluster, 5.0, timeout=3.0)))
-    probe.start()
+    client = threading.Thread(target=lambda: result.update(r=probe(cluster, 5.0, timeout=3.0)))
+    client.start()
     time.sleep(1.5)
-    done = _cli(cluster, "switchover")
+    asked = time.monotonic()
+    done = cli(cluster, "switchover")
     assert done.returncode == 0, done.stderr + cluster.log("n1")[-3000:]
     moved = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
-    probe.join(30)
+    settled = time.monotonic() + 0.3
+    client.join(30)
     monitor.stop()
+    monitor.assert_one_arp_answer(asked, settled, "n2")
     print(f"switchover: standby held the VIP {moved:.2f}s after the request; client: {result['r']}")
     assert monitor.double_holders() == []
     assert result["r"]["failures"] == 0, result["r"]

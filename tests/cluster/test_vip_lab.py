@@ -82,3 +82,21 @@ def test_vip_held_steadily_under_real_keepalive_timing(lab: TwoHostLab) -> None:
     result = lab.driver(lab.a, "manage-keepalive", lab.if_a, VIP, "4")
     assert result["adds"] == 1 and "remove" not in result["steps"]
     assert result["gaps"] <= 1  # at most the very first sample, before the first add
+
+
+def test_arp_probe_finds_a_live_holder_and_the_manager_does_not_claim(lab: TwoHostLab) -> None:
+    """Duplicate address detection: while host a holds the VIP, b's probe names a's MAC
+    and b's manager (leader, wanting the VIP) does not add it; once a lets go, b does."""
+    lab.driver(lab.a, "add", lab.if_a, VIP, "30")
+    mac_a = lab.driver(lab.a, "mac", lab.if_a, VIP)
+    assert lab.driver(lab.b, "probe", lab.if_b, VIP, "0.2") == mac_a
+    manager = lab.driver_background(lab.b, "manage", lab.if_b, VIP, "3")
+    time.sleep(1.5)
+    assert not lab.driver(lab.b, "query", lab.if_b, VIP)["present"]  # conflict: not claimed
+    lab.driver(lab.a, "remove", lab.if_a, VIP)
+    assert lab.driver(lab.b, "probe", lab.if_b, VIP, "0.2") is None
+    time.sleep(0.5)
+    assert lab.driver(lab.b, "query", lab.if_b, VIP)["present"]  # free now: claimed
+    out, _ = manager.communicate(timeout=15)
+    steps = json.loads(out.strip().splitlines()[-1])
+    assert steps[0] == "nothing" and "add" in steps  # refused first, added after

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from vip.base import VipState
-from vip.garp import garp_frame, parse_arp, parse_mac
+from vip.garp import claimant, garp_frame, parse_arp, parse_mac, probe_frame, request_frame
 from vip.reconcile import plan
 
 VIP = ipaddress.IPv4Address("10.0.0.50")
@@ -36,3 +36,19 @@ def test_plan_never_lets_the_kernel_lifetime_outlive_leadership() -> None:
     assert plan(101.2, 100.0, VipState(True, None)).step == "refresh"  # "forever" is never ok
     assert plan(101.2, 100.0, VipState(True, 5)).lifetime == 1  # shortened
     assert plan(101.2, 100.0, VipState(True, 1)).step == "refresh"  # re-armed every tick
+
+
+def test_arp_probe_and_request_frames() -> None:
+    frame = probe_frame(MAC, VIP)
+    assert len(frame) == 42 and frame[:6] == b"\xff" * 6
+    assert parse_arp(frame) == (1, MAC, ipaddress.IPv4Address("0.0.0.0"), VIP)
+    client = ipaddress.IPv4Address("10.0.0.9")
+    assert parse_arp(request_frame(MAC, client, VIP)) == (1, MAC, client, VIP)
+
+
+def test_claimant_is_another_mac_speaking_for_the_vip() -> None:
+    other = bytes.fromhex("020000000002")
+    assert claimant(garp_frame(other, VIP, "reply"), VIP, MAC) == other
+    assert claimant(garp_frame(MAC, VIP, "reply"), VIP, MAC) is None  # our own frame
+    assert claimant(probe_frame(other, VIP), VIP, MAC) is None  # a prober claims nothing
+    assert claimant(b"\x00" * 20, VIP, MAC) is None

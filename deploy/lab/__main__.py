@@ -1,0 +1,126 @@
+"""The lab from the command line (root):
+
+    python -m deploy.lab up [--etcd-members 3] [--etcd-tls]   # lab + etcd + web + n1 + n2
+    python -m deploy.lab status                                # who holds the VIP
+    python -m deploy.lab down                                  # stop by PID, delete all
+
+``up`` leaves everything running and records the namespaces, PIDs and work directory in
+/run/floatgate-lab.json; ``down`` stops exactly those PIDs (never by name) and deletes
+the namespaces and the work directory. Enter a host with
+``ip netns exec fglabclient bash`` (namespaces are named fglab<host>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, run
+
+STATE = Path("/run/floatgate-lab.json")
+TAG = "fglab"
+
+
+def up(members: int, tls: bool) -> int:
+    if STATE.exists():
+        print(f"lab: already up ({STATE}); run `python -m deploy.lab down` first",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="floatgate-lab-"))
+    lab = SwitchedLab(workdir, etcd_members=members, etcd_tls=tls, tag=TAG)
+    print(f"lab: namespaces {TAG}<host>, 10.199.2.0/24, VIP {VIP}; starting (~10 s) ...")
+    try:
+        lab.start_cluster()
+    except Exception as exc:
+        print(f"lab: start failed: {exc}; tearing down", file=sys.stderr)
+        lab.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 1
+    state = {"workdir": str(workdir), "namespaces": sorted(lab.ns.values()),
+             "pids": {name: [p.pid, _cmdline(p.pid)] for name, p in lab.procs.items()}}  # fmt: skip
+    STATE.write_text(json.dumps(state, indent=1))
+    print(f"lab: up. n1 holds the VIP: {lab.holders() == ['n1']}; logs in {workdir}")
+    for host, address in HOSTS.items():
+        print(f"  {host:<7}{address:<14}ip netns exec {TAG}{host} ...")
+    print(f"  node files: {workdir}/n1.yaml {workdir}/n2.yaml {workdir}/cluster.yaml")
+    return 0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def down() -> int:
+    if not STATE.exists():
+        print("lab: not up (nothing recorded); deleting any leftover fglab namespaces")
+        for ns in run("ip", "netns", "list").split():
+            if ns.startswith(TAG):
+                run("ip", "netns", "del", ns, check=False)
+        return 0
+    state = json.loads(STATE.read_text())
+    alive = []
+    for name, (pid, cmdline) in state["pids"].items():
+        if cmdline and _cmdline(pid) == cmdline:  # the same process, not a reused PID
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+            alive.append((name, pid, cmdline))
+    deadline = time.monotonic() + 10
+    while alive and time.monotonic() < deadline:
+        alive = [a for a in alive if _cmdline(a[1]) == a[2]]
+        time.sleep(0.1)
+    for name, pid, _ in alive:
+        print(f"lab: {name} (pid {pid}) ignored SIGTERM: SIGKILL")
+        os.kill(pid, signal.SIGKILL)
+    for ns in state["namespaces"]:
+        run("ip", "netns", "del", ns, check=False)
+    shutil.rmtree(state["workdir"], ignore_errors=True)
+    STATE.unlink()
+    print("lab: down (processes stopped by PID, namespaces and work directory deleted)")
+    return 0
+
+
+def status() -> int:
+    if not STATE.exists():
+        print("lab: not up")
+        return 1
+    state = json.loads(STATE.read_text())
+    lab = SwitchedLab(Path(state["workdir"]), tag=TAG)
+    for name, (pid, cmdline) in state["pids"].items():
+        print(f"  {name:<8}pid {pid:<8}{'running' if _cmdline(pid) == cmdline else 'gone'}")
+    print(f"VIP {VIP} on: {', '.join(lab.holders()) or 'no node'}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.lab",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="lab, etcd, a backend and two nodes")
+    start.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
+    start.add_argument("--etcd-tls", action="store_true", help="etcd with client TLS")
+    commands.add_parser("down", help="stop everything by PID and delete the lab")
+    commands.add_parser("status", help="processes and VIP holder")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("lab: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    if args.command == "up":
+        return up(args.etcd_members, args.etcd_tls)
+    return down() if args.command == "down" else status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
