@@ -47,6 +47,7 @@ log = logging.getLogger("floatgate.election")
 
 ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
 _DIGITS = re.compile(r"[0-9.]+")
+PROMISE_CHECK = 0.25  # how long a peer tries etcd before promising (failsafe)
 
 
 class EtcdElection:
@@ -58,7 +59,12 @@ class EtcdElection:
         ttl: int = 2,
         margin: float | None = None,
         payload: Callable[[], dict[str, Any]] | None = None,
+        failsafe: Callable[[float], Awaitable[bool]] | None = None,
     ) -> None:
+        """``failsafe``: when etcd cannot be reached, ask it whether every known peer
+        promised (for the given seconds) not to campaign; if so the leader keeps its
+        seat past the deadline (etcd_loss: failsafe). None: leadership ends at the
+        deadline (etcd_loss: release)."""
         if ttl < 1:
             raise ValueError("lease TTL must be at least 1 s")
         if not access.endpoints:
@@ -86,6 +92,11 @@ class EtcdElection:
         self._listeners: list[Callable[[bool, str], None]] = []
         self._on_yield: Callable[[str], Awaitable[None]] | None = None
         self._yielding = False
+        self._failsafe = failsafe
+        self.failsafe_active = False  # leading on peers' promises while etcd is away
+        self.known_members: tuple[Member, ...] = ()  # as last seen while etcd answered
+        self.promised_to: str | None = None
+        self._no_campaign_until = 0.0
 
     # -- what callers ask -------------------------------------------------------------
 
@@ -116,9 +127,14 @@ class EtcdElection:
 
     async def run(self, healthy: Callable[[], bool]) -> None:
         self._restart_watch()
+        guard = asyncio.create_task(self._failsafe_guard()) if self._failsafe else None
         try:
             while True:
-                decision = await self.step(healthy())
+                try:
+                    decision = await self.step(healthy())
+                except Exception:  # never let a surprise end the election loop
+                    log.exception("%s: election step failed; continuing", self.me.name)
+                    decision = Decision("wait", "election step failed")
                 pause = 0.05
                 if decision.action in ("renew", "yield"):  # wake when the keepalive is due
                     due = (self.state.lease.last_sent or 0.0) + self.ttl / 3
@@ -130,6 +146,8 @@ class EtcdElection:
                 except TimeoutError:
                     pass
         finally:
+            if guard is not None:
+                guard.cancel()
             if self._watch_task is not None:
                 self._watch_task.cancel()
             if self.state.leading:
@@ -140,7 +158,11 @@ class EtcdElection:
         was_leading = self.is_leader()
         observation = self._observe(healthy)
         self.state, decision = decide(self.state, observation, self.me)
-        if decision.action == "campaign":
+        promised = time.monotonic() < self._no_campaign_until
+        if decision.action == "campaign" and promised:
+            decision = Decision("wait", f"promised {self.promised_to} (failsafe) not to "
+                                "campaign yet: it kept the seat while etcd was away")  # fmt: skip
+        elif decision.action == "campaign":
             decision = await self._campaign()
         elif decision.action in ("renew", "yield"):
             # A failed keepalive is retried at once: the failure moved the client to
@@ -153,7 +175,12 @@ class EtcdElection:
                 self._yield_to(decision.target)
         elif decision.action in ("resign", "step_down"):
             await self._revoke()
-        await self._keep_membership(healthy)  # after the leader's keepalive, not before
+        if self.view is not None:  # etcd answers: keep the member entry (else skip the
+            await self._keep_membership(healthy)  # timeouts; re-registered once back)
+        left = self._no_campaign_until - time.monotonic()
+        if decision.action == "wait" and left > 0 and not observation.leader_known:
+            reason = f"etcd unreachable; promised {self.promised_to} (failsafe) not to campaign"
+            decision = Decision("wait", f"{reason} for {left:.1f}s")
         if _worth_logging(decision, self.last_decision):
             log.info("%s: %s", self.me.name, decision.reason)
         self.last_decision = decision
@@ -213,26 +240,43 @@ class EtcdElection:
 
     # -- etcd --------------------------------------------------------------------------
 
-    async def _call(self, what: str, request: Callable[[aetcd.Client], Any]) -> Any:
+    async def _call(
+        self, what: str, request: Callable[[aetcd.Client], Any], timeout: float | None = None
+    ) -> Any:
         """One etcd request. A failure replaces the client (the next endpoint when there
         are several: members share one state) and restarts the watch; it still counts
         against leadership."""
+        client = self._client
         try:
-            async with asyncio.timeout(self.request_timeout):
-                result = await request(self._client)
+            async with asyncio.timeout(timeout or self.request_timeout):
+                result = await request(client)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this task is being cancelled: let it go
+            # gRPC reports a call on a channel closed under it as CancelledError
+            self._reconnect(client)
+            raise EtcdUnavailable(f"{what}: the connection was closed") from exc
         except ETCD_ERRORS as exc:
-            self._reconnect()
+            self._reconnect(client)
             raise EtcdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
         self._last_contact = time.monotonic()
         return result
 
-    def _reconnect(self) -> None:
-        old = self._client
+    def _reconnect(self, failed: aetcd.Client) -> None:
+        """Replace ``failed`` (unless another failure already did). The old client is
+        closed a little later, so calls still running on it end on their own."""
+        if failed is not self._client:
+            return
         self._endpoint = (self._endpoint + 1) % len(self.access.endpoints)
         self._client = self.access.client(self._endpoint, self.request_timeout)
-        self._spawn(old.close())
+        self._spawn(self._close_later(failed))
         if self._watch_task is not None:
             self._restart_watch()
+
+    async def _close_later(self, client: aetcd.Client) -> None:
+        await asyncio.sleep(self.request_timeout)
+        await client.close()
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -282,7 +326,8 @@ class EtcdElection:
         if view is None or now - self._last_contact > self.ttl:
             return Observation(now, healthy, leader_known=False)
         leader = view.leader(self.keys)
-        members = tuple(Candidate(m.name, m.priority, m.healthy) for m in view.members(self.keys))
+        self.known_members = view.members(self.keys)
+        members = tuple(Candidate(m.name, m.priority, m.healthy) for m in self.known_members)
         return Observation(
             now, healthy, leader_known=True, leader=leader.name if leader else None,
             members=members, handover_to=view.handover_to(self.keys),
@@ -298,8 +343,10 @@ class EtcdElection:
             if self._member_lease is not None and now - self._member_renewed >= self.ttl / 3:
                 lease_id = self._member_lease
                 reply = await self._call("member keepalive", lambda c: c.refresh_lease(lease_id))
+                if reply is None:  # no answer: not a verdict on the lease
+                    raise EtcdUnavailable("member keepalive: no answer")
                 self._member_renewed = now
-                if reply is None or reply.TTL <= 0:
+                if reply.TTL <= 0:
                     self._member_lease = None
             if self._member_lease is None:
                 lease = await self._call("grant member lease", lambda c: c.lease(self.ttl))
@@ -328,7 +375,7 @@ class EtcdElection:
             lease = await self._call("grant lease", lambda c: c.lease(self.ttl))
             value = json.dumps({"name": self.me.name, "priority": self.me.priority,
                                 **self._payload()}).encode()  # fmt: skip
-            succeeded, _ = await self._call(
+            succeeded, responses = await self._call(
                 "campaign",
                 lambda c: c.transaction(
                     compare=[c.transactions.create(self.keys.leader) == 0],
@@ -347,11 +394,8 @@ class EtcdElection:
         self._lease_id = lease.id
         self.state = won(self.state, sent)
         self._yielding = False
-        try:
-            found = await self._call("read fencing token", lambda c: c.get(self.keys.leader))
-            self.fencing_token = int(found.create_revision) if found is not None else None
-        except EtcdUnavailable:
-            self.fencing_token = None
+        # The put's revision is the key's create revision (it did not exist): the token.
+        self.fencing_token = int(responses[0].response_put.header.revision) or None
         return Decision(
             "campaign", f"acquired the lease as leader (fencing token {self.fencing_token})"
         )
@@ -363,17 +407,79 @@ class EtcdElection:
             return False
         sent = time.monotonic()
         try:
-            reply = await self._call("keepalive", lambda c: c.refresh_lease(lease_id))
+            # A short timeout: a keepalive that fails is retried on the next endpoint,
+            # and that retry must still be sent well before the deadline.
+            reply = await self._call("keepalive", lambda c: c.refresh_lease(lease_id),
+                                     timeout=max(0.2, self.ttl / 6))  # fmt: skip
+            if reply is None:  # the stream ended unanswered (its channel was closed)
+                raise EtcdUnavailable("keepalive: no answer")
         except EtcdUnavailable as exc:
             log.warning("%s: keepalive failed, deadline unchanged: %s", self.me.name, exc)
             return False
-        if reply is None or reply.TTL <= 0:
+        if reply.TTL <= 0:
             log.warning("%s: lease %x expired in etcd", self.me.name, lease_id)
-            self.state = ElectionState(LeaseClock(self.state.lease.ttl, self.state.lease.margin))
             self._lease_id = None
+            if self.failsafe_active and self.is_leader():
+                # etcd is back after a failsafe reign: take the seat again at once
+                # (the peers promised not to campaign meanwhile).
+                self.failsafe_active = False
+                outcome = await self._campaign()
+                log.warning("%s: etcd is back after failsafe: %s", self.me.name, outcome.reason)
+                if self._lease_id is not None:
+                    return True
+            self.state = ElectionState(LeaseClock(self.state.lease.ttl, self.state.lease.margin))
             return True  # an answer: the lease is gone, nothing to retry
         self.state = renewed(self.state, sent)
+        self.failsafe_active = False
         return True
+
+    async def _failsafe_guard(self) -> None:
+        """etcd_loss: failsafe. Beside the election loop (whose keepalive may be stuck
+        in a timeout): when the leader's keepalive is overdue, ask the peers."""
+        normal_low = self.ttl - self.state.lease.margin - self.ttl / 3  # just before a renew
+        threshold = max(0.3, normal_low - 0.1)
+        while True:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            if self.is_leader(now) and self.state.lease.remaining(now) < threshold:
+                await self._failsafe_extend()
+
+    async def _failsafe_extend(self) -> None:
+        """etcd did not answer the keepalive: leadership goes on only if every peer
+        promises not to campaign for a TTL (they cannot reach etcd either)."""
+        assert self._failsafe is not None
+        sent = time.monotonic()
+        try:
+            agreed = await self._failsafe(float(self.ttl))
+        except Exception as exc:  # a failure to ask is a refusal
+            log.warning("%s: failsafe: asking peers failed: %s", self.me.name, exc)
+            agreed = False
+        if agreed and self.is_leader():
+            if not self.failsafe_active:
+                log.warning("%s: etcd unreachable; every peer promised not to campaign: "
+                            "keeping the seat (failsafe)", self.me.name)  # fmt: skip
+            self.failsafe_active = True
+            self.state = renewed(self.state, sent)
+        elif self.failsafe_active:
+            log.warning("%s: failsafe: a peer refused or did not answer: leadership "
+                        "ends at the deadline", self.me.name)  # fmt: skip
+            self.failsafe_active = False
+
+    async def promise(self, leader: str, seconds: float) -> str | None:
+        """A leader that lost etcd asks this node not to campaign for ``seconds``.
+        Granted (None) only if this node is not leading and cannot reach etcd either
+        (checked now, with a short read); otherwise the reason for refusing."""
+        if self.is_leader():
+            return "this node is the leader"
+        try:
+            async with asyncio.timeout(PROMISE_CHECK):
+                await self._client.get(self.keys.leader)
+        except ETCD_ERRORS:
+            self._no_campaign_until = time.monotonic() + seconds
+            self.promised_to = leader
+            return None
+        self._last_contact = time.monotonic()
+        return "this node can reach etcd: the election decides, not a promise"
 
     def _yield_to(self, target: str) -> None:
         if self._yielding or self._on_yield is None:

@@ -2,7 +2,8 @@
 
 GET /status (JSON: role, leader, lease, fencing token, backends), /healthz (the process
 answers), /readyz (200 only when the data plane is healthy enough to campaign).
-POST /switchover[?to=NODE] (planned handover) needs ``Authorization: Bearer <token>`` with the
+POST /failsafe (a leader that lost etcd asks for a promise; etcd_loss: failsafe) and
+POST /switchover[?to=NODE] (planned handover) need ``Authorization: Bearer <token>`` with the
 token from ``admin.token_file``; without a configured token it is refused. A wrong or
 missing token gets 401 and changes nothing.
 """
@@ -10,11 +11,11 @@ missing token gets 401 and changes nothing.
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from node.admintoken import read_token
 from node.clusterrole import SwitchoverError
 from node.config.model import NodeConfig
 
@@ -38,11 +39,33 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
             status=200 if ready else 503, text="ready\n" if ready else "not ready\n"
         )
 
-    token = _read_token(node.admin.token_file)
+    token = read_token(node.admin.token_file)
+
+    def authorized(request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        return token is not None and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    async def failsafe(request: web.Request) -> web.Response:
+        """A leader that lost etcd asks for a promise not to campaign (etcd_loss:
+        failsafe). Granted only when this node cannot reach etcd either."""
+        if not authorized(request):
+            return web.json_response({"error": "a valid admin token is required"}, status=401)
+        if daemon.role is None:
+            return web.json_response({"error": "standalone node: no cluster"}, status=409)
+        try:
+            leader = request.query["leader"]
+            seconds = float(request.query["seconds"])
+        except (KeyError, ValueError):
+            return web.json_response({"error": "leader and seconds are required"}, status=400)
+        if not 0 < seconds <= 60:
+            return web.json_response({"error": "seconds must be in (0, 60]"}, status=400)
+        refused = await daemon.role.election.promise(leader, seconds)
+        if refused is not None:
+            return web.json_response({"error": refused}, status=409)
+        return web.json_response({"promised": leader, "seconds": seconds})
 
     async def switchover(request: web.Request) -> web.Response:
-        given = request.headers.get("Authorization", "")
-        if token is None or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        if not authorized(request):
             return web.json_response({"error": "a valid admin token is required"}, status=401)
         if daemon.role is None:
             return web.json_response({"error": "standalone node: no cluster"}, status=409)
@@ -55,6 +78,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
 
     app = web.Application()
     app.router.add_post("/switchover", switchover)
+    app.router.add_post("/failsafe", failsafe)
     app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -62,13 +86,3 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
     await runner.setup()
     await web.TCPSite(runner, node.admin.listen.host, node.admin.listen.port).start()
     return runner
-
-
-def _read_token(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        token = Path(path).read_text().strip()
-    except OSError:
-        return None
-    return token or None

@@ -13,9 +13,12 @@ import os
 import time
 from typing import Any
 
+import aiohttp
+
 from election.decide import Me
 from election.errors import ElectionError
 from election.etcd import EtcdElection
+from node.admintoken import read_token
 from node.config.model import ClusterConfig, NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
 from node.proxy.runtime import DataPlane
@@ -59,6 +62,7 @@ class ClusterRole:
             Me(node.name, node.priority, config.election.nopreempt),
             ttl=max(1, round(config.election.lease_ttl)),
             payload=self._payload,
+            failsafe=self._ask_peers if config.election.etcd_loss == "failsafe" else None,
         )
         self.vip = VipManager(
             NetlinkBackend(node.interface),
@@ -72,6 +76,33 @@ class ClusterRole:
         self.election.on_yield(self._yield_to)
         self._tasks: list[asyncio.Task[None]] = []
         self._hold_off_until = 0.0  # after a switchover: do not campaign before this
+
+    async def _ask_peers(self, seconds: float) -> bool:
+        """etcd_loss: failsafe. Every other member known from etcd must promise, over
+        its admin API, not to campaign for ``seconds`` (granted only by a node that
+        cannot reach etcd either). Any refusal, silence or missing token: False."""
+        token = read_token(self.node.admin.token_file if self.node.admin else None)
+        peers = [m for m in self.election.known_members if m.name != self.node.name]
+        if token is None:
+            return False
+        addresses = [m.payload.get("admin") for m in peers]
+        if not all(isinstance(a, str) for a in addresses):
+            return False  # a peer that cannot be asked cannot promise
+        timeout = aiohttp.ClientTimeout(total=0.45)  # peers try etcd for 0.25 s first
+        auth = {"Authorization": f"Bearer {token}"}
+        params = {"leader": self.node.name, "seconds": str(seconds)}
+
+        async def ask(session: aiohttp.ClientSession, address: str) -> bool:
+            try:
+                url = f"http://{address}/failsafe"
+                async with session.post(url, headers=auth, params=params) as reply:
+                    return reply.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            answers = await asyncio.gather(*(ask(session, str(a)) for a in addresses))
+        return all(answers)
 
     def _payload(self) -> dict[str, Any]:
         admin = self.node.admin
@@ -120,6 +151,9 @@ class ClusterRole:
             "vip_present": self.vip.present,
             "vip_last_action": last.reason if last else None,
             "vip_conflict": self.vip.conflict,
+            "etcd_loss": self.config.election.etcd_loss,
+            "failsafe_active": self.election.failsafe_active,
+            "promised_to": self.election.promised_to,
         }  # fmt: skip
 
     async def _yield_to(self, target: str) -> None:

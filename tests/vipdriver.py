@@ -54,7 +54,7 @@ async def main(argv: list[str]) -> object:
         while time.monotonic() < end:
             await manager.reconcile()
             await asyncio.sleep(0.1)
-        return [a.step for a in manager.actions]
+        return [a.step if a.step != "nothing" else a.reason for a in manager.actions]
     if op == "manage-keepalive":  # deadline = last keepalive + TTL 2 - margin 0.5,
         seconds = float(argv[3])  # keepalives every TTL/3, for N seconds
         start = time.monotonic()

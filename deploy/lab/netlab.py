@@ -37,13 +37,19 @@ class SwitchedLab:
     clients over TLS and requires a client certificate (a lab CA in the workdir)."""
 
     def __init__(
-        self, workdir: Path, etcd_members: int = 1, etcd_tls: bool = False, tag: str = ""
+        self,
+        workdir: Path,
+        etcd_members: int = 1,
+        etcd_tls: bool = False,
+        tag: str = "",
+        etcd_loss: str = "release",
     ) -> None:
         tag = tag or f"fgl{os.getpid() % 100000}"
         self.ns = {name: f"{tag}{name}" for name in [*HOSTS, "sw"]}
         self.workdir = workdir
         self.etcd_members = etcd_members
         self.etcd_tls = etcd_tls
+        self.etcd_loss = etcd_loss
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def up(self) -> None:
@@ -88,7 +94,9 @@ class SwitchedLab:
         time.sleep(0.5)
         for name, priority in (("n1", 900), ("n2", 100)):
             endpoints, tls = self.etcd_endpoints(), self.etcd_tls_files
-            cluster_yaml, node_yaml = node_files(self.workdir, name, priority, endpoints, tls)
+            cluster_yaml, node_yaml = node_files(
+                self.workdir, name, priority, endpoints, tls, self.etcd_loss
+            )
             self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
             if name == "n1":
                 wait_for(lambda: self.holders() == ["n1"], 30, "n1 to hold the VIP")
@@ -188,13 +196,14 @@ def node_files(
     priority: int,
     endpoints: list[str] | None = None,
     tls: dict[str, str] | None = None,
+    etcd_loss: str = "release",
 ) -> tuple[Path, Path]:
     endpoints = endpoints or [f"http://{HOSTS['etcd']}:2379"]
     tls_line = ("  tls: {" + ", ".join(f"{k}: {v}" for k, v in tls.items()) + "}\n") if tls else ""
     cluster = workdir / "cluster.yaml"
     cluster.write_text(f"""
 cluster: lab
-election: {{lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1}}
+election: {{lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1, etcd_loss: {etcd_loss}}}
 vip: {{address: {VIP}/24, garp: {{count: 3, interval: 100ms}}}}
 shutdown_grace: 2s
 frontends:

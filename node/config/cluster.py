@@ -422,11 +422,17 @@ class _Parser:
 
     def election(self, value: Any) -> ElectionConfig:
         r = self.r
-        m = r.mapping(value, "election", {"lease_ttl", "nopreempt", "min_healthy_backends"})
+        m = r.mapping(value, "election",
+                      {"lease_ttl", "nopreempt", "min_healthy_backends", "etcd_loss"})  # fmt: skip
+        etcd_loss = m.get("etcd_loss", "release")
+        if etcd_loss not in ("release", "failsafe"):
+            r.error("election.etcd_loss", f"{etcd_loss!r}: expected release or failsafe")
+            etcd_loss = "release"
         return ElectionConfig(
             lease_ttl=r.duration(m, "lease_ttl", "election", 2.0, low=1.0),
             nopreempt=r.boolean(m, "nopreempt", "election", True),
             min_healthy_backends=r.integer(m, "min_healthy_backends", "election", 1, 0, 1000),
+            etcd_loss=etcd_loss,
         )
 
     def vip(self, value: Any) -> VipConfig | None:

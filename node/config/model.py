@@ -152,6 +152,7 @@ class ElectionConfig:
     lease_ttl: float = 2.0
     nopreempt: bool = True
     min_healthy_backends: int = 1
+    etcd_loss: str = "release"  # or "failsafe": keep the VIP while every peer agrees
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from node.proxy.errors import ListenError
 from node.proxy.headers import is_trusted
 from node.proxy.http import HttpProxy
 from node.proxy.proxyproto import ProxyHeaderError, decode, needed
-from node.proxy.synfilter import hold_syns, release_syns
+from node.proxy.synfilter import accept_queue, hold_syns, release_syns
 from node.proxy.tcp import TcpProxy
 from node.tls.material import FrontendTlsRuntime
 
@@ -186,7 +186,10 @@ class Listener:
             (hold_syns if hold else release_syns)(self._socket)
 
     def quiet(self, now: float) -> bool:
-        """No handshake in progress and every connection between exchanges."""
+        """Nothing waiting in the accept queue, no handshake in progress, and every
+        connection between exchanges."""
+        if self._socket is not None and accept_queue(self._socket) > 0:
+            return False
         return not self._handshake_tasks and all(c.quiet(now) for c in self.connections)
 
     def close_idle(self) -> None:

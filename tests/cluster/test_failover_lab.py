@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -173,3 +174,47 @@ def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
     assert monitor.double_holders() == []
     assert result["r"]["failures"] == 0, result["r"]
     assert cluster.procs["n1"].poll() is None  # the old active keeps running, as standby
+
+
+def _admin(lab: SwitchedLab, node: str, path: str, *curl: str) -> tuple[int, dict[str, object]]:
+    out = subprocess.run(
+        ["ip", "netns", "exec", lab.ns["client"], "curl", "-s", "-m", "3", "-w", "\n%{http_code}",
+         *curl, f"http://{HOSTS[node]}:9100{path}"],
+        capture_output=True, text=True, timeout=10,
+    ).stdout.rsplit("\n", 1)  # fmt: skip
+    return int(out[1]), json.loads(out[0] or "{}")
+
+
+def test_all_etcd_down_with_failsafe_keeps_serving() -> None:
+    """f) etcd_loss: failsafe. With every etcd member down, the active keeps the VIP
+    past its deadline because the standby (which cannot reach etcd either) promised not
+    to campaign; clients see nothing. When etcd returns, the active takes a new lease
+    at once and keeps the VIP; never two holders. A promise needs the admin token."""
+    with running_cluster(etcd_loss="failsafe") as lab:
+        code, _ = _admin(lab, "n2", "/failsafe?leader=n1&seconds=2", "-X", "POST")
+        assert code == 401  # no token: refused, nothing promised
+        monitor = Monitor(lab)
+        result: dict[str, dict[str, float]] = {}
+        client = threading.Thread(target=lambda: result.update(r=probe(lab, 10.0)))
+        client.start()
+        time.sleep(1.5)
+        lab.signal("etcd", signal.SIGKILL)
+        lab.procs["etcd"].wait(5)
+        time.sleep(4.0)  # twice the lease TTL: without failsafe the VIP would be gone
+        _, n1 = _admin(lab, "n1", "/status")
+        _, n2 = _admin(lab, "n2", "/status")
+        assert n1["role"] == "active" and n1["failsafe_active"] is True, n1
+        assert n2["role"] == "standby" and n2["promised_to"] == "n1", n2
+        lab.start_etcd()  # same data directory: etcd comes back
+        back = time.monotonic()
+        wait_for(lambda: _admin(lab, "n1", "/status")[1].get("failsafe_active") is False, 10,
+                 "n1 to leave failsafe")  # fmt: skip
+        client.join(30)
+        monitor.stop()
+        print(f"etcd down with failsafe: client {result['r']}; "
+              f"n1 back on a lease {time.monotonic() - back:.2f}s after etcd returned")  # fmt: skip
+        assert all(holders == ["n1"] for _, holders in monitor.samples)  # never moved
+        assert result["r"]["failures"] == 0, result["r"]
+        assert monitor.arp_macs(0.0) == {lab.mac("n1")}
+        status = cli(lab, "status", "--json")
+        assert json.loads(status.stdout)["leader"]["name"] == "n1", status.stdout

@@ -237,3 +237,66 @@ async def test_etcd_with_client_tls_and_password(etcd_tls: EtcdTlsSetup) -> None
         for election in (good, bad, no_cert):
             await election.close()
         await asyncio.to_thread(etcd.stop)
+
+
+async def test_failsafe_keeps_the_seat_only_with_every_promise(etcd: EtcdProcess) -> None:
+    """etcd_loss: failsafe, against a real etcd that goes silent (SIGSTOP): the leader
+    keeps its seat past the deadline while the peer promises; a peer that can still
+    reach etcd refuses; when etcd is back the leader takes a new lease at once and the
+    peer does not campaign while its promise lasts."""
+    access = EtcdAccess((("127.0.0.1", etcd.client_port),))
+    b = EtcdElection(access, "fs", Me("b", 100), ttl=2)
+
+    async def ask_b(seconds: float) -> bool:
+        return await b.promise("a", seconds) is None
+
+    a = EtcdElection(access, "fs", Me("a", 900), ttl=2, failsafe=ask_b)
+    tasks = [asyncio.create_task(e.run(lambda: True)) for e in (a, b)]
+    try:
+        await _until(a.is_leader)
+        await _until(lambda: b.last_decision.reason == "following a")
+        assert await b.promise("a", 2.0) is not None  # b reaches etcd: no promise
+        first_token = a.fencing_token
+        etcd.freeze()
+        frozen = time.monotonic()
+        try:
+            while time.monotonic() - frozen < 4.0:  # twice the TTL
+                assert a.is_leader() and not b.is_leader()
+                await asyncio.sleep(0.05)
+            assert a.failsafe_active and b.promised_to == "a"
+        finally:
+            etcd.thaw()
+        await _until(lambda: not a.failsafe_active, timeout=5)
+        assert a.is_leader() and not b.is_leader()
+        assert a.fencing_token is not None and a.fencing_token != first_token  # a new reign
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for election in (a, b):
+            await election.close()
+
+
+async def test_without_failsafe_the_deadline_ends_leadership(etcd: EtcdProcess) -> None:
+    access = EtcdAccess((("127.0.0.1", etcd.client_port),))
+    refused = 0
+
+    async def nobody_agrees(seconds: float) -> bool:
+        nonlocal refused
+        refused += 1
+        return False
+
+    a = EtcdElection(access, "fs2", Me("a"), ttl=2, failsafe=nobody_agrees)
+    task = asyncio.create_task(a.run(lambda: True))
+    try:
+        await _until(a.is_leader)
+        etcd.freeze()
+        try:
+            await _until(lambda: not a.is_leader(), timeout=3)
+        finally:
+            etcd.thaw()
+        assert refused >= 1 and not a.failsafe_active
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await a.close()

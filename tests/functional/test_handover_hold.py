@@ -79,3 +79,26 @@ async def test_quiet_waits_for_a_fresh_connection_and_a_busy_request(
         assert fresh.recv(10) == b""  # the idle keep-alive connection was closed
     finally:
         fresh.close()
+
+
+async def test_a_connection_waiting_in_the_accept_queue_is_not_quiet(
+    backends: Any, proxy: Any
+) -> None:
+    """Past maxconn a client waits in the kernel's accept queue: its request must be
+    served before a handover may remove the VIP, so the plane is not quiet."""
+    backend = await backends("a")
+    port = free_port()
+    plane = await proxy(cluster_yaml(port, [backend.address], frontend_extra="    maxconn: 1"))
+    first = socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        assert b" 200 " in await _get(port, first)
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=2)
+        await asyncio.sleep(0.1)
+        assert not plane.quiet()  # one connection completed by the kernel, not accepted
+        first.close()
+        assert b" 200 " in await _get(port, waiting)
+        waiting.close()
+        await asyncio.sleep(0.05)
+        assert plane.quiet()
+    finally:
+        first.close()

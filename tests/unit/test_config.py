@@ -45,6 +45,7 @@ def test_valid_config_parses_with_defaults_applied() -> None:
     assert backend.servers[1].backup
     assert config.vip is not None and str(config.vip.address) == "10.0.0.50/24"
     assert config.election.lease_ttl == 2.0
+    assert config.election.etcd_loss == "release" and config.vip.arp_probe == 0.05
 
 
 @pytest.mark.parametrize(
@@ -61,6 +62,9 @@ def test_valid_config_parses_with_defaults_applied() -> None:
         (("10.0.0.0/8", "10.0.0.0/33"), "c.yaml: frontends[0].forwardfor.trusted[0]:"),
         (("lease_ttl: 2s", "lease_ttl: 100ms"), "c.yaml: election.lease_ttl: '100ms' is too short"),
         (("10.0.0.50/24", "10.0.0.500/24"), "c.yaml: vip.address:"),
+        (("lease_ttl: 2s", "lease_ttl: 2s, etcd_loss: hope"),
+         "c.yaml: election.etcd_loss: 'hope': expected release or failsafe"),
+        (("10.0.0.50/24", "10.0.0.50/24, arp_probe: 2s"), "c.yaml: vip.arp_probe: at most 1s"),
         (("retries: 1", "retries: 1, bogus: 2"), "c.yaml: defaults.bogus: unknown key"),
         (("mode: http", "mode: http"), None),
     ],
