@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
     run = commands.add_parser("run", help="run a node (standalone when no etcd is configured)")
-    run.add_argument("--cluster", type=Path, required=True, help="cluster.yaml")
+    run.add_argument(
+        "--cluster", type=Path, help="cluster.yaml (omit with bundles: from etcd, or the cache)"
+    )
     run.add_argument("--node", type=Path, help="node.yaml (optional)")
     run.add_argument(
         "--certs", type=Path, help="certificates directory (default: next to cluster.yaml)"
@@ -47,6 +49,29 @@ def main(argv: list[str] | None = None) -> int:
     switch.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
     switch.add_argument("--to", metavar="NODE", help="the standby to hand over to")
     switch.add_argument("--json", action="store_true")
+
+    push = commands.add_parser("push", help="validate and store a config + certificates bundle")
+    push.add_argument("--cluster", type=Path, required=True, help="cluster.yaml")
+    push.add_argument("--certs", type=Path, required=True, help="directory of the named files")
+    push.add_argument("--node", type=Path, required=True, help="node.yaml (etcd, secret_file)")
+    push.add_argument("-m", "--message", help="why (kept in the history)")
+    push.add_argument("--force", action="store_true", help="push even if someone pushed since")
+    push.add_argument("--json", action="store_true")
+    hist = commands.add_parser("history", help="the bundle revisions kept in etcd")
+    hist.add_argument("--node", type=Path, required=True)
+    hist.add_argument("--cluster-name", required=True)
+    hist.add_argument("--json", action="store_true")
+    back = commands.add_parser("rollback", help="push the content of an earlier revision")
+    back.add_argument("revision", type=int)
+    back.add_argument("--node", type=Path, required=True)
+    back.add_argument("--cluster-name", required=True)
+    back.add_argument("-m", "--message")
+    back.add_argument("--force", action="store_true")
+    back.add_argument("--json", action="store_true")
+    secret = commands.add_parser("secret", help="the cluster secret (encrypts bundle keys)")
+    secret_commands = secret.add_subparsers(dest="secret_command", required=True)
+    generate = secret_commands.add_parser("generate", help="write a new secret (mode 0600)")
+    generate.add_argument("--out", type=Path, required=True)
 
     certs = commands.add_parser("certs", help="certificate tools")
     certs_commands = certs.add_subparsers(dest="certs_command", required=True)
@@ -72,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return _check(args.cluster, args.node, _certs_dir(args), args.json)
     if args.command == "run":
-        return _run(args.cluster, args.node, _certs_dir(args), not args.no_access_log)
+        certs_dir = _certs_dir(args) if args.cluster is not None else None
+        return _run(args.cluster, args.node, certs_dir, not args.no_access_log)
     if args.command == "certs":
         return _certs(args)
     if args.command in ("status", "switchover"):
         return _clusterctl(args)
+    if args.command in ("push", "history", "rollback", "secret"):
+        return _bundles(args)
     from node.demo import run_demo
 
     return run_demo(args.requests, args.port)
@@ -107,6 +135,45 @@ def _clusterctl(args: argparse.Namespace) -> int:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
+    return 0
+
+
+def _bundles(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.bundle import commands as bundles
+    from node.bundle.errors import BundleError, BundleInvalid
+    from node.bundle.secret import generate
+
+    try:
+        if args.command == "secret":
+            generate(args.out)
+            print(f"cluster secret written to {args.out} (mode 0600): copy it to every node "
+                  "(secret_file in node.yaml); it never goes to etcd")  # fmt: skip
+            return 0
+        node = load_node(args.node)
+        if args.command == "push":
+            result = asyncio.run(bundles.push(node, args.cluster, args.certs, args.message,
+                                              args.force))  # fmt: skip
+            lines = [f"pushed revision {result['revision']} ({result['sha'][:12]}), parent "
+                     f"{result['parent']}: every node applies it now"]  # fmt: skip
+        elif args.command == "history":
+            result = asyncio.run(bundles.history(node, args.cluster_name))
+            lines = bundles.format_history(result)
+        else:
+            result = asyncio.run(bundles.rollback(node, args.cluster_name, args.revision,
+                                                  args.message, args.force))  # fmt: skip
+            lines = [f"revision {result['revision']} ({result['sha'][:12]}) has the content "
+                     f"of revision {args.revision}"]  # fmt: skip
+    except BundleInvalid as exc:
+        print("floatgate: refused, nothing was stored:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    except (BundleError, ConfigError) as exc:
+        print(f"floatgate: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if getattr(args, "json", False) else "\n".join(lines))
     return 0
 
 
@@ -174,7 +241,7 @@ def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> 
     return 0
 
 
-def _run(cluster: Path, node: Path | None, certs_dir: Path, access_log: bool) -> int:
+def _run(cluster: Path | None, node: Path | None, certs_dir: Path | None, access_log: bool) -> int:
     if node is not None:
         try:
             node_config = load_node(node)
@@ -183,6 +250,19 @@ def _run(cluster: Path, node: Path | None, certs_dir: Path, access_log: bool) ->
             return 2
     else:
         node_config = None
+    if cluster is None:  # bundle mode: the cluster file comes from etcd (or the cache)
+        if node_config is None:
+            print("floatgate: give --cluster, or --node with etcd and secret_file", file=sys.stderr)
+            return 2
+        from node.bundle.startup import initial_bundle
+
+        try:
+            cluster = initial_bundle(node_config)
+        except Exception as exc:
+            print(f"floatgate: {exc}", file=sys.stderr)
+            return 2
+        certs_dir = cluster.parent
+    assert certs_dir is not None
     from node.daemon import run_standalone
 
     return run_standalone(cluster, certs_dir, access_log, node_config)

@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.admin import start_admin
 from node.clusterrole import ClusterConfigError, ClusterRole
@@ -23,6 +23,9 @@ from node.proxy.errors import ListenError
 from node.proxy.pool import server_table
 from node.proxy.runtime import DataPlane
 from node.tls.material import TlsConfigError, TlsMaterial, load_tls
+
+if TYPE_CHECKING:
+    from node.bundle.apply import BundleApplier
 
 log = logging.getLogger("floatgate.daemon")
 
@@ -81,6 +84,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reloads: asyncio.Queue[None] = asyncio.Queue()
         self.plane: DataPlane | None = None
+        self.bundles: BundleApplier | None = None
 
     async def run(
         self, config: ClusterConfig, tls: TlsMaterial, ready: Callable[[], None] | None = None
@@ -97,12 +101,15 @@ class Daemon:
             log.info("floatgate node %s running in cluster %s", self.node.name, config.cluster)
         else:
             log.info("floatgate running standalone (%s)", config.source)
+        bundles = self._start_bundles(config)
         admin = await start_admin(self.node, self) if self.node and self.node.admin else None
         if ready is not None:
             ready()
         reloader = asyncio.create_task(self._reload_loop())
         await self._stop.wait()
         reloader.cancel()
+        if bundles is not None:
+            bundles.cancel()
         grace = self.plane.config.shutdown_grace
         if self.role is not None:
             await self.role.hand_over()
@@ -112,9 +119,35 @@ class Daemon:
             await admin.cleanup()
         log.info("stopped")
 
+    def _start_bundles(self, config: ClusterConfig) -> asyncio.Task[None] | None:
+        """With etcd and secret_file in node.yaml, follow the cluster's bundles."""
+        node = self.node
+        if node is None or node.etcd is None or node.secret_file is None:
+            return None
+        from node.bundle.apply import BundleApplier
+        from node.bundle.commands import store_for
+        from node.bundle.errors import BundleError
+        from node.bundle.secret import load
+
+        try:
+            self.bundles = BundleApplier(store_for(node, config.cluster), load(node.secret_file),
+                                         Path(node.data_dir), self._apply_bundle)  # fmt: skip
+        except BundleError as exc:
+            log.error("bundles disabled: %s", exc)
+            return None
+        return asyncio.create_task(self.bundles.run())
+
+    async def _apply_bundle(self, config: ClusterConfig, tls: TlsMaterial) -> None:
+        assert self.plane is not None
+        await self.plane.reload(config, tls)
+        cache = Path(self.node.data_dir if self.node else ".") / "current"
+        self.cluster_path, self.certs_dir = cache / "cluster.yaml", cache  # SIGHUP re-reads it
+
     def status(self) -> dict[str, Any]:
         plane = self.plane
         data: dict[str, Any] = self.role.status() if self.role else {"role": "standalone"}
+        if self.bundles is not None:
+            data["bundle"] = self.bundles.status()
         if plane is not None:
             data["backends"] = server_table(list(plane.pools.values()))
         return data

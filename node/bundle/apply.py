@@ -1,0 +1,132 @@
+"""The node side: follow ``current`` in etcd, fetch, verify, decrypt, validate, then
+swap the running configuration; keep the last good bundle under ``data_dir`` (mode
+0700/0600) so a node restarted while etcd is down serves at once. Any failure keeps
+what is serving and is reported (status, log)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from node.bundle.build import CLUSTER_FILE, load_bundle
+from node.bundle.errors import BundleError
+from node.bundle.format import unseal
+from node.bundle.store import BundleStore
+from node.config.model import ClusterConfig
+from node.tls.material import TlsMaterial
+
+log = logging.getLogger("floatgate.bundle")
+RECORD = "bundle.json"
+
+Apply = Callable[[ClusterConfig, TlsMaterial], Awaitable[None]]
+
+
+def cached(data_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """(cluster.yaml, record) of the last good bundle, if any."""
+    current = data_dir / "current"
+    try:
+        record = json.loads((current / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return current / CLUSTER_FILE, record
+
+
+class BundleApplier:
+    def __init__(
+        self, store: BundleStore, secret: bytes, data_dir: Path, apply: Apply, poll: float = 1.0
+    ) -> None:
+        self.store = store
+        self.secret = secret
+        self.data_dir = data_dir
+        self.apply = apply
+        self.poll = poll
+        found = cached(data_dir)
+        self.applied: dict[str, Any] | None = found[1] if found else None
+        self.error: str | None = None
+        self.failures = 0
+        self._refused: str | None = None  # sha of a bundle that failed: not retried
+
+    def status(self) -> dict[str, Any]:
+        applied = self.applied or {}
+        return {"revision": applied.get("revision"), "sha": applied.get("sha"),
+                "error": self.error, "failures": self.failures}  # fmt: skip
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except BundleError as exc:
+                self.error = str(exc)
+                log.debug("bundle check: %s", exc)
+            await asyncio.sleep(self.poll)
+
+    async def check(self) -> bool:
+        """Apply ``current`` if it is new. True when something was applied."""
+        current = await self.store.current()
+        if current is None:
+            return False
+        sha = str(current.get("sha", ""))
+        if self.applied and self.applied.get("sha") == sha:
+            self.error = None
+            return False
+        if sha == self._refused:
+            return False
+        try:
+            await self._apply(sha, current)
+        except BundleError as exc:
+            self._refused = sha
+            self.failures += 1
+            self.error = f"revision {current.get('revision')}: {exc}"
+            serving = (self.applied or {}).get("revision")
+            log.error("bundle revision %s refused, still serving revision %s:\n%s",
+                      current.get("revision"), serving, exc)  # fmt: skip
+            return False
+        return True
+
+    async def fetch_to_cache(self) -> Path:
+        """At start-up: the current bundle from etcd into the cache (validated)."""
+        current = await self.store.current()
+        if current is None:
+            raise BundleError("no bundle in etcd yet: push one (floatgate push)")
+        staging, _, _ = await self._stage(str(current["sha"]), current)
+        self._promote(staging, current)
+        return self.data_dir / "current" / CLUSTER_FILE
+
+    async def _stage(
+        self, sha: str, record: dict[str, Any]
+    ) -> tuple[Path, ClusterConfig, TlsMaterial]:
+        bundle = unseal(sha, await self.store.document(sha), self.secret)
+        staging = self.data_dir / f".staging-{record.get('revision')}"
+        shutil.rmtree(staging, ignore_errors=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            config, tls = await asyncio.to_thread(load_bundle, bundle, staging)
+        except BundleError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging, config, tls
+
+    async def _apply(self, sha: str, record: dict[str, Any]) -> None:
+        staging, config, tls = await self._stage(sha, record)
+        try:
+            await self.apply(config, tls)
+        except Exception as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BundleError(f"applying failed: {exc}") from exc
+        self._promote(staging, record)
+        log.info("bundle revision %s (%s) applied", record.get("revision"), sha[:12])
+
+    def _promote(self, staging: Path, record: dict[str, Any]) -> None:
+        (staging / RECORD).write_text(json.dumps(record, sort_keys=True))
+        current, old = self.data_dir / "current", self.data_dir / ".previous"
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            current.rename(old)
+        staging.rename(current)
+        shutil.rmtree(old, ignore_errors=True)
+        self.applied, self.error, self._refused = record, None, None

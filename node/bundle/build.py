@@ -1,0 +1,85 @@
+"""From files to a bundle (push side) and from a bundle to a running configuration
+(node side). Both validate the same way: the bundle is written to a directory and
+loaded with the same code as ``floatgate check`` and ``floatgate run``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from node.bundle.errors import BundleInvalid
+from node.bundle.format import Bundle
+from node.config.errors import ConfigError
+from node.config.model import ClusterConfig
+from node.tls.material import TlsMaterial
+
+CLUSTER_FILE = "cluster.yaml"
+
+
+def referenced_files(config: ClusterConfig) -> list[str]:
+    """Every file the configuration names (certificates, keys, client CAs, CRLs)."""
+    names = []
+    for source in config.certificates.values():
+        names.append(source.cert)
+        if source.key:
+            names.append(source.key)
+    names.extend(config.client_cas.values())
+    names.extend(config.crls.values())
+    return sorted(set(names))
+
+
+def collect(cluster_path: Path, certs_dir: Path, meta: dict[str, Any]) -> Bundle:
+    """Read cluster.yaml and every file it names, and validate them all (the same
+    checks as ``floatgate check``); BundleInvalid lists every problem."""
+    from node.config.cluster import load_cluster
+
+    try:
+        config = load_cluster(cluster_path)
+    except ConfigError as exc:
+        raise BundleInvalid(exc.errors) from exc
+    errors = []
+    files: dict[str, bytes] = {}
+    for name in referenced_files(config):
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts:
+            errors.append(f"{cluster_path}: {name}: bundled files are named relative to "
+                          "--certs (no absolute paths, no ..)")  # fmt: skip
+            continue
+        try:
+            files[name] = (certs_dir / name).read_bytes()
+        except OSError as exc:
+            errors.append(f"{certs_dir / name}: cannot read: {exc.strerror}")
+    if errors:
+        raise BundleInvalid(errors)
+    bundle = Bundle(cluster_path.read_text(encoding="utf-8"), files, meta)
+    with tempfile.TemporaryDirectory(prefix="floatgate-check-") as scratch:
+        load_bundle(bundle, Path(scratch))  # the node's own validation, before storing
+    return bundle
+
+
+def write_bundle(bundle: Bundle, directory: Path) -> Path:
+    """Write the bundle's files (mode 0600) into ``directory``; returns cluster.yaml."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, data in [(CLUSTER_FILE, bundle.cluster_yaml.encode()), *bundle.files.items()]:
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts:
+            raise BundleInvalid([f"bundle file {name}: not a relative name"])
+        target = directory / name
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    return directory / CLUSTER_FILE
+
+
+def load_bundle(bundle: Bundle, directory: Path) -> tuple[ClusterConfig, TlsMaterial]:
+    """Write and load: the configuration and certificates, checked, or BundleInvalid."""
+    from node.daemon import load_all
+
+    cluster_path = write_bundle(bundle, directory)
+    try:
+        return load_all(cluster_path, directory)
+    except ConfigError as exc:
+        raise BundleInvalid(exc.errors) from exc

@@ -1,0 +1,92 @@
+"""``floatgate push | history | rollback | secret generate``: bundles from the
+operator's side. Each returns a JSON-able result or raises BundleError with what to do
+next; nothing is written to etcd unless everything validated."""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from node.bundle import secret as secrets_file
+from node.bundle.build import collect, load_bundle
+from node.bundle.errors import BundleError, BundleInvalid
+from node.bundle.format import Bundle, seal, unseal
+from node.bundle.store import BundleStore
+from node.config.errors import ConfigError
+from node.config.model import NodeConfig
+from node.etcdaccess import EtcdAccessError, etcd_access
+
+
+def store_for(node: NodeConfig, cluster: str) -> BundleStore:
+    if node.etcd is None:
+        raise BundleError(f"{node.source}: no etcd section: bundles live in etcd")
+    try:
+        return BundleStore(etcd_access(node.etcd), cluster)
+    except EtcdAccessError as exc:
+        raise BundleError(str(exc)) from exc
+
+
+def _meta(message: str | None) -> dict[str, Any]:
+    return {
+        "author": f"{getpass.getuser()}@{socket.gethostname()}",
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "message": message or "",
+    }
+
+
+async def push(
+    node: NodeConfig, cluster_path: Path, certs_dir: Path, message: str | None, force: bool
+) -> dict[str, Any]:
+    from node.config.cluster import load_cluster
+
+    key = secrets_file.load(node.secret_file)
+    try:
+        name = load_cluster(cluster_path).cluster
+    except ConfigError as exc:
+        raise BundleInvalid(exc.errors) from exc
+    store = store_for(node, name)
+    seen = await store.current()  # read before preparing: the parent this push builds on
+    bundle = collect(cluster_path, certs_dir, {**_meta(message), "cluster": name})
+    sha, document = seal(bundle, key)
+    return await store.push(sha, document, bundle.meta,
+                            seen["revision"] if seen else None, force)  # fmt: skip
+
+
+async def history(node: NodeConfig, cluster: str) -> dict[str, Any]:
+    store = store_for(node, cluster)
+    current = await store.current()
+    return {"current": current, "revisions": await store.history()}
+
+
+async def rollback(
+    node: NodeConfig, cluster: str, revision: int, message: str | None, force: bool
+) -> dict[str, Any]:
+    """A new revision with the content of ``revision`` (validated again)."""
+    key = secrets_file.load(node.secret_file)
+    store = store_for(node, cluster)
+    seen = await store.current()
+    entries = {int(r["revision"]): r for r in await store.history()}
+    if revision not in entries:
+        known = ", ".join(str(r) for r in sorted(entries)) or "none"
+        raise BundleError(f"revision {revision} is not in the history (kept: {known})")
+    old = unseal(entries[revision]["sha"], await store.document(entries[revision]["sha"]), key)
+    meta = {**_meta(message or f"rollback to revision {revision}"), "cluster": cluster}
+    with tempfile.TemporaryDirectory(prefix="floatgate-check-") as scratch:
+        load_bundle(Bundle(old.cluster_yaml, old.files, meta), Path(scratch))  # still valid?
+    sha, document = seal(Bundle(old.cluster_yaml, old.files, meta), key)
+    return await store.push(sha, document, meta, seen["revision"] if seen else None, force)
+
+
+def format_history(result: dict[str, Any]) -> list[str]:
+    current = result["current"]
+    lines = [f"current: revision {current['revision']} ({current['sha'][:12]})" if current
+             else "no bundle pushed yet"]  # fmt: skip
+    for record in reversed(result["revisions"]):
+        mark = "*" if current and record["revision"] == current["revision"] else " "
+        lines.append(f"{mark} {record['revision']:>5}  {record.get('time', '?'):<26}"
+                     f"{record.get('author', '?'):<24}{record.get('message', '')}")  # fmt: skip
+    return lines

@@ -1,0 +1,158 @@
+"""Bundles in etcd. Keys under ``/floatgate/<cluster>/``:
+
+- ``bundles/<sha256>``: a bundle document (see :mod:`node.bundle.format`), immutable;
+- ``bundle/current``: JSON {revision, sha, author, time, message, parent};
+- ``bundle/history/<revision, 10 digits>``: the same record for every revision kept.
+
+A push is one transaction (document, current, history entry) that also compares
+``current``'s mod revision with the one the push read: two pushes cannot silently
+overwrite each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aetcd
+
+from election.client import EtcdAccess
+from node.bundle.errors import BundleError, PushConflict
+
+ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
+KEEP = 20  # revisions kept in history (their documents too)
+
+
+@dataclass(frozen=True, slots=True)
+class BundleKeys:
+    current: bytes
+    history: bytes
+    documents: bytes
+
+    @classmethod
+    def of(cls, cluster: str) -> BundleKeys:
+        base = f"/floatgate/{cluster}/"
+        return cls((base + "bundle/current").encode(), (base + "bundle/history/").encode(),
+                   (base + "bundles/").encode())  # fmt: skip
+
+    def document(self, sha: str) -> bytes:
+        return self.documents + sha.encode()
+
+    def entry(self, revision: int) -> bytes:
+        return self.history + f"{revision:010d}".encode()
+
+
+class BundleStore:
+    def __init__(self, access: EtcdAccess, cluster: str, timeout: float = 5.0) -> None:
+        self.access = access
+        self.keys = BundleKeys.of(cluster)
+        self.timeout = timeout
+
+    async def _with_client(self, what: str, work: Any) -> Any:
+        """Run ``work(client)`` against the first endpoint that answers."""
+        failures = []
+        for index, (host, port) in enumerate(self.access.endpoints):
+            client = self.access.client(index, self.timeout)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await work(client)
+            except ETCD_ERRORS as exc:
+                failures.append(f"{host}:{port}: {type(exc).__name__} {exc}".strip())
+            finally:
+                await client.close()
+        raise BundleError(f"{what}: no etcd endpoint answered ({'; '.join(failures)}); "
+                          "nothing was changed — check etcd and node.yaml")  # fmt: skip
+
+    async def current(self) -> dict[str, Any] | None:
+        async def read(client: aetcd.Client) -> dict[str, Any] | None:
+            found = await client.get(self.keys.current)
+            return _record(found.value) if found is not None else None
+
+        result: dict[str, Any] | None = await self._with_client("reading current", read)
+        return result
+
+    async def document(self, sha: str) -> bytes:
+        async def read(client: aetcd.Client) -> bytes | None:
+            found = await client.get(self.keys.document(sha))
+            return bytes(found.value) if found is not None else None
+
+        data = await self._with_client(f"fetching bundle {sha[:12]}", read)
+        if data is None:
+            raise BundleError(f"bundle {sha[:12]} is not in etcd (pruned or never stored)")
+        assert isinstance(data, bytes)
+        return data
+
+    async def history(self) -> list[dict[str, Any]]:
+        async def read(client: aetcd.Client) -> list[dict[str, Any]]:
+            found = await client.get_prefix(self.keys.history)
+            return [_record(kv.value) for kv in found.kvs]
+
+        records: list[dict[str, Any]] = await self._with_client("reading history", read)
+        return sorted(records, key=lambda r: int(r.get("revision", 0)))
+
+    async def push(
+        self, sha: str, document: bytes, meta: dict[str, Any], seen: int | None, force: bool
+    ) -> dict[str, Any]:
+        """Store a new revision on top of revision ``seen`` (what the pusher read before
+        preparing the bundle; None: no bundle yet). Anything else there: PushConflict,
+        unless ``force``."""
+
+        async def write(client: aetcd.Client) -> dict[str, Any]:
+            found = await client.get(self.keys.current)
+            parent = _record(found.value) if found is not None else None
+            revision = int(parent["revision"]) + 1 if parent else 1
+            record = {**meta, "revision": revision, "sha": sha,
+                      "parent": parent["revision"] if parent else None}  # fmt: skip
+            if not force and (parent["revision"] if parent else None) != seen:
+                raise PushConflict(_raced(parent))
+            value = json.dumps(record, sort_keys=True).encode()
+            if force:
+                compare = []
+            elif found is None:
+                compare = [client.transactions.create(self.keys.current) == 0]
+            else:
+                compare = [client.transactions.mod(self.keys.current) == found.mod_revision]
+            ok, _ = await client.transaction(
+                compare=compare,
+                success=[client.transactions.put(self.keys.document(sha), document),
+                         client.transactions.put(self.keys.current, value),
+                         client.transactions.put(self.keys.entry(revision), value)],
+                failure=[],
+            )  # fmt: skip
+            if not ok:
+                again = await client.get(self.keys.current)
+                raise PushConflict(_raced(_record(again.value) if again else None))
+            await self._prune(client, revision)
+            return record
+
+        result: dict[str, Any] = await self._with_client("pushing", write)
+        return result
+
+    async def _prune(self, client: aetcd.Client, newest: int) -> None:
+        """Keep the last KEEP revisions (best effort: a failure leaves extra history)."""
+        found = await client.get_prefix(self.keys.history)
+        records = sorted((_record(kv.value) for kv in found.kvs), key=lambda r: r["revision"])
+        old, kept = records[:-KEEP], records[-KEEP:]
+        keep_docs = {r["sha"] for r in kept}
+        for record in old:
+            await client.delete(self.keys.entry(int(record["revision"])))
+            if record["sha"] not in keep_docs:
+                await client.delete(self.keys.document(str(record["sha"])))
+
+
+def _record(value: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {"revision": 0, "sha": "", "error": "unreadable record"}
+    return data if isinstance(data, dict) else {"revision": 0, "sha": ""}
+
+
+def _raced(current: dict[str, Any] | None) -> str:
+    if current is None:
+        return "current changed while this push was prepared; push again"
+    return (f"revision {current.get('revision')} was pushed meanwhile by "
+            f"{current.get('author', '?')} ({current.get('message') or 'no message'}): "
+            "review it (floatgate history) and push again, or use --force")  # fmt: skip

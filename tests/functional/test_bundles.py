@@ -1,0 +1,214 @@
+"""Bundles against a real etcd: push (CLI) validates and stores one encrypted revision;
+races, bad input and an unreachable etcd change nothing; a node applies a new bundle
+without a restart (a real TLS client sees the new certificate), refuses damaged or
+foreign bundles while serving the last good one, caches it, and rolls back."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.bundle import secret as secret_file
+from node.bundle.apply import BundleApplier, cached
+from node.bundle.commands import store_for
+from node.bundle.errors import PushConflict
+from node.bundle.format import Bundle, seal
+from node.config import load_node
+from tests.conftest import free_port
+from tests.etcd import EtcdProcess
+from tests.functional.pki import Pki
+
+pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed")
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture
+def etcd() -> Iterator[EtcdProcess]:
+    process = EtcdProcess()
+    yield process
+    process.stop()
+
+
+def _setup(tmp: Path, pki: Pki, etcd_port: int, cert: str = "app.pem") -> tuple[Path, Path]:
+    """A certs dir with the PKI files, cluster.yaml serving ``cert``, and node.yaml."""
+    certs = tmp / "certs"
+    shutil.copytree(pki.dir, certs, dirs_exist_ok=True)
+    secret_file.generate(tmp / "cluster.secret") if not (tmp / "cluster.secret").exists() else None
+    (tmp / "node.yaml").write_text(f"""
+name: n1
+etcd: {{endpoints: ["http://127.0.0.1:{etcd_port}"]}}
+secret_file: {tmp / "cluster.secret"}
+data_dir: {tmp / "data"}
+""")
+    write_cluster(certs / "cluster.yaml", cert, free_port())
+    return certs / "cluster.yaml", tmp / "node.yaml"
+
+
+def write_cluster(path: Path, cert: str, port: int, backend: str = "127.0.0.1:9") -> None:
+    path.write_text(f"""
+cluster: edge
+certificates: {{site: {cert}}}
+client_cas: {{root: ca.pem}}
+frontends:
+  - name: https
+    bind: "127.0.0.1:{port}"
+    default_backend: app
+    tls: {{certificates: [site]}}
+backends:
+  - name: app
+    servers: [{{name: s1, address: "{backend}"}}]
+""")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_push_history_and_keys_encrypted_at_rest(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess
+) -> None:
+    cluster, node = _setup(tmp_path, pki, etcd.client_port)
+    done = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
+               "--node", str(node), "-m", "first")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "pushed revision 1" in done.stdout
+    raw = etcd.etcdctl("get", "--prefix", "/floatgate/edge/")
+    assert "/floatgate/edge/bundle/current" in raw and "cluster: edge" in raw
+    assert "PRIVATE KEY" not in raw  # an etcd backup alone reveals no private key
+    again = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
+                "--node", str(node), "-m", "second", "--json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    history = cli("history", "--node", str(node), "--cluster-name", "edge")
+    assert history.returncode == 0
+    lines = history.stdout.splitlines()
+    assert lines[0].startswith("current: revision 2") and "second" in lines[1]
+    assert "first" in lines[2]
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("yaml", "not valid YAML"),
+        ("schema", "frontends[0].bind"),
+        ("missing", "cannot read"),
+        ("mismatch", "certificates.site"),
+        ("expired", "certificates.site"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_stored(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess, damage: str, expected: str
+) -> None:
+    cluster, node = _setup(tmp_path, pki, etcd.client_port)
+    if damage == "yaml":
+        cluster.write_text("cluster: [unclosed\n")
+    elif damage == "schema":
+        cluster.write_text(cluster.read_text().replace('bind: "127.0.0.1:', 'bind: "127.0.0.1:9'))
+    elif damage == "missing":
+        (cluster.parent / "app.pem").unlink()
+    else:
+        write_cluster(cluster, f"{damage}.pem", free_port())
+    refused = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
+                  "--node", str(node))  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert expected in refused.stderr and "nothing was stored" in refused.stderr
+    assert etcd.etcdctl("get", "--prefix", "/floatgate/edge/").strip() == ""
+
+
+def test_push_with_etcd_unreachable_says_so(tmp_path: Path, pki: Pki) -> None:
+    cluster, node = _setup(tmp_path, pki, free_port())  # nothing listens there
+    refused = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
+                  "--node", str(node))  # fmt: skip
+    assert refused.returncode == 1
+    assert "no etcd endpoint answered" in refused.stderr and "nothing was changed" in refused.stderr
+
+
+async def test_two_pushes_from_the_same_parent_cannot_both_win(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess
+) -> None:
+    _, node_path = _setup(tmp_path, pki, etcd.client_port)
+    node = load_node(node_path)
+    store = store_for(node, "edge")
+    key = secret_file.load(node.secret_file)
+    first = seal(Bundle("cluster: edge\n", {}, {"author": "alice", "message": "a"}), key)
+    second = seal(Bundle("cluster: edge\n", {}, {"author": "bob", "message": "b"}), key)
+    await store.push(*first, {"author": "alice", "message": "a"}, None, False)
+    with pytest.raises(PushConflict, match="revision 1 was pushed meanwhile by alice"):
+        await store.push(*second, {"author": "bob", "message": "b"}, None, False)
+    forced = await store.push(*second, {"author": "bob", "message": "b"}, None, True)
+    assert forced["revision"] == 2 and forced["parent"] == 1
+
+
+def _tls_fingerprint(port: int, pki: Pki) -> str:
+    context = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    context.check_hostname = False
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+        with context.wrap_socket(raw) as tls:
+            return hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
+
+
+async def test_node_applies_refuses_caches_and_rolls_back(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess, proxy: Any
+) -> None:
+    cluster, node_path = _setup(tmp_path, pki, etcd.client_port)
+    node = load_node(node_path)
+    port = free_port()
+    write_cluster(cluster, "app.pem", port)
+    push = ["push", "--cluster", str(cluster), "--certs", str(cluster.parent), "--node",
+            str(node_path)]  # fmt: skip
+    assert cli(*push, "-m", "A").returncode == 0
+    plane = await proxy(cluster.read_text(), cluster.parent)
+    applier = BundleApplier(store_for(node, "edge"), secret_file.load(node.secret_file),
+                            Path(node.data_dir), plane.reload)  # fmt: skip
+    assert await applier.check()  # revision 1 (same content as serving) applied + cached
+    a_print = await asyncio.to_thread(_tls_fingerprint, port, pki)
+    write_cluster(cluster, "other.pem", port)
+    assert cli(*push, "-m", "B").returncode == 0
+    assert await applier.check()
+    b_print = await asyncio.to_thread(_tls_fingerprint, port, pki)
+    assert b_print != a_print  # the running node serves B's certificate, no restart
+    assert applier.status()["revision"] == 2 and applier.status()["error"] is None
+    found = cached(Path(node.data_dir))
+    assert found is not None and found[1]["revision"] == 2
+    assert stat.S_IMODE(os.stat(Path(node.data_dir) / "current").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(Path(node.data_dir) / "current" / "other.pem").st_mode) == 0o600
+
+    # damaged in etcd by hand: refused, B keeps serving, the error is reported
+    write_cluster(cluster, "app.pem", port)
+    assert cli(*push, "-m", "C").returncode == 0
+    current = await applier.store.current()
+    assert current is not None
+    etcd.etcdctl("put", f"/floatgate/edge/bundles/{current['sha']}", "garbage")
+    assert not await applier.check()
+    assert "does not match its SHA-256" in str(applier.status()["error"])
+    assert (
+        applier.status()["revision"] == 2
+        and await asyncio.to_thread(_tls_fingerprint, port, pki) == b_print
+    )
+
+    # a node with another cluster secret refuses, and says why
+    secret_file.generate(tmp_path / "other.secret")
+    foreign = BundleApplier(applier.store, secret_file.load(tmp_path / "other.secret"),
+                            tmp_path / "foreign", plane.reload)  # fmt: skip
+    assert cli(*push, "-m", "D").returncode == 0
+    assert not await foreign.check()
+    assert "does not decrypt with this cluster secret" in str(foreign.status()["error"])
+
+    # rollback to A: a new revision with A's content, applied
+    back = cli("rollback", "1", "--node", str(node_path), "--cluster-name", "edge")
+    assert back.returncode == 0, back.stderr
+    assert await applier.check()
+    assert await asyncio.to_thread(_tls_fingerprint, port, pki) == a_print
+    assert applier.status()["revision"] == 5
