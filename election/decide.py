@@ -7,8 +7,10 @@ Who campaigns for a vacant seat (after etcd has been readable for half the grace
 nodes that start together see each other first): the best healthy live member (higher
 priority first, then the lower name), or the node named by a planned handover. Any
 other waits ``grace`` for the better one to take the seat, then campaigns anyway (the
-better one may be alive in etcd but stuck). A leader with ``nopreempt`` off yields to a
-healthy member of strictly higher priority.
+better one may be alive in etcd but stuck). A node whose configuration is not the
+cluster's current one (``uptodate`` false) leaves the seat to any healthy up-to-date
+member, and campaigns alone only after a whole TTL of vacancy (an alarm). A leader
+with ``nopreempt`` off yields to a healthy member of strictly higher priority.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Candidate:
     name: str
     priority: int
     healthy: bool
+    uptodate: bool = True  # serves the cluster's current configuration
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class Observation:
     leader: str | None = None  # the name in the leader key, None if the key is absent
     members: tuple[Candidate, ...] = ()  # live members (this node's own entry included)
     handover_to: str | None = None  # a planned switchover names this node
+    uptodate: bool = True  # this node serves the cluster's current configuration
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +105,23 @@ def decide(state: ElectionState, seen: Observation, me: Me) -> tuple[ElectionSta
         return waited, Decision(
             "wait", "no leader: letting members that start together register first"
         )
+    others = [m for m in seen.members if m.name != me.name and m.healthy]
+    if not seen.uptodate:
+        fresh = [m for m in others if m.uptodate]
+        if fresh:
+            return waited, Decision("wait", (
+                "no leader, but this node's configuration is not the cluster's current "
+                f"one: leaving the seat to {fresh[0].name}"))  # fmt: skip
+        if now - vacant_since < state.lease.ttl:
+            left = state.lease.ttl - (now - vacant_since)
+            return waited, Decision("wait", (
+                "no leader and no up-to-date node: campaigning with a stale "
+                f"configuration in {left:.2f}s"))  # fmt: skip
+        return waited, Decision("campaign", (
+            "no leader and no up-to-date node for a whole TTL: campaigning with a STALE "
+            "configuration (alarm)"))  # fmt: skip
     better = sorted(
-        (m for m in seen.members if m.name != me.name and m.healthy and outranks(m, me)),
+        (m for m in others if m.uptodate and outranks(m, me)),
         key=lambda m: (-m.priority, m.name),
     )
     if not better:

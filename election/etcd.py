@@ -60,6 +60,7 @@ class EtcdElection:
         margin: float | None = None,
         payload: Callable[[], dict[str, Any]] | None = None,
         failsafe: Callable[[float], Awaitable[bool]] | None = None,
+        uptodate: Callable[[], bool] | None = None,
     ) -> None:
         """``failsafe``: when etcd cannot be reached, ask it whether every known peer
         promised (for the given seconds) not to campaign; if so the leader keeps its
@@ -93,6 +94,7 @@ class EtcdElection:
         self._on_yield: Callable[[str], Awaitable[None]] | None = None
         self._yielding = False
         self._failsafe = failsafe
+        self._uptodate = uptodate or (lambda: True)
         self.failsafe_active = False  # leading on peers' promises while etcd is away
         self.known_members: tuple[Member, ...] = ()  # as last seen while etcd answered
         self.promised_to: str | None = None
@@ -230,6 +232,25 @@ class EtcdElection:
         if not succeeded:
             raise ElectionError("the leader key changed (fencing token mismatch): not leader")
 
+    async def update_leader(self) -> bool:
+        """Rewrite the leader key's value (payload changed, e.g. a new configuration
+        revision) -- a transaction under the fencing token, on the same lease. False
+        when not leader or the token no longer matches."""
+        token, lease_id = self.fencing_token, self._lease_id
+        if not self.is_leader() or token is None or lease_id is None:
+            return False
+        value = json.dumps({"name": self.me.name, "priority": self.me.priority,
+                            **self._payload()}).encode()  # fmt: skip
+        try:
+            ok, _ = await self._call("update leader key", lambda c: c.transaction(
+                compare=[c.transactions.create(self.keys.leader) == token],
+                success=[c.transactions.put(self.keys.leader, value, lease_id)],
+                failure=[],
+            ))  # fmt: skip
+        except EtcdUnavailable:
+            return False
+        return bool(ok)
+
     async def close(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
@@ -327,17 +348,19 @@ class EtcdElection:
             return Observation(now, healthy, leader_known=False)
         leader = view.leader(self.keys)
         self.known_members = view.members(self.keys)
-        members = tuple(Candidate(m.name, m.priority, m.healthy) for m in self.known_members)
+        members = tuple(Candidate(m.name, m.priority, m.healthy, m.payload.get("uptodate", True)
+                                  is not False) for m in self.known_members)  # fmt: skip
         return Observation(
             now, healthy, leader_known=True, leader=leader.name if leader else None,
-            members=members, handover_to=view.handover_to(self.keys),
+            members=members, handover_to=view.handover_to(self.keys), uptodate=self._uptodate(),
         )  # fmt: skip
 
     async def _keep_membership(self, healthy: bool) -> None:
         """Keep ``members/<name>`` alive and current: re-written when what it says
         changes, its lease renewed every TTL/3, re-created if the lease was lost."""
         value = json.dumps({"name": self.me.name, "priority": self.me.priority,
-                            "healthy": healthy, **self._payload()}).encode()  # fmt: skip
+                            "healthy": healthy, "uptodate": self._uptodate(),
+                            **self._payload()}).encode()  # fmt: skip
         now = time.monotonic()
         try:
             if self._member_lease is not None and now - self._member_renewed >= self.ttl / 3:

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cluster", type=Path, help="cluster.yaml (omit with bundles: from etcd, or the cache)"
     )
     run.add_argument("--node", type=Path, help="node.yaml (optional)")
+    run.add_argument("--cluster-name", help="with bundles and no --cluster: which cluster")
     run.add_argument(
         "--certs", type=Path, help="certificates directory (default: next to cluster.yaml)"
     )
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args.cluster, args.node, _certs_dir(args), args.json)
     if args.command == "run":
         certs_dir = _certs_dir(args) if args.cluster is not None else None
-        return _run(args.cluster, args.node, certs_dir, not args.no_access_log)
+        return _run(args.cluster, args.node, certs_dir, not args.no_access_log, args.cluster_name)
     if args.command == "certs":
         return _certs(args)
     if args.command in ("status", "switchover"):
@@ -241,7 +242,13 @@ def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> 
     return 0
 
 
-def _run(cluster: Path | None, node: Path | None, certs_dir: Path | None, access_log: bool) -> int:
+def _run(
+    cluster: Path | None,
+    node: Path | None,
+    certs_dir: Path | None,
+    access_log: bool,
+    cluster_name: str | None = None,
+) -> int:
     if node is not None:
         try:
             node_config = load_node(node)
@@ -257,7 +264,7 @@ def _run(cluster: Path | None, node: Path | None, certs_dir: Path | None, access
         from node.bundle.startup import initial_bundle
 
         try:
-            cluster = initial_bundle(node_config)
+            cluster = initial_bundle(node_config, cluster_name)
         except Exception as exc:
             print(f"floatgate: {exc}", file=sys.stderr)
             return 2

@@ -4,6 +4,7 @@ and member keys) and the nodes' admin APIs."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aetcd
@@ -33,6 +34,7 @@ async def read_election(node: NodeConfig, cluster: str) -> dict[str, Any]:
         try:
             async with asyncio.timeout(5):
                 found = await client.get_prefix(keys.prefix)
+                bundle = await client.get(f"/floatgate/{cluster}/bundle/current".encode())
         except (TimeoutError, aetcd.ClientError, OSError) as exc:
             failures.append(f"{host}:{port}: {type(exc).__name__} {exc}".strip())
             continue
@@ -45,12 +47,24 @@ async def read_election(node: NodeConfig, cluster: str) -> dict[str, Any]:
             "leader": {"name": leader.name, "fencing_token": leader.fencing_token,
                        "admin": leader.payload.get("admin")} if leader else None,
             "members": [{"name": m.name, "priority": m.priority, "healthy": m.healthy,
-                         "admin": m.payload.get("admin")} for m in view.members(keys)],
+                         "admin": m.payload.get("admin"),
+                         "bundle_revision": m.payload.get("bundle_revision"),
+                         "uptodate": m.payload.get("uptodate", True)}
+                        for m in view.members(keys)],
             "handover_to": view.handover_to(keys),
+            "bundle": _bundle_record(bundle.value) if bundle is not None else None,
         }  # fmt: skip
     raise ClusterCtlError(
         "no etcd endpoint answered (" + "; ".join(failures) + "): check etcd and node.yaml"
     )
+
+
+def _bundle_record(value: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 async def _admin_get(name: str, address: str) -> dict[str, Any]:
@@ -88,16 +102,29 @@ def format_status(status: dict[str, Any]) -> list[str]:
     lines = [f"cluster {status['cluster']}: {head}; {vip}"]
     if status.get("handover_to"):
         lines.append(f"  switchover to {status['handover_to']} in progress")
+    bundle = status.get("bundle")
+    current = bundle.get("revision") if bundle else None
+    if bundle:
+        lines.append(f"  bundle: current revision {current} ({str(bundle.get('sha'))[:12]}, "
+                     f"{bundle.get('author', '?')}: {bundle.get('message') or '-'})")  # fmt: skip
+    revisions = {m["name"]: m for m in status.get("members", [])}
     lines.append(f"  {'node':<10}{'role':<9}{'prio':<6}{'healthy':<9}{'VIP':<5}"
-                 f"{'lease left':<12}decision")  # fmt: skip
+                 f"{'bundle':<11}{'lease left':<12}decision")  # fmt: skip
     for entry in status["nodes"]:
         if "error" in entry:
             lines.append(f"  {entry['node']:<10}{entry['error']} ({entry['admin']})")
             continue
+        member = revisions.get(str(entry.get("node")), {})
+        applied = member.get("bundle_revision")
+        if applied is None:
+            shown = "-"
+        else:
+            shown = f"{applied}" + ("" if applied == current and member.get("uptodate") else
+                                    " STALE")  # fmt: skip
         lines.append(
             f"  {entry.get('node', '?'):<10}{entry.get('role', '?'):<9}"
             f"{entry.get('priority', ''):<6}{'yes' if entry.get('healthy') else 'NO':<9}"
-            f"{'yes' if entry.get('vip_present') else '-':<5}"
+            f"{'yes' if entry.get('vip_present') else '-':<5}{shown:<11}"
             f"{entry.get('lease_remaining', 0):<12}{entry.get('decision', '')}"
         )
     return lines

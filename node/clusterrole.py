@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -22,6 +22,9 @@ from node.admintoken import read_token
 from node.config.model import ClusterConfig, NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
 from node.proxy.runtime import DataPlane
+
+if TYPE_CHECKING:
+    from node.bundle.apply import BundleApplier
 from vip.manager import VipManager
 from vip.netlink import NetlinkBackend
 
@@ -50,12 +53,19 @@ class ClusterRole:
         except EtcdAccessError as exc:
             raise ClusterConfigError(str(exc)) from exc
 
-    def __init__(self, node: NodeConfig, config: ClusterConfig, plane: DataPlane) -> None:
+    def __init__(
+        self,
+        node: NodeConfig,
+        config: ClusterConfig,
+        plane: DataPlane,
+        bundles: BundleApplier | None = None,
+    ) -> None:
         self.validate(node, config)
         assert node.etcd is not None and config.vip is not None and node.interface
         self.node = node
         self.config = config
         self.plane = plane
+        self.bundles = bundles
         self.election = EtcdElection(
             etcd_access(node.etcd),
             config.cluster,
@@ -63,6 +73,7 @@ class ClusterRole:
             ttl=max(1, round(config.election.lease_ttl)),
             payload=self._payload,
             failsafe=self._ask_peers if config.election.etcd_loss == "failsafe" else None,
+            uptodate=bundles.uptodate if bundles is not None else None,
         )
         self.vip = VipManager(
             NetlinkBackend(node.interface),
@@ -106,7 +117,11 @@ class ClusterRole:
 
     def _payload(self) -> dict[str, Any]:
         admin = self.node.admin
-        return {"admin": str(admin.listen) if admin else None, "pid": os.getpid()}
+        payload: dict[str, Any] = {"admin": str(admin.listen) if admin else None,
+                                   "pid": os.getpid()}  # fmt: skip
+        if self.bundles is not None:
+            payload["bundle_revision"] = (self.bundles.applied or {}).get("revision")
+        return payload
 
     def _vip_deadline(self) -> float | None:
         return self.election.deadline() if self.election.is_leader() else None

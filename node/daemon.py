@@ -95,13 +95,13 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
         self.plane = DataPlane(config, self.access_log, tls)
         await self.plane.start()
+        bundles = self._start_bundles(config)
         if self.node is not None and self.node.etcd is not None:
-            self.role = ClusterRole(self.node, config, self.plane)
+            self.role = ClusterRole(self.node, config, self.plane, self.bundles)
             self.role.start()
             log.info("floatgate node %s running in cluster %s", self.node.name, config.cluster)
         else:
             log.info("floatgate running standalone (%s)", config.source)
-        bundles = self._start_bundles(config)
         admin = await start_admin(self.node, self) if self.node and self.node.admin else None
         if ready is not None:
             ready()
@@ -142,6 +142,8 @@ class Daemon:
         await self.plane.reload(config, tls)
         cache = Path(self.node.data_dir if self.node else ".") / "current"
         self.cluster_path, self.certs_dir = cache / "cluster.yaml", cache  # SIGHUP re-reads it
+        if self.role is not None and self.role.election.is_leader():
+            await self.role.election.update_leader()  # the new revision, under the token
 
     def status(self) -> dict[str, Any]:
         plane = self.plane

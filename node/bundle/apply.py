@@ -50,10 +50,20 @@ class BundleApplier:
         self.error: str | None = None
         self.failures = 0
         self._refused: str | None = None  # sha of a bundle that failed: not retried
+        self.latest: dict[str, Any] | None = None  # the current record last read from etcd
+
+    def uptodate(self) -> bool:
+        """Serving the cluster's current bundle (as last read from etcd) without error."""
+        if self.latest is None:
+            return self.applied is not None  # etcd not read yet: the cache, if any
+        applied = self.applied or {}
+        return applied.get("sha") == self.latest.get("sha") and self._refused is None
 
     def status(self) -> dict[str, Any]:
         applied = self.applied or {}
+        latest = self.latest or {}
         return {"revision": applied.get("revision"), "sha": applied.get("sha"),
+                "current": latest.get("revision"), "uptodate": self.uptodate(),
                 "error": self.error, "failures": self.failures}  # fmt: skip
 
     async def run(self) -> None:
@@ -70,6 +80,7 @@ class BundleApplier:
         current = await self.store.current()
         if current is None:
             return False
+        self.latest = current
         sha = str(current.get("sha", ""))
         if self.applied and self.applied.get("sha") == sha:
             self.error = None

@@ -151,3 +151,24 @@ def test_leader_resigns_when_unhealthy_or_superseded() -> None:
     after, d = decide(state, Observation(0.1, True, True, "n9"), ME)
     assert (d.action, d.reason) == ("step_down", "etcd names n9 as leader")
     assert not after.leading
+
+
+def test_a_stale_node_leaves_the_seat_to_an_up_to_date_one() -> None:
+    members = (Candidate("n1", 900, True, uptodate=False), Candidate("n2", 100, True))
+    _, d = decide(
+        fresh(), Observation(1.0, True, True, None, members, uptodate=False), Me("n1", 900)
+    )
+    assert d.action == "wait" and "leaving the seat to n2" in d.reason
+    # n2 does not wait for the higher-priority but stale n1
+    _, d = decide(fresh(), Observation(1.0, True, True, None, members), Me("n2", 100))
+    assert (d.action, d.reason) == ("campaign", "no leader: campaigning")
+
+
+def test_a_stale_node_alone_campaigns_after_one_extra_ttl_with_an_alarm() -> None:
+    members = (Candidate("n1", 100, True, uptodate=False), Candidate("n2", 100, False))
+    state, d = decide(fresh(), Observation(10.0, True, True, None, members, uptodate=False), ME)
+    assert d.action == "wait" and "stale configuration in 2.00s" in d.reason
+    state, d = decide(state, Observation(11.9, True, True, None, members, uptodate=False), ME)
+    assert d.action == "wait"
+    state, d = decide(state, Observation(12.0, True, True, None, members, uptodate=False), ME)
+    assert d.action == "campaign" and "STALE" in d.reason and "alarm" in d.reason

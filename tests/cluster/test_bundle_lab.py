@@ -1,0 +1,173 @@
+"""The key bundle test, in the network-namespace lab: push bundle A (certificate X,
+verify: optional, the /ghost/ redirect), check through the VIP; push bundle B
+(certificate Y, a changed rule, a new client CA), both nodes apply it; kill -9 the
+active: the new active serves exactly B; roll back to A; a restarted node fetches and
+serves the same."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, wait_for
+from node.bundle import secret as secret_file
+from node.tls.devca import cert_pem, issue, key_pem
+from tests.functional.pki import make_pki
+from tests.lab import REPO, lab_available
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
+]
+
+
+def cluster_yaml(cert: str, ca: str, redirect_to: str) -> str:
+    return f"""
+cluster: lab
+election: {{lease_ttl: 2s}}
+vip: {{address: {VIP}/24, garp: {{count: 3, interval: 100ms}}}}
+certificates: {{site: {cert}}}
+client_cas: {{private_ca: {ca}}}
+frontends:
+  - name: https_termination
+    bind: "{VIP}:443"
+    tls:
+      certificates: [site]
+      client_auth: {{ca: private_ca, verify: optional}}
+    forwardfor: true
+    rules:
+      - if: {{path_beg: /ghost/, client_cert: false}}
+        redirect: {{location: {redirect_to}, code: 302}}
+    default_backend: ghost
+backends:
+  - name: ghost
+    check: {{type: tcp, interval: 500ms, rise: 1, fall: 2}}
+    servers: [{{name: web1, address: "{HOSTS["web"]}:8080"}}]
+"""
+
+
+class BundleLab:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.lab = SwitchedLab(workdir)
+        self.certs = workdir / "certs"
+        pki = make_pki(self.certs)
+        self.root_ca = pki.path("ca.pem")
+        ca_b = issue("Bundle B CA", None, ca=True)
+        bob = issue("bob", ca_b, client=True)
+        (self.certs / "ca-b.pem").write_bytes(cert_pem(ca_b.cert))
+        (self.certs / "bob.pem").write_bytes(cert_pem(bob.cert) + key_pem(bob.key))
+        secret_file.generate(workdir / "cluster.secret")
+        for name, priority in (("n1", 900), ("n2", 100)):
+            (workdir / f"{name}.yaml").write_text(f"""
+name: {name}
+etcd: {{endpoints: ["http://{HOSTS["etcd"]}:2379"]}}
+interface: eth0
+priority: {priority}
+admin: {{listen: "{HOSTS[name]}:9100"}}
+secret_file: {workdir / "cluster.secret"}
+data_dir: {workdir / f"data-{name}"}
+""")
+
+    def client(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.lab.ns["client"], *argv], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    def push(self, cert: str, ca: str, redirect_to: str, message: str) -> None:
+        (self.certs / "cluster.yaml").write_text(cluster_yaml(cert, ca, redirect_to))
+        done = self.client(sys.executable, "-m", "node.cli", "push", "--cluster",
+                           str(self.certs / "cluster.yaml"), "--certs", str(self.certs),
+                           "--node", str(self.workdir / "n1.yaml"), "-m", message)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    def start_node(self, name: str) -> None:
+        self.lab.start(name, name, sys.executable, "-m", "node.cli", "run", "--node",
+                       str(self.workdir / f"{name}.yaml"), "--cluster-name", "lab")  # fmt: skip
+
+    def applied(self, name: str) -> Any:
+        out = self.client("curl", "-s", "-m", "2", f"http://{HOSTS[name]}:9100/status").stdout
+        try:
+            return json.loads(out).get("bundle", {}).get("revision")
+        except ValueError:
+            return None
+
+    def seen(self, sni: str, cert: str) -> dict[str, Any]:
+        out = self.client(sys.executable, "-m", "tests.cluster.bundlecheck", VIP, sni,
+                          self.root_ca, str(self.certs / cert))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+
+@pytest.fixture
+def blab() -> Iterator[BundleLab]:
+    os.chdir(REPO)
+    workdir = Path(tempfile.mkdtemp(prefix="floatgate-blab-"))
+    lab = BundleLab(workdir)
+    try:
+        lab.lab.up()
+        lab.lab.start_etcd()
+        lab.lab.start("web", "web", sys.executable, "-m", "deploy.lab.echo_backend",
+                      HOSTS["web"], "8080")  # fmt: skip
+        yield lab
+    finally:
+        logs = {n: lab.lab.log(n)[-2500:] for n in ("n1", "n2") if (workdir / f"{n}.log").exists()}
+        lab.lab.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+        if sys.exc_info()[0] is not None:
+            print(json.dumps(logs, indent=1))
+
+
+def test_bundles_survive_a_failover_and_roll_back(blab: BundleLab) -> None:
+    blab.push("app.pem", "ca.pem", "/", "A: certificate X")
+    blab.start_node("n1")
+    wait_for(lambda: blab.lab.holders() == ["n1"], 30, "n1 to hold the VIP")
+    blab.start_node("n2")
+    wait_for(lambda: blab.applied("n2") == 1, 30, "n2 to apply revision 1")
+
+    a = blab.seen("app.test", "client.pem")
+    assert a["anonymous"]["status"] == 302 and a["anonymous"]["location"] == "/"
+    assert a["with_cert"]["status"] == 200 and a["with_cert"]["verify"] == "SUCCESS"
+    assert "CN=alice" in a["with_cert"]["subject"]
+    print_a = a["anonymous"]["fingerprint"]
+
+    blab.push("other.pem", "ca-b.pem", "/login", "B: certificate Y, new CA, new rule")
+    wait_for(lambda: blab.applied("n1") == 2 and blab.applied("n2") == 2, 20,
+             "both nodes to apply revision 2")  # fmt: skip
+    b = blab.seen("other.test", "bob.pem")
+    assert b["anonymous"]["status"] == 302 and b["anonymous"]["location"] == "/login"
+    assert b["with_cert"]["status"] == 200 and "CN=bob" in b["with_cert"]["subject"]
+    assert b["anonymous"]["fingerprint"] != print_a
+
+    blab.lab.signal("n1", signal.SIGKILL)
+    wait_for(lambda: blab.lab.holders() == ["n2"], 15, "n2 to take the VIP")
+    after = blab.seen("other.test", "bob.pem")
+    for key in ("status", "location", "fingerprint"):
+        assert after["anonymous"][key] == b["anonymous"][key]  # exactly B
+    assert after["with_cert"]["status"] == 200 and after["with_cert"]["subject"] == b[
+        "with_cert"]["subject"]  # fmt: skip
+
+    back = blab.client(sys.executable, "-m", "node.cli", "rollback", "1", "--node",
+                       str(blab.workdir / "n1.yaml"), "--cluster-name", "lab")  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    wait_for(lambda: blab.applied("n2") == 3, 20, "n2 to apply the rollback (revision 3)")
+    blab.lab.procs["n1"].wait(5)
+    blab.start_node("n1")  # restarted: fetches the current bundle at start-up
+    wait_for(lambda: blab.applied("n1") == 3, 30, "the restarted n1 to serve revision 3")
+    rolled = blab.seen("app.test", "client.pem")
+    assert rolled["anonymous"]["fingerprint"] == print_a
+    assert rolled["anonymous"]["location"] == "/" and rolled["with_cert"]["status"] == 200
+    time.sleep(0.5)
+    assert blab.lab.holders() == ["n2"]  # nopreempt: the restarted n1 stays standby
