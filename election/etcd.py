@@ -442,12 +442,13 @@ class EtcdElection:
         if reply.TTL <= 0:
             log.warning("%s: lease %x expired in etcd", self.me.name, lease_id)
             self._lease_id = None
-            if self.failsafe_active and self.is_leader():
-                # etcd is back after a failsafe reign: take the seat again at once
-                # (the peers promised not to campaign meanwhile).
+            if self.is_leader():
+                # Still inside our deadline (e.g. etcd is back after a failsafe reign, or
+                # it revoked the lease on resuming): the seat is free, so campaign at
+                # once; if another node already holds it, the txn fails: step down.
                 self.failsafe_active = False
                 outcome = await self._campaign()
-                log.warning("%s: etcd is back after failsafe: %s", self.me.name, outcome.reason)
+                log.warning("%s: lease gone while leading: %s", self.me.name, outcome.reason)
                 if self._lease_id is not None:
                     return True
             self.state = ElectionState(LeaseClock(self.state.lease.ttl, self.state.lease.margin))
