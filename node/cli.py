@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--node", type=Path, required=True, help="node.yaml (etcd, secret_file)")
     push.add_argument("-m", "--message", help="why (kept in the history)")
     push.add_argument("--force", action="store_true", help="push even if someone pushed since")
+    push.add_argument(
+        "--rotate-ticket-key",
+        action="store_true",
+        help="a new session-ticket key (sessions resumed so far start over)",
+    )
     push.add_argument("--json", action="store_true")
     hist = commands.add_parser("history", help="the bundle revisions kept in etcd")
     hist.add_argument("--node", type=Path, required=True)
@@ -155,9 +160,10 @@ def _bundles(args: argparse.Namespace) -> int:
         node = load_node(args.node)
         if args.command == "push":
             result = asyncio.run(bundles.push(node, args.cluster, args.certs, args.message,
-                                              args.force))  # fmt: skip
+                                              args.force, args.rotate_ticket_key))  # fmt: skip
             lines = [f"pushed revision {result['revision']} ({result['sha'][:12]}), parent "
-                     f"{result['parent']}: every node applies it now"]  # fmt: skip
+                     f"{result['parent']}: every node applies it now",
+                     f"session-ticket key: {result['ticket_key']}"]  # fmt: skip
         elif args.command == "history":
             result = asyncio.run(bundles.history(node, args.cluster_name))
             lines = bundles.format_history(result)

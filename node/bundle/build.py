@@ -30,7 +30,12 @@ def referenced_files(config: ClusterConfig) -> list[str]:
     return sorted(set(names))
 
 
-def collect(cluster_path: Path, certs_dir: Path, meta: dict[str, Any]) -> Bundle:
+def collect(
+    cluster_path: Path,
+    certs_dir: Path,
+    meta: dict[str, Any],
+    extra: dict[str, bytes] | None = None,
+) -> Bundle:
     """Read cluster.yaml and every file it names, and validate them all (the same
     checks as ``floatgate check``); BundleInvalid lists every problem."""
     from node.config.cluster import load_cluster
@@ -53,6 +58,7 @@ def collect(cluster_path: Path, certs_dir: Path, meta: dict[str, Any]) -> Bundle
             errors.append(f"{certs_dir / name}: cannot read: {exc.strerror}")
     if errors:
         raise BundleInvalid(errors)
+    files.update(extra or {})  # generated files (the session-ticket key)
     bundle = Bundle(cluster_path.read_text(encoding="utf-8"), files, meta)
     with tempfile.TemporaryDirectory(prefix="floatgate-check-") as scratch:
         load_bundle(bundle, Path(scratch))  # the node's own validation, before storing

@@ -19,6 +19,7 @@ from node.bundle.store import BundleStore
 from node.config.errors import ConfigError
 from node.config.model import NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
+from node.tls.tickets import TICKET_KEY_FILE, new_key_file
 
 
 def store_for(node: NodeConfig, cluster: str) -> BundleStore:
@@ -39,7 +40,12 @@ def _meta(message: str | None) -> dict[str, Any]:
 
 
 async def push(
-    node: NodeConfig, cluster_path: Path, certs_dir: Path, message: str | None, force: bool
+    node: NodeConfig,
+    cluster_path: Path,
+    certs_dir: Path,
+    message: str | None,
+    force: bool,
+    rotate_ticket_key: bool = False,
 ) -> dict[str, Any]:
     from node.config.cluster import load_cluster
 
@@ -50,10 +56,21 @@ async def push(
         raise BundleInvalid(exc.errors) from exc
     store = store_for(node, name)
     seen = await store.current()  # read before preparing: the parent this push builds on
-    bundle = collect(cluster_path, certs_dir, {**_meta(message), "cluster": name})
+    ticket, why_new = None, "first bundle" if seen is None else "--rotate-ticket-key"
+    if seen is not None and not rotate_ticket_key:  # keep the cluster's session-ticket key
+        try:
+            previous = unseal(seen["sha"], await store.document(seen["sha"]), key)
+            ticket = previous.files.get(TICKET_KEY_FILE)
+            why_new = "the current bundle had none"
+        except BundleError as exc:  # a damaged current bundle must not block a fix
+            why_new = f"the current bundle is unreadable ({exc})"
+    extra = {TICKET_KEY_FILE: ticket or new_key_file()}
+    bundle = collect(cluster_path, certs_dir, {**_meta(message), "cluster": name}, extra)
     sha, document = seal(bundle, key)
-    return await store.push(sha, document, bundle.meta,
-                            seen["revision"] if seen else None, force)  # fmt: skip
+    record = await store.push(sha, document, bundle.meta,
+                              seen["revision"] if seen else None, force)  # fmt: skip
+    record["ticket_key"] = "kept" if ticket else f"new: {why_new}"
+    return record
 
 
 async def history(node: NodeConfig, cluster: str) -> dict[str, Any]:

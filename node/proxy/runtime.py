@@ -73,8 +73,8 @@ class DataPlane:
             for listener in self.listeners.values():
                 proxy = listener.proxy
                 tls = proxy.route.tls
-                if not isinstance(proxy, HttpProxy) or tls is None:
-                    continue
+                if not isinstance(proxy, HttpProxy) or tls is None or tls.ticket_key:
+                    continue  # a cluster-wide key rotates with a push, not here
                 name = proxy.route.frontend.name
                 deadline = due.setdefault(name, now + tls.config.ticket_rotation)
                 if now >= deadline:

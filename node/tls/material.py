@@ -19,6 +19,7 @@ from node.config.model import ClusterConfig, FrontendTls
 from node.tls.bundle import CertBundle, load_bundle, load_ca, load_crl
 from node.tls.context import ClientAuth, SniSelector, client_context, server_context
 from node.tls.errors import CertificateError
+from node.tls.tickets import TICKET_KEY_FILE, TicketKeyError, parse_key_file, set_ticket_key
 
 
 class TlsConfigError(Exception):
@@ -33,6 +34,7 @@ class FrontendTlsRuntime:
     config: FrontendTls
     bundles: tuple[CertBundle, ...]
     auth: ClientAuth | None = None
+    ticket_key: bytes | None = None  # shared by the cluster (bundle); None: per context
 
     def rotated(self) -> FrontendTlsRuntime:
         """Fresh contexts from the same material: OpenSSL gives each context new random
@@ -60,10 +62,16 @@ class TlsMaterial:
 
 
 def build_frontend_tls(
-    config: FrontendTls, bundles: tuple[CertBundle, ...], auth: ClientAuth | None
+    config: FrontendTls,
+    bundles: tuple[CertBundle, ...],
+    auth: ClientAuth | None,
+    ticket_key: bytes | None = None,
 ) -> FrontendTlsRuntime:
     contexts = [(b, server_context(b, config.policy, auth)) for b in bundles]
-    return FrontendTlsRuntime(SniSelector(contexts), config, bundles, auth)
+    if ticket_key is not None:
+        for _, context in contexts:
+            set_ticket_key(context, ticket_key)  # TicketKeyError: the caller decides
+    return FrontendTlsRuntime(SniSelector(contexts), config, bundles, auth, ticket_key)
 
 
 def load_tls(
@@ -100,6 +108,13 @@ def load_tls(
             )
         except CertificateError as exc:
             errors.append(f"crls.{name}: {exc}")
+    ticket_key, warnings = None, []
+    ticket_file = certs_dir / TICKET_KEY_FILE
+    if ticket_file.exists():
+        try:
+            ticket_key = parse_key_file(ticket_file.read_bytes())
+        except (OSError, TicketKeyError) as exc:
+            errors.append(f"{ticket_file}: {exc}")
     if errors:
         raise TlsConfigError(errors)
     frontends: dict[str, FrontendTlsRuntime] = {}
@@ -113,7 +128,12 @@ def load_tls(
             auth = ClientAuth(tls.client_auth.verify, cas[tls.client_auth.ca], crl)
         chosen = tuple(bundles[name] for name in tls.certificates)
         try:
-            frontends[frontend.name] = build_frontend_tls(tls, chosen, auth)
+            try:
+                frontends[frontend.name] = build_frontend_tls(tls, chosen, auth, ticket_key)
+            except TicketKeyError as exc:
+                why = f"({exc}): sessions resume only on the issuing node"
+                warnings.append(f"frontend {frontend.name}: shared ticket key not used {why}")
+                frontends[frontend.name] = build_frontend_tls(tls, chosen, auth)
         except (OSError, ValueError) as exc:
             raise TlsConfigError([f"frontend {frontend.name}: TLS setup failed: {exc}"]) from exc
     backends: dict[str, BackendTlsRuntime] = {}
@@ -130,5 +150,5 @@ def load_tls(
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise TlsConfigError([f"backend {backend.name}: TLS setup failed: {exc}"]) from exc
         backends[backend.name] = BackendTlsRuntime(context, btls.sni)
-    warnings = tuple(w for b in bundles.values() for w in b.warnings)
-    return TlsMaterial(frontends, bundles, warnings, backends)
+    found = tuple(w for b in bundles.values() for w in b.warnings) + tuple(warnings)
+    return TlsMaterial(frontends, bundles, found, backends)

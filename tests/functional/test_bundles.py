@@ -212,3 +212,48 @@ async def test_node_applies_refuses_caches_and_rolls_back(
     assert await applier.check()
     assert await asyncio.to_thread(_tls_fingerprint, port, pki) == a_print
     assert applier.status()["revision"] == 5
+
+
+def _resume(port_a: int, port_b: int, pki: Pki) -> bool:
+    """Full handshake on A (TLS 1.3, reading the response so the ticket arrives), then
+    a new connection to B offering that session: was it resumed?"""
+    context = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    context.check_hostname = False
+
+    def get(port: int, session: ssl.SSLSession | None) -> ssl.SSLSocket:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=3)
+        tls = context.wrap_socket(raw, server_hostname="app.test", session=session)
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        while tls.recv(65536):
+            pass
+        return tls
+
+    first = get(port_a, None)
+    session = first.session
+    first.close()
+    second = get(port_b, session)
+    reused = second.session_reused
+    second.close()
+    return bool(reused)
+
+
+async def test_a_shared_ticket_key_resumes_sessions_on_another_node(
+    tmp_path: Path, pki: Pki, proxy: Any, backends: Any
+) -> None:
+    """Two data planes (two nodes) from the same bundle files: a session from one
+    resumes on the other only when the bundle carries the session-ticket key."""
+    from node.tls.tickets import TICKET_KEY_FILE, new_key_file
+
+    backend = await backends("a")
+    certs = tmp_path / "certs"
+    shutil.copytree(pki.dir, certs)
+    ports = [free_port() for _ in range(4)]
+    for port in ports[:2]:
+        write_cluster(certs / "c.yaml", "app.pem", port, backend.address)
+        await proxy((certs / "c.yaml").read_text(), certs)
+    assert not await asyncio.to_thread(_resume, ports[0], ports[1], pki)  # own random keys
+    (certs / TICKET_KEY_FILE).write_bytes(new_key_file())
+    for port in ports[2:]:
+        write_cluster(certs / "c.yaml", "app.pem", port, backend.address)
+        await proxy((certs / "c.yaml").read_text(), certs)
+    assert await asyncio.to_thread(_resume, ports[2], ports[3], pki)  # the cluster's key
