@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("-m", "--message")
     back.add_argument("--force", action="store_true")
     back.add_argument("--json", action="store_true")
+    changes = commands.add_parser("diff", help="what changed between two bundle revisions")
+    changes.add_argument("revision", type=int)
+    changes.add_argument("other", type=int, nargs="?", help="default: the current revision")
+    changes.add_argument("--node", type=Path, required=True)
+    changes.add_argument("--cluster-name", required=True)
+    changes.add_argument("--json", action="store_true")
     secret = commands.add_parser("secret", help="the cluster secret (encrypts bundle keys)")
     secret_commands = secret.add_subparsers(dest="secret_command", required=True)
     generate = secret_commands.add_parser("generate", help="write a new secret (mode 0600)")
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return _certs(args)
     if args.command in ("status", "switchover"):
         return _clusterctl(args)
-    if args.command in ("push", "history", "rollback", "secret"):
+    if args.command in ("push", "history", "rollback", "secret", "diff"):
         return _bundles(args)
     from node.demo import run_demo
 
@@ -167,6 +173,12 @@ def _bundles(args: argparse.Namespace) -> int:
         elif args.command == "history":
             result = asyncio.run(bundles.history(node, args.cluster_name))
             lines = bundles.format_history(result)
+        elif args.command == "diff":
+            from node.bundle.diff import format_diff
+
+            result = asyncio.run(bundles.diff_revisions(node, args.cluster_name, args.revision,
+                                                        args.other))  # fmt: skip
+            lines = format_diff(result)
         else:
             result = asyncio.run(bundles.rollback(node, args.cluster_name, args.revision,
                                                   args.message, args.force))  # fmt: skip

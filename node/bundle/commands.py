@@ -13,6 +13,7 @@ from typing import Any
 
 from node.bundle import secret as secrets_file
 from node.bundle.build import collect, load_bundle
+from node.bundle.diff import diff
 from node.bundle.errors import BundleError, BundleInvalid
 from node.bundle.format import Bundle, seal, unseal
 from node.bundle.store import BundleStore
@@ -96,6 +97,27 @@ async def rollback(
         load_bundle(Bundle(old.cluster_yaml, old.files, meta), Path(scratch))  # still valid?
     sha, document = seal(Bundle(old.cluster_yaml, old.files, meta), key)
     return await store.push(sha, document, meta, seen["revision"] if seen else None, force)
+
+
+async def diff_revisions(
+    node: NodeConfig, cluster: str, first: int, second: int | None
+) -> dict[str, Any]:
+    """What changed from revision ``first`` to ``second`` (default: current)."""
+    key = secrets_file.load(node.secret_file)
+    store = store_for(node, cluster)
+    entries = {int(r["revision"]): r for r in await store.history()}
+    current = await store.current()
+    target = second if second is not None else (int(current["revision"]) if current else None)
+    for wanted in (first, target):
+        if wanted not in entries:
+            known = ", ".join(str(r) for r in sorted(entries)) or "none"
+            raise BundleError(f"revision {wanted} is not in the history (kept: {known})")
+    assert target is not None
+    bundles = []
+    for revision in (first, target):
+        sha = entries[revision]["sha"]
+        bundles.append(unseal(sha, await store.document(sha), key))
+    return diff(bundles[0], bundles[1], str(first), str(target))
 
 
 def format_history(result: dict[str, Any]) -> list[str]:

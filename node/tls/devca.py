@@ -102,7 +102,7 @@ def _san(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-def crl(issuer: Issued, revoked: tuple[x509.Certificate, ...] = (), days: int = 30) -> bytes:
+def crl(issuer: Issued, revoked: tuple[x509.Certificate, ...] = (), days: float = 30) -> bytes:
     now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateRevocationListBuilder()

@@ -39,7 +39,33 @@ def get(host: str, sni: str, ca: str, cert: str | None, path: str) -> dict[str, 
     return result
 
 
+def resume(host: str, sni: str, ca: str) -> None:
+    """A session now; after a line on stdin (the failover happened), a new connection
+    offering it: prints whether the new active resumed it."""
+    context = ssl.create_default_context(cafile=ca)
+
+    def once(session: ssl.SSLSession | None) -> ssl.SSLSocket:
+        tls = context.wrap_socket(socket.create_connection((host, 443), timeout=5),
+                                  server_hostname=sni, session=session)  # fmt: skip
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+        while tls.recv(65536):
+            pass
+        return tls
+
+    first = once(None)
+    session = first.session
+    first.close()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    second = once(session)
+    print(json.dumps({"resumed": second.session_reused}), flush=True)
+    second.close()
+
+
 def main() -> None:
+    if sys.argv[1] == "resume":
+        resume(sys.argv[2], sys.argv[3], sys.argv[4])
+        return
     host, sni, ca, cert = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     print(json.dumps({
         "anonymous": get(host, sni, ca, None, "/ghost/post"),

@@ -151,8 +151,24 @@ def test_bundles_survive_a_failover_and_roll_back(blab: BundleLab) -> None:
     assert b["with_cert"]["status"] == 200 and "CN=bob" in b["with_cert"]["subject"]
     assert b["anonymous"]["fingerprint"] != print_a
 
+    status = blab.client(sys.executable, "-m", "node.cli", "status", "--node",
+                         str(blab.workdir / "n1.yaml"), "--cluster-name", "lab")  # fmt: skip
+    assert "bundle: current revision 2" in status.stdout and "STALE" not in status.stdout
+    resumer = subprocess.Popen(
+        ["ip", "netns", "exec", blab.lab.ns["client"], sys.executable, "-m",
+         "tests.cluster.bundlecheck", "resume", VIP, "other.test", blab.root_ca],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert resumer.stdout is not None and resumer.stdin is not None
+    assert resumer.stdout.readline().strip() == "ready"  # a session from n1
+
     blab.lab.signal("n1", signal.SIGKILL)
     wait_for(lambda: blab.lab.holders() == ["n2"], 15, "n2 to take the VIP")
+    time.sleep(0.3)
+    resumer.stdin.write("go\n")
+    resumer.stdin.flush()
+    assert json.loads(resumer.stdout.readline()) == {"resumed": True}  # on n2
+    resumer.wait(10)
     after = blab.seen("other.test", "bob.pem")
     for key in ("status", "location", "fingerprint"):
         assert after["anonymous"][key] == b["anonymous"][key]  # exactly B

@@ -26,6 +26,7 @@ from node.bundle.commands import store_for
 from node.bundle.errors import PushConflict
 from node.bundle.format import Bundle, seal
 from node.config import load_node
+from node.tls.devca import crl
 from tests.conftest import free_port
 from tests.etcd import EtcdProcess
 from tests.functional.pki import Pki
@@ -96,6 +97,17 @@ def test_push_history_and_keys_encrypted_at_rest(
     lines = history.stdout.splitlines()
     assert lines[0].startswith("current: revision 2") and "second" in lines[1]
     assert "first" in lines[2]
+    write_cluster(cluster, "other.pem", free_port())
+    third = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
+                "--node", str(node), "-m", "third: certificate Y")  # fmt: skip
+    assert third.returncode == 0, third.stderr
+    changes = cli("diff", "1", "--node", str(node), "--cluster-name", "edge")
+    assert changes.returncode == 0, changes.stderr
+    assert "-certificates: {site: app.pem}" in changes.stdout
+    assert "+certificates: {site: other.pem}" in changes.stdout
+    assert "added other.pem  (holds a private key: content not shown)" in changes.stdout
+    assert "+ " in changes.stdout and "CN=other.test" in changes.stdout  # by fingerprint
+    assert "PRIVATE KEY" not in changes.stdout
 
 
 @pytest.mark.parametrize(
@@ -106,6 +118,7 @@ def test_push_history_and_keys_encrypted_at_rest(
         ("missing", "cannot read"),
         ("mismatch", "certificates.site"),
         ("expired", "certificates.site"),
+        ("crl", "crls.old"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_stored(
@@ -118,6 +131,11 @@ def test_bad_input_is_refused_and_nothing_stored(
         cluster.write_text(cluster.read_text().replace('bind: "127.0.0.1:', 'bind: "127.0.0.1:9'))
     elif damage == "missing":
         (cluster.parent / "app.pem").unlink()
+    elif damage == "crl":  # a CRL past its next-update
+        (cluster.parent / "old-crl.pem").write_bytes(crl(pki.root, days=-0.001))
+        cluster.write_text(
+            cluster.read_text().replace("client_cas:", "crls: {old: old-crl.pem}\nclient_cas:")
+        )
     else:
         write_cluster(cluster, f"{damage}.pem", free_port())
     refused = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
