@@ -466,6 +466,10 @@ class EtcdElection:
             await asyncio.sleep(0.05)
             now = time.monotonic()
             if self.is_leader(now) and self.state.lease.remaining(now) < threshold:
+                # etcd first (the loop's own keepalive may be stuck on a dead client;
+                # this one goes out on the current, fresh one), the peers only if that fails
+                if self._lease_id is not None and await self._renew():
+                    continue
                 await self._failsafe_extend()
 
     async def _failsafe_extend(self) -> None:

@@ -29,6 +29,7 @@ FOREVER = 0xFFFFFFFF
 class NetlinkBackend:
     def __init__(self, interface: str) -> None:
         self.interface = interface
+        self._sending: asyncio.Future[None] | None = None  # frames on their way out
 
     def _index(self, ipr: IPRoute) -> int:
         found = ipr.link_lookup(ifname=self.interface)
@@ -79,6 +80,13 @@ class NetlinkBackend:
             IFA_CACHEINFO=cache))  # fmt: skip
 
     async def remove(self, vip: ipaddress.IPv4Interface) -> None:
+        # A gratuitous ARP still being sent (its thread outlives a cancelled announce)
+        # must go out before the address goes, never after: it would pull clients back.
+        if self._sending is not None and not self._sending.done():
+            await asyncio.wait([self._sending], timeout=1.0)
+        await self._remove(vip)
+
+    async def _remove(self, vip: ipaddress.IPv4Interface) -> None:
         def delete(ipr: IPRoute, index: int) -> None:
             try:
                 ipr.addr("del", index=index, address=str(vip.ip),
@@ -110,8 +118,11 @@ class NetlinkBackend:
         mac = await self.mac()
         frames = [garp_frame(mac, vip.ip, "request"), garp_frame(mac, vip.ip, "reply")]
         for index in range(count):
+            self._sending = asyncio.ensure_future(
+                asyncio.to_thread(send_frames, self.interface, frames)
+            )
             try:
-                await asyncio.to_thread(send_frames, self.interface, frames)
+                await asyncio.shield(self._sending)
             except OSError as exc:
                 raise VipError(f"sending gratuitous ARP on {self.interface}: {exc}") from exc
             if index + 1 < count:
