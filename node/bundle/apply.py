@@ -1,4 +1,4 @@
-"""The node side: follow ``current`` in etcd, fetch, verify, decrypt, validate, then
+"""The node side: watch ``current`` in etcd, fetch, verify, decrypt, validate, then
 swap the running configuration; keep the last good bundle under ``data_dir`` (mode
 0700/0600) so a node restarted while etcd is down serves at once. Any failure keeps
 what is serving and is reported (status, log)."""
@@ -16,7 +16,7 @@ from typing import Any
 from node.bundle.build import CLUSTER_FILE, load_bundle
 from node.bundle.errors import BundleError
 from node.bundle.format import unseal
-from node.bundle.store import BundleStore
+from node.bundle.store import ETCD_ERRORS, BundleStore
 from node.config.model import ClusterConfig
 from node.tls.material import TlsMaterial
 
@@ -38,7 +38,7 @@ def cached(data_dir: Path) -> tuple[Path, dict[str, Any]] | None:
 
 class BundleApplier:
     def __init__(
-        self, store: BundleStore, secret: bytes, data_dir: Path, apply: Apply, poll: float = 1.0
+        self, store: BundleStore, secret: bytes, data_dir: Path, apply: Apply, poll: float = 5.0
     ) -> None:
         self.store = store
         self.secret = secret
@@ -67,13 +67,42 @@ class BundleApplier:
                 "error": self.error, "failures": self.failures}  # fmt: skip
 
     async def run(self) -> None:
+        """Check now, then whenever the watch on ``current`` fires, and every ``poll``
+        seconds in case a watch event was missed."""
+        wake = asyncio.Event()
+        watcher = asyncio.create_task(self._watch(wake))
+        try:
+            while True:
+                wake.clear()
+                try:
+                    await self.check()
+                except BundleError as exc:
+                    self.error = str(exc)
+                    log.debug("bundle check: %s", exc)
+                try:
+                    async with asyncio.timeout(self.poll):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            watcher.cancel()
+
+    async def _watch(self, wake: asyncio.Event) -> None:
+        endpoint = 0
         while True:
+            client = self.store.access.client(endpoint, self.store.timeout)
             try:
-                await self.check()
-            except BundleError as exc:
-                self.error = str(exc)
-                log.debug("bundle check: %s", exc)
-            await asyncio.sleep(self.poll)
+                async with asyncio.timeout(self.store.timeout):
+                    watch = await client.watch(self.store.keys.current)
+                wake.set()  # (re)armed: look once, events may have been missed
+                async for _ in watch:
+                    wake.set()
+            except ETCD_ERRORS as exc:
+                log.debug("bundle watch: %s", exc)
+            finally:
+                await client.close()
+            endpoint += 1
+            await asyncio.sleep(1.0)
 
     async def check(self) -> bool:
         """Apply ``current`` if it is new. True when something was applied."""

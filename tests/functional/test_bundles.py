@@ -14,6 +14,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,54 @@ async def test_a_shared_ticket_key_resumes_sessions_on_another_node(
         write_cluster(certs / "c.yaml", "app.pem", port, backend.address)
         await proxy((certs / "c.yaml").read_text(), certs)
     assert await asyncio.to_thread(_resume, ports[2], ports[3], pki)  # the cluster's key
+
+
+async def test_a_node_restarted_while_etcd_is_down_starts_from_its_cache(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess
+) -> None:
+    from node.bundle.errors import BundleError
+    from node.bundle.startup import initial_bundle
+
+    cluster, node_path = _setup(tmp_path, pki, etcd.client_port)
+    node = load_node(node_path)
+    with pytest.raises(BundleError, match="no bundle in etcd yet"):
+        await asyncio.to_thread(initial_bundle, node, "edge")
+    push = ["push", "--cluster", str(cluster), "--certs", str(cluster.parent), "--node",
+            str(node_path)]  # fmt: skip
+    assert cli(*push, "-m", "A").returncode == 0
+    fetched = await asyncio.to_thread(initial_bundle, node, "edge")  # etcd up: fetched
+    assert fetched == Path(node.data_dir) / "current" / "cluster.yaml"
+    etcd.stop()
+    again = await asyncio.to_thread(initial_bundle, node)  # etcd down, name from the cache
+    assert again == fetched and "cluster: edge" in again.read_text()
+    shutil.rmtree(node.data_dir)
+    with pytest.raises(BundleError, match="no cached bundle"):
+        await asyncio.to_thread(initial_bundle, node, "edge")
+
+
+async def test_the_watch_applies_a_push_at_once(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess, proxy: Any
+) -> None:
+    cluster, node_path = _setup(tmp_path, pki, etcd.client_port)
+    node = load_node(node_path)
+    push = ["push", "--cluster", str(cluster), "--certs", str(cluster.parent), "--node",
+            str(node_path)]  # fmt: skip
+    assert (await asyncio.to_thread(cli, *push, "-m", "A")).returncode == 0
+    plane = await proxy(cluster.read_text(), cluster.parent)
+    applier = BundleApplier(store_for(node, "edge"), secret_file.load(node.secret_file),
+                            Path(node.data_dir), plane.reload, poll=60.0)  # fmt: skip
+    task = asyncio.create_task(applier.run())
+    try:
+        for _ in range(100):
+            if applier.status()["revision"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert applier.status()["revision"] == 1
+        assert (await asyncio.to_thread(cli, *push, "-m", "B")).returncode == 0
+        pushed = time.monotonic()
+        while applier.status()["revision"] != 2:
+            assert time.monotonic() - pushed < 3.0, "the watch did not fire (poll is 60 s)"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
