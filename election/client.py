@@ -9,14 +9,17 @@ call replaces the client, which also fetches a fresh token.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aetcd
 import grpc
 from aetcd import rpc, watcher
 
-from election.errors import ElectionError
+from election.errors import ElectionError, EtcdUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,33 @@ class EtcdAccess:
             return aetcd.Client(host=host, port=port, username=self.user,
                                 password=self.password, timeout=timeout)  # fmt: skip
         return TlsClient(host, port, self.tls, self.user, self.password, timeout)
+
+    async def first_answer(
+        self, what: str, work: Callable[[aetcd.Client], Awaitable[Any]], timeout: float
+    ) -> Any:
+        """``work(client)`` on each endpoint in turn (a fresh client each) until one
+        answers; EtcdUnavailable naming every endpoint's failure otherwise."""
+        failures = []
+        for index, (host, port) in enumerate(self.endpoints):
+            client = self.client(index, timeout)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await work(client)
+            except (TimeoutError, aetcd.ClientError, OSError) as exc:
+                failures.append(f"{host}:{port}: {type(exc).__name__} {exc}".strip())
+            finally:
+                await close_client(client)
+        raise EtcdUnavailable(f"{what}: no etcd endpoint answered ({'; '.join(failures)})")
+
+
+async def close_client(client: aetcd.Client, timeout: float = 2.0) -> None:
+    """Close an aetcd client without ever hanging the caller: aetcd's close waits for
+    its watch stream to shut down, which a dead or frozen etcd can hold up."""
+    try:
+        async with asyncio.timeout(timeout):
+            await client.close()
+    except (TimeoutError, aetcd.ClientError, OSError):
+        pass
 
 
 class TlsClient(aetcd.Client):  # type: ignore[misc]

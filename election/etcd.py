@@ -28,7 +28,7 @@ from typing import Any
 
 import aetcd
 
-from election.client import EtcdAccess
+from election.client import EtcdAccess, close_client
 from election.decide import (
     Candidate,
     Decision,
@@ -239,8 +239,7 @@ class EtcdElection:
         token, lease_id = self.fencing_token, self._lease_id
         if not self.is_leader() or token is None or lease_id is None:
             return False
-        value = json.dumps({"name": self.me.name, "priority": self.me.priority,
-                            **self._payload()}).encode()  # fmt: skip
+        value = self._leader_value()
         try:
             ok, _ = await self._call("update leader key", lambda c: c.transaction(
                 compare=[c.transactions.create(self.keys.leader) == token],
@@ -251,13 +250,20 @@ class EtcdElection:
             return False
         return bool(ok)
 
+    def _leader_value(self) -> bytes:
+        return json.dumps({"name": self.me.name, "priority": self.me.priority,
+                           **self._payload()}).encode()  # fmt: skip
+
     async def close(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
         await self._leave()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await self._client.close()
+        if self._background:  # bounded: shutting down must never hang on etcd
+            _, late = await asyncio.wait(set(self._background), timeout=3.0)
+            for task in late:
+                task.cancel()
+        await close_client(self._client)
 
     # -- etcd --------------------------------------------------------------------------
 
@@ -297,7 +303,7 @@ class EtcdElection:
 
     async def _close_later(self, client: aetcd.Client) -> None:
         await asyncio.sleep(self.request_timeout)
-        await client.close()
+        await close_client(client)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -396,8 +402,7 @@ class EtcdElection:
         sent = time.monotonic()  # the lease's TTL cannot start before this instant
         try:
             lease = await self._call("grant lease", lambda c: c.lease(self.ttl))
-            value = json.dumps({"name": self.me.name, "priority": self.me.priority,
-                                **self._payload()}).encode()  # fmt: skip
+            value = self._leader_value()
             succeeded, responses = await self._call(
                 "campaign",
                 lambda c: c.transaction(

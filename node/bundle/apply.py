@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from election.client import close_client
 from node.bundle.build import CLUSTER_FILE, load_bundle
 from node.bundle.errors import BundleError
 from node.bundle.format import unseal
@@ -100,7 +101,7 @@ class BundleApplier:
             except ETCD_ERRORS as exc:
                 log.debug("bundle watch: %s", exc)
             finally:
-                await client.close()
+                await close_client(client)
             endpoint += 1
             await asyncio.sleep(1.0)
 
