@@ -4,13 +4,14 @@ and member keys) and the nodes' admin APIs."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aetcd
 import aiohttp
 
+from election.errors import EtcdUnavailable
 from election.view import Keys, snapshot
+from node.bundle.store import BundleKeys, parse_record
 from node.config.model import NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
 
@@ -28,43 +29,28 @@ async def read_election(node: NodeConfig, cluster: str) -> dict[str, Any]:
     except EtcdAccessError as exc:
         raise ClusterCtlError(str(exc)) from exc
     keys = Keys.of(cluster)
-    failures = []
-    for index, (host, port) in enumerate(access.endpoints):
-        client = access.client(index, 3)
-        try:
-            async with asyncio.timeout(5):
-                found = await client.get_prefix(keys.prefix)
-                bundle = await client.get(f"/floatgate/{cluster}/bundle/current".encode())
-        except (TimeoutError, aetcd.ClientError, OSError) as exc:
-            failures.append(f"{host}:{port}: {type(exc).__name__} {exc}".strip())
-            continue
-        finally:
-            await client.close()
-        view = snapshot((kv.key, kv.value, kv.create_revision, kv.mod_revision)
-                        for kv in found.kvs)  # fmt: skip
-        leader = view.leader(keys)
-        return {
-            "leader": {"name": leader.name, "fencing_token": leader.fencing_token,
-                       "admin": leader.payload.get("admin")} if leader else None,
-            "members": [{"name": m.name, "priority": m.priority, "healthy": m.healthy,
-                         "admin": m.payload.get("admin"),
-                         "bundle_revision": m.payload.get("bundle_revision"),
-                         "uptodate": m.payload.get("uptodate", True)}
-                        for m in view.members(keys)],
-            "handover_to": view.handover_to(keys),
-            "bundle": _bundle_record(bundle.value) if bundle is not None else None,
-        }  # fmt: skip
-    raise ClusterCtlError(
-        "no etcd endpoint answered (" + "; ".join(failures) + "): check etcd and node.yaml"
-    )
 
+    async def read(client: aetcd.Client) -> tuple[Any, Any]:
+        found = await client.get_prefix(keys.prefix)
+        return found, await client.get(BundleKeys.of(cluster).current)
 
-def _bundle_record(value: bytes) -> dict[str, Any] | None:
     try:
-        record = json.loads(value)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
+        found, bundle = await access.first_answer("reading the cluster", read, 5.0)
+    except EtcdUnavailable as exc:
+        raise ClusterCtlError(f"{exc}: check etcd and node.yaml") from exc
+    view = snapshot((kv.key, kv.value, kv.create_revision, kv.mod_revision) for kv in found.kvs)
+    leader = view.leader(keys)
+    return {
+        "leader": {"name": leader.name, "fencing_token": leader.fencing_token,
+                   "admin": leader.payload.get("admin")} if leader else None,
+        "members": [{"name": m.name, "priority": m.priority, "healthy": m.healthy,
+                     "admin": m.payload.get("admin"),
+                     "bundle_revision": m.payload.get("bundle_revision"),
+                     "uptodate": m.payload.get("uptodate", True)}
+                    for m in view.members(keys)],
+        "handover_to": view.handover_to(keys),
+        "bundle": parse_record(bundle.value) if bundle is not None else None,
+    }  # fmt: skip
 
 
 async def _admin_get(name: str, address: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class ClusterRole:
         self.config = config
         self.plane = plane
         self.bundles = bundles
+        self._admin_token = read_token(node.admin.token_file if node.admin else None)
         self.election = EtcdElection(
             etcd_access(node.etcd),
             config.cluster,
@@ -92,7 +93,7 @@ class ClusterRole:
         """etcd_loss: failsafe. Every other member known from etcd must promise, over
         its admin API, not to campaign for ``seconds`` (granted only by a node that
         cannot reach etcd either). Any refusal, silence or missing token: False."""
-        token = read_token(self.node.admin.token_file if self.node.admin else None)
+        token = self._admin_token
         peers = [m for m in self.election.known_members if m.name != self.node.name]
         if token is None:
             return False

@@ -60,9 +60,14 @@ def collect(
         raise BundleInvalid(errors)
     files.update(extra or {})  # generated files (the session-ticket key)
     bundle = Bundle(cluster_path.read_text(encoding="utf-8"), files, meta)
-    with tempfile.TemporaryDirectory(prefix="floatgate-check-") as scratch:
-        load_bundle(bundle, Path(scratch))  # the node's own validation, before storing
+    validate(bundle)
     return bundle
+
+
+def validate(bundle: Bundle) -> None:
+    """The node's own loading, in a scratch directory: BundleInvalid, or nothing."""
+    with tempfile.TemporaryDirectory(prefix="floatgate-check-") as scratch:
+        load_bundle(bundle, Path(scratch))
 
 
 def write_bundle(bundle: Bundle, directory: Path) -> Path:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import datetime
 import getpass
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from node.bundle import secret as secrets_file
-from node.bundle.build import collect, load_bundle
+from node.bundle.build import collect, validate
 from node.bundle.diff import diff
 from node.bundle.errors import BundleError, BundleInvalid
 from node.bundle.format import Bundle, seal, unseal
@@ -93,9 +92,9 @@ async def rollback(
         raise BundleError(f"revision {revision} is not in the history (kept: {known})")
     old = unseal(entries[revision]["sha"], await store.document(entries[revision]["sha"]), key)
     meta = {**_meta(message or f"rollback to revision {revision}"), "cluster": cluster}
-    with tempfile.TemporaryDirectory(prefix="floatgate-check-") as scratch:
-        load_bundle(Bundle(old.cluster_yaml, old.files, meta), Path(scratch))  # still valid?
-    sha, document = seal(Bundle(old.cluster_yaml, old.files, meta), key)
+    restored = Bundle(old.cluster_yaml, old.files, meta)
+    validate(restored)  # still valid today (a certificate may have expired since)
+    sha, document = seal(restored, key)
     return await store.push(sha, document, meta, seen["revision"] if seen else None, force)
 
 

@@ -11,7 +11,6 @@ overwrite each other.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import aetcd
 
 from election.client import EtcdAccess
+from election.errors import EtcdUnavailable
 from node.bundle.errors import BundleError, PushConflict
 
 ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
@@ -52,23 +52,15 @@ class BundleStore:
 
     async def _with_client(self, what: str, work: Any) -> Any:
         """Run ``work(client)`` against the first endpoint that answers."""
-        failures = []
-        for index, (host, port) in enumerate(self.access.endpoints):
-            client = self.access.client(index, self.timeout)
-            try:
-                async with asyncio.timeout(self.timeout):
-                    return await work(client)
-            except ETCD_ERRORS as exc:
-                failures.append(f"{host}:{port}: {type(exc).__name__} {exc}".strip())
-            finally:
-                await client.close()
-        raise BundleError(f"{what}: no etcd endpoint answered ({'; '.join(failures)}); "
-                          "nothing was changed — check etcd and node.yaml")  # fmt: skip
+        try:
+            return await self.access.first_answer(what, work, self.timeout)
+        except EtcdUnavailable as exc:
+            raise BundleError(f"{exc}; nothing was changed — check etcd and node.yaml") from exc
 
     async def current(self) -> dict[str, Any] | None:
         async def read(client: aetcd.Client) -> dict[str, Any] | None:
             found = await client.get(self.keys.current)
-            return _record(found.value) if found is not None else None
+            return parse_record(found.value) if found is not None else None
 
         result: dict[str, Any] | None = await self._with_client("reading current", read)
         return result
@@ -87,7 +79,7 @@ class BundleStore:
     async def history(self) -> list[dict[str, Any]]:
         async def read(client: aetcd.Client) -> list[dict[str, Any]]:
             found = await client.get_prefix(self.keys.history)
-            return [_record(kv.value) for kv in found.kvs]
+            return [parse_record(kv.value) for kv in found.kvs]
 
         records: list[dict[str, Any]] = await self._with_client("reading history", read)
         return sorted(records, key=lambda r: int(r.get("revision", 0)))
@@ -101,7 +93,7 @@ class BundleStore:
 
         async def write(client: aetcd.Client) -> dict[str, Any]:
             found = await client.get(self.keys.current)
-            parent = _record(found.value) if found is not None else None
+            parent = parse_record(found.value) if found is not None else None
             revision = int(parent["revision"]) + 1 if parent else 1
             record = {**meta, "revision": revision, "sha": sha,
                       "parent": parent["revision"] if parent else None}  # fmt: skip
@@ -123,7 +115,7 @@ class BundleStore:
             )  # fmt: skip
             if not ok:
                 again = await client.get(self.keys.current)
-                raise PushConflict(_raced(_record(again.value) if again else None))
+                raise PushConflict(_raced(parse_record(again.value) if again else None))
             await self._prune(client, revision)
             return record
 
@@ -133,7 +125,7 @@ class BundleStore:
     async def _prune(self, client: aetcd.Client, newest: int) -> None:
         """Keep the last KEEP revisions (best effort: a failure leaves extra history)."""
         found = await client.get_prefix(self.keys.history)
-        records = sorted((_record(kv.value) for kv in found.kvs), key=lambda r: r["revision"])
+        records = sorted((parse_record(kv.value) for kv in found.kvs), key=lambda r: r["revision"])
         old, kept = records[:-KEEP], records[-KEEP:]
         keep_docs = {r["sha"] for r in kept}
         for record in old:
@@ -142,7 +134,7 @@ class BundleStore:
                 await client.delete(self.keys.document(str(record["sha"])))
 
 
-def _record(value: bytes) -> dict[str, Any]:
+def parse_record(value: bytes) -> dict[str, Any]:
     try:
         data = json.loads(value)
     except ValueError:
