@@ -21,6 +21,16 @@ from aetcd import rpc, watcher
 
 from election.errors import ElectionError, EtcdUnavailable
 
+# gRPC shares subchannels between channels and backs off reconnecting (up to minutes):
+# a fresh client made after a failure would inherit that backoff and fail at once for
+# a while after etcd is back. Each channel gets its own subchannel and short backoff.
+CHANNEL_OPTIONS = (
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class EtcdTlsFiles:
@@ -51,7 +61,8 @@ class EtcdAccess:
         host, port = self.endpoints[index % len(self.endpoints)]
         if self.tls is None:
             return aetcd.Client(host=host, port=port, username=self.user,
-                                password=self.password, timeout=timeout)  # fmt: skip
+                                password=self.password, timeout=timeout,
+                                options=dict(CHANNEL_OPTIONS))  # fmt: skip
         return TlsClient(host, port, self.tls, self.user, self.password, timeout)
 
     async def first_answer(
@@ -95,7 +106,7 @@ class TlsClient(aetcd.Client):  # type: ignore[misc]
         timeout: float,
     ) -> None:
         super().__init__(host=host, port=port, username=user, password=password,
-                         timeout=timeout)  # fmt: skip
+                         timeout=timeout, options=dict(CHANNEL_OPTIONS))  # fmt: skip
         self._credentials = grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
 
     async def connect(self) -> None:
