@@ -153,7 +153,11 @@ class EtcdElection:
             if self._watch_task is not None:
                 self._watch_task.cancel()
             if self.state.leading:
-                await self.resign(leaving=True)
+                try:  # bounded: stopping must not wait on etcd
+                    async with asyncio.timeout(3.0):
+                        await self.resign(leaving=True)
+                except TimeoutError:
+                    log.warning("%s: resign timed out; the lease will expire", self.me.name)
 
     async def step(self, healthy: bool) -> Decision:
         """One tick: observe, decide, act. Returns the decision (for logs/tests)."""
@@ -257,7 +261,7 @@ class EtcdElection:
     async def close(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
-            await asyncio.gather(self._watch_task, return_exceptions=True)
+            await asyncio.wait([self._watch_task], timeout=2.0)
         await self._leave()
         if self._background:  # bounded: shutting down must never hang on etcd
             _, late = await asyncio.wait(set(self._background), timeout=3.0)

@@ -42,10 +42,11 @@ async def nodes(etcd: EtcdProcess) -> AsyncIterator[Any]:
 
     start.health = health  # type: ignore[attr-defined]
     yield start
-    for election, task in made:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await election.close()
+    async with asyncio.timeout(20):  # a stop that hangs fails the test, not CI
+        for election, task in made:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await election.close()
 
 
 async def _until(predicate: Any, timeout: float = 5.0) -> float:
