@@ -41,7 +41,15 @@ from election.decide import (
 )
 from election.errors import ElectionError, EtcdUnavailable
 from election.lease import LeaseClock, default_margin
-from election.view import ClusterView, Entry, Keys, LeaderRecord, Member, snapshot
+from election.view import (
+    ClusterView,
+    Entry,
+    Keys,
+    LeaderRecord,
+    Member,
+    Succession,
+    snapshot,
+)
 
 log = logging.getLogger("floatgate.election")
 
@@ -61,6 +69,7 @@ class EtcdElection:
         payload: Callable[[], dict[str, Any]] | None = None,
         failsafe: Callable[[float], Awaitable[bool]] | None = None,
         uptodate: Callable[[], bool] | None = None,
+        on_request: Callable[[str, float], None] | None = None,
     ) -> None:
         """``failsafe``: when etcd cannot be reached, ask it whether every known peer
         promised (for the given seconds) not to campaign; if so the leader keeps its
@@ -99,6 +108,8 @@ class EtcdElection:
         self.known_members: tuple[Member, ...] = ()  # as last seen while etcd answered
         self.promised_to: str | None = None
         self._no_campaign_until = 0.0
+        self.succession = Succession()  # leader changes and the last vacancy, as seen
+        self._on_request = on_request  # (operation, seconds) of each etcd request
 
     # -- what callers ask -------------------------------------------------------------
 
@@ -113,6 +124,10 @@ class EtcdElection:
     @property
     def leader(self) -> LeaderRecord | None:
         return self.view.leader(self.keys) if self.view is not None else None
+
+    def _leader_token(self) -> int | None:
+        leader = self.leader
+        return leader.fencing_token if leader is not None else None
 
     def members(self) -> tuple[Member, ...]:
         return self.view.members(self.keys) if self.view is not None else ()
@@ -188,7 +203,10 @@ class EtcdElection:
             reason = f"etcd unreachable; promised {self.promised_to} (failsafe) not to campaign"
             decision = Decision("wait", f"{reason} for {left:.1f}s")
         if _worth_logging(decision, self.last_decision):
-            log.info("%s: %s", self.me.name, decision.reason)
+            token = self.fencing_token if self.is_leader() else self._leader_token()
+            log.info("%s: %s [fencing token %s]", self.me.name, decision.reason, token,
+                     extra={"event": "election", "action": decision.action,
+                            "fencing_token": token, "reason": decision.reason})  # fmt: skip
         self.last_decision = decision
         now_leading = self.is_leader()
         if now_leading != was_leading:
@@ -199,7 +217,11 @@ class EtcdElection:
     async def resign(self, leaving: bool = False) -> None:
         """Give up leadership now: the lease is revoked, so another node can win at once.
         Before that, the member entry says "unhealthy" (or is removed when ``leaving``),
-        so no follower waits for this node to take the seat back."""
+        so no follower waits for this node to take the seat back. First of all the leader
+        key says "leaving" (under the fencing token), so followers can tell a handover
+        from an expiry when they time the takeover."""
+        if self.is_leader():
+            await self.update_leader(leaving=True)
         self.state, _ = decide(
             self.state, Observation(time.monotonic(), False, True, self.me.name), self.me
         )
@@ -236,14 +258,14 @@ class EtcdElection:
         if not succeeded:
             raise ElectionError("the leader key changed (fencing token mismatch): not leader")
 
-    async def update_leader(self) -> bool:
+    async def update_leader(self, leaving: bool = False) -> bool:
         """Rewrite the leader key's value (payload changed, e.g. a new configuration
         revision) -- a transaction under the fencing token, on the same lease. False
         when not leader or the token no longer matches."""
         token, lease_id = self.fencing_token, self._lease_id
         if not self.is_leader() or token is None or lease_id is None:
             return False
-        value = self._leader_value()
+        value = self._leader_value(leaving)
         try:
             ok, _ = await self._call("update leader key", lambda c: c.transaction(
                 compare=[c.transactions.create(self.keys.leader) == token],
@@ -254,9 +276,10 @@ class EtcdElection:
             return False
         return bool(ok)
 
-    def _leader_value(self) -> bytes:
+    def _leader_value(self, leaving: bool = False) -> bytes:
+        extra = {"leaving": True} if leaving else {}
         return json.dumps({"name": self.me.name, "priority": self.me.priority,
-                           **self._payload()}).encode()  # fmt: skip
+                           **self._payload(), **extra}).encode()  # fmt: skip
 
     async def close(self) -> None:
         if self._watch_task is not None:
@@ -278,6 +301,7 @@ class EtcdElection:
         are several: members share one state) and restarts the watch; it still counts
         against leadership."""
         client = self._client
+        started = time.monotonic()
         try:
             async with asyncio.timeout(timeout or self.request_timeout):
                 result = await request(client)
@@ -292,6 +316,8 @@ class EtcdElection:
             self._reconnect(client)
             raise EtcdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
         self._last_contact = time.monotonic()
+        if self._on_request is not None:
+            self._on_request(what, self._last_contact - started)
         return result
 
     def _reconnect(self, failed: aetcd.Client) -> None:
@@ -357,6 +383,7 @@ class EtcdElection:
         if view is None or now - self._last_contact > self.ttl:
             return Observation(now, healthy, leader_known=False)
         leader = view.leader(self.keys)
+        self.succession = self.succession.observed(leader, now)
         self.known_members = view.members(self.keys)
         members = tuple(Candidate(m.name, m.priority, m.healthy, m.payload.get("uptodate", True)
                                   is not False) for m in self.known_members)  # fmt: skip

@@ -121,3 +121,42 @@ def _json(value: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Vacancy:
+    """The leader key was seen gone: who held it, and whether it said it was leaving."""
+
+    at: float  # monotonic time the empty seat was observed
+    previous: str
+    fencing_token: int
+    planned: bool  # the holder resigned (handover), rather than its lease expiring
+
+    def last_sign_of_life(self, ttl: float) -> float:
+        """When the old leader was last known alive: the moment it left, for a planned
+        handover; for an expiry, TTL before the key vanished (etcd deletes it once the
+        lease went TTL seconds without a keepalive, so that was its last one, at the
+        latest -- etcd's lease reaping adds up to ~0.5 s that this cannot see)."""
+        return self.at if self.planned else self.at - ttl
+
+
+@dataclass(frozen=True, slots=True)
+class Succession:
+    """Leader changes as one node observes them (pure: the caller passes the clock)."""
+
+    seen: LeaderRecord | None = None  # the last leader seen (kept while the seat is empty)
+    present: bool = False
+    changes: int = 0  # new reigns seen after the first one
+    vacancy: Vacancy | None = None  # the last time the seat was seen empty
+
+    def observed(self, leader: LeaderRecord | None, now: float) -> Succession:
+        if leader is not None:
+            seen = self.seen
+            new_reign = seen is not None and seen.fencing_token != leader.fencing_token
+            return replace(self, seen=leader, present=True,
+                           changes=self.changes + (1 if new_reign else 0))  # fmt: skip
+        if not self.present or self.seen is None:
+            return self
+        old = self.seen
+        vacancy = Vacancy(now, old.name, old.fencing_token, old.payload.get("leaving") is True)
+        return replace(self, present=False, vacancy=vacancy)

@@ -1,7 +1,10 @@
 """Admin API on ``admin.listen`` (node.yaml): read-only status for people and tools.
 
-GET /status (JSON: role, leader, lease, fencing token, backends), /healthz (the process
-answers), /readyz (200 only when the data plane is healthy enough to campaign).
+GET / (the live status page: plain HTML, no external assets), /status (JSON: role,
+leader, lease, fencing token, frontends, backends, takeovers), /cluster (this node's status
+and every member's, for the page), /metrics (Prometheus), /healthz (the process answers),
+/readyz (200 only when the data plane is healthy enough to campaign). Reading needs no
+token.
 POST /failsafe (a leader that lost etcd asks for a promise; etcd_loss: failsafe) and
 POST /switchover[?to=NODE] (planned handover) need ``Authorization: Bearer <token>`` with the
 token from ``admin.token_file``; without a configured token it is refused. A wrong or
@@ -11,13 +14,16 @@ missing token gets 401 and changes nothing.
 from __future__ import annotations
 
 import hmac
+from importlib.resources import files
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from node.admintoken import read_token
 from node.clusterrole import SwitchoverError
 from node.config.model import NodeConfig
+from node.peerstatus import cluster_status
 
 if TYPE_CHECKING:
     from node.daemon import Daemon
@@ -29,6 +35,20 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
 
     async def status(request: web.Request) -> web.Response:
         return web.json_response(daemon.status())
+
+    page = files("node").joinpath("static/status.html").read_bytes()
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})  # fmt: skip
+
+    async def cluster(request: web.Request) -> web.Response:
+        own = daemon.status()
+        return web.json_response(await cluster_status(own, own.get("members", [])))
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = daemon.meters.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -79,7 +99,10 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
     app = web.Application()
     app.router.add_post("/switchover", switchover)
     app.router.add_post("/failsafe", failsafe)
+    app.router.add_get("/", index)
     app.router.add_get("/status", status)
+    app.router.add_get("/cluster", cluster)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 from node.config import ConfigError, load_cluster, load_node
 from node.config.model import ClusterConfig
 from node.config.summary import summarize, summary_lines
+from node.logformat import FORMATS, configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="floatgate", description="Active/passive high-availability reverse proxy."
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-format", choices=FORMATS, help="text or json (default: node.yaml's, else text)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     check = commands.add_parser("check", help="validate configuration files, like haproxy -c")
@@ -101,16 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=18080)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format or "text")
     if args.command == "check":
         return _check(args.cluster, args.node, _certs_dir(args), args.json)
     if args.command == "run":
         certs_dir = _certs_dir(args) if args.cluster is not None else None
-        return _run(args.cluster, args.node, certs_dir, not args.no_access_log, args.cluster_name)
+        return _run(args.cluster, args.node, certs_dir, not args.no_access_log, args.cluster_name,
+                    args.log_level if args.log_format is None else None)  # fmt: skip
     if args.command == "certs":
         return _certs(args)
     if args.command in ("status", "switchover"):
@@ -266,13 +266,17 @@ def _run(
     certs_dir: Path | None,
     access_log: bool,
     cluster_name: str | None = None,
+    log_level: str | None = None,
 ) -> int:
+    """``log_level``: set when --log-format was not given (node.yaml's log_format applies)."""
     if node is not None:
         try:
             node_config = load_node(node)
         except ConfigError as exc:
             print(f"floatgate: configuration is invalid, not starting:\n{exc}", file=sys.stderr)
             return 2
+        if log_level is not None:
+            configure_logging(log_level, node_config.log_format)
     else:
         node_config = None
     if cluster is None:  # bundle mode: the cluster file comes from etcd (or the cache)

@@ -8,6 +8,8 @@ DESIGN invariant 7 (stop accepting, remove the VIP, resign, then drain).
 from __future__ import annotations
 
 import asyncio
+import collections
+import datetime
 import logging
 import os
 import time
@@ -21,6 +23,7 @@ from election.etcd import EtcdElection
 from node.admintoken import read_token
 from node.config.model import ClusterConfig, NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
+from node.metrics import Meters
 from node.proxy.runtime import DataPlane
 
 if TYPE_CHECKING:
@@ -59,6 +62,7 @@ class ClusterRole:
         config: ClusterConfig,
         plane: DataPlane,
         bundles: BundleApplier | None = None,
+        meters: Meters | None = None,
     ) -> None:
         self.validate(node, config)
         assert node.etcd is not None and config.vip is not None and node.interface
@@ -75,6 +79,7 @@ class ClusterRole:
             payload=self._payload,
             failsafe=self._ask_peers if config.election.etcd_loss == "failsafe" else None,
             uptodate=bundles.uptodate if bundles is not None else None,
+            on_request=meters.etcd_request if meters is not None else None,
         )
         self.vip = VipManager(
             NetlinkBackend(node.interface),
@@ -84,7 +89,11 @@ class ClusterRole:
             garp_interval=config.vip.garp.interval,
             tick=0.1,
             arp_probe=config.vip.arp_probe,
+            token=lambda: self.election.fencing_token,
         )
+        self.meters = meters
+        self.takeovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
+        self.vip.on_claim(self._claimed)
         self.election.on_yield(self._yield_to)
         self._tasks: list[asyncio.Task[None]] = []
         self._hold_off_until = 0.0  # after a switchover: do not campaign before this
@@ -115,6 +124,38 @@ class ClusterRole:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             answers = await asyncio.gather(*(ask(session, str(a)) for a in addresses))
         return all(answers)
+
+    def _claimed(self, announced: float) -> None:
+        """The VIP was added and announced here: time the takeover from the old leader's
+        last sign of life (see election.view.Vacancy), if this follows one."""
+        vacancy = self.election.succession.vacancy
+        if vacancy is None or announced - vacancy.at > 10 * self.election.ttl:
+            return  # no reign ended just before: a cold start, not a takeover
+        seconds = max(0.0, announced - vacancy.last_sign_of_life(self.election.ttl))
+        record = {
+            "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "from": vacancy.previous, "to": self.node.name,
+            "kind": "handover" if vacancy.planned else "expiry",
+            "takeover_seconds": round(seconds, 3),
+            "old_fencing_token": vacancy.fencing_token,
+            "fencing_token": self.election.fencing_token,
+        }  # fmt: skip
+        self.takeovers.append(record)
+        if self.meters is not None:
+            self.meters.takeover.observe(seconds)
+            self.meters.last_takeover.set(seconds)
+        log.info("takeover from %s (%s) took %.3fs: old leader's last sign of life to the VIP "
+                 "announced here [fencing token %s]", vacancy.previous, record["kind"], seconds,
+                 record["fencing_token"], extra={"event": "takeover", **record})  # fmt: skip
+
+    def status_role(self) -> str:
+        return "active" if self.election.is_leader() else "standby"
+
+    def lease_remaining(self) -> float:
+        now = time.monotonic()
+        if not self.election.is_leader(now):
+            return 0.0
+        return max(0.0, self.election.state.lease.remaining(now))
 
     def _payload(self) -> dict[str, Any]:
         admin = self.node.admin
@@ -170,6 +211,8 @@ class ClusterRole:
             "etcd_loss": self.config.election.etcd_loss,
             "failsafe_active": self.election.failsafe_active,
             "promised_to": self.election.promised_to,
+            "leader_changes": self.election.succession.changes,
+            "takeovers": list(self.takeovers),
         }  # fmt: skip
 
     async def _yield_to(self, target: str) -> None:

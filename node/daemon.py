@@ -19,9 +19,12 @@ from node.admin import start_admin
 from node.clusterrole import ClusterConfigError, ClusterRole
 from node.config import ConfigError, load_cluster
 from node.config.model import ClusterConfig, NodeConfig
+from node.metrics import Meters
+from node.metricstate import StateCollector
 from node.proxy.errors import ListenError
 from node.proxy.pool import server_table
 from node.proxy.runtime import DataPlane
+from node.statusdata import frontend_table
 from node.tls.material import TlsConfigError, TlsMaterial, load_tls
 
 if TYPE_CHECKING:
@@ -85,6 +88,8 @@ class Daemon:
         self._reloads: asyncio.Queue[None] = asyncio.Queue()
         self.plane: DataPlane | None = None
         self.bundles: BundleApplier | None = None
+        self.meters = Meters()
+        self.meters.register(StateCollector(self))
 
     async def run(
         self, config: ClusterConfig, tls: TlsMaterial, ready: Callable[[], None] | None = None
@@ -93,11 +98,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
-        self.plane = DataPlane(config, self.access_log, tls)
+        self.plane = DataPlane(config, self.access_log, tls, self.meters)
         await self.plane.start()
         bundles = self._start_bundles(config)
         if self.node is not None and self.node.etcd is not None:
-            self.role = ClusterRole(self.node, config, self.plane, self.bundles)
+            self.role = ClusterRole(self.node, config, self.plane, self.bundles, self.meters)
             self.role.start()
             log.info("floatgate node %s running in cluster %s", self.node.name, config.cluster)
         else:
@@ -148,10 +153,13 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         plane = self.plane
         data: dict[str, Any] = self.role.status() if self.role else {"role": "standalone"}
+        data.setdefault("node", self.node.name if self.node else "standalone")
         if self.bundles is not None:
             data["bundle"] = self.bundles.status()
         if plane is not None:
+            data["cluster"] = plane.config.cluster
             data["backends"] = server_table(list(plane.pools.values()))
+            data["frontends"] = frontend_table(plane, self.meters)
         return data
 
     async def _reload_loop(self) -> None:

@@ -167,10 +167,18 @@ backends:
 class FloatgateProcess:
     """A real `floatgate run` process, its stderr captured to a file."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        run_args: tuple[str, ...] = (),
+    ) -> None:
         self.log = log
+        command = [sys.executable, "-m", "node.cli", *args, "run", "--cluster", str(config)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "run", "--cluster", str(config)],
+            [*command, *run_args],
             stdout=subprocess.DEVNULL,
             stderr=log.open("w"),
             cwd=REPO,
@@ -207,10 +215,17 @@ class FloatgateProcess:
 def floatgate_process(tmp_path: Path) -> Iterator[Callable[..., FloatgateProcess]]:
     started: list[FloatgateProcess] = []
 
-    def make(yaml_text: str, env: dict[str, str] | None = None) -> FloatgateProcess:
+    def make(
+        yaml_text: str,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        run_args: tuple[str, ...] = (),
+    ) -> FloatgateProcess:
+        """``args``: global options (before ``run``); ``run_args``: run's own."""
         config = tmp_path / f"cluster{len(started)}.yaml"
         config.write_text(yaml_text)
-        process = FloatgateProcess(config, tmp_path / f"floatgate{len(started)}.log", env)
+        log = tmp_path / f"floatgate{len(started)}.log"
+        process = FloatgateProcess(config, log, env, args, run_args)
         started.append(process)
         return process
 

@@ -29,7 +29,9 @@ class VipManager:
         tick: float = 0.2,
         reannounce_every: float = 10.0,
         arp_probe: float = 0.05,
+        token: Callable[[], int | None] = lambda: None,
     ) -> None:
+        """``token``: the fencing token of the reign the VIP is held for (logs only)."""
         self.backend = backend
         self.vip = vip
         self.deadline = deadline
@@ -42,6 +44,14 @@ class VipManager:
         self.actions: list[VipAction] = []  # what was done, newest last (bounded)
         self._announced_at = 0.0
         self.present = False  # as of the last reconcile
+        self.garps_sent = 0  # gratuitous ARPs handed to the backend
+        self.token = token
+        self._on_claim: list[Callable[[float], None]] = []
+
+    def on_claim(self, callback: Callable[[float], None]) -> None:
+        """Called each time the VIP was added and announced, with the monotonic time its
+        first gratuitous ARP went out."""
+        self._on_claim.append(callback)
 
     async def run(self) -> None:
         while True:
@@ -74,10 +84,17 @@ class VipManager:
             and time.monotonic() - self._announced_at > self.reannounce_every
         ):  # fmt: skip
             self._announced_at = time.monotonic()
-            await self.backend.announce(self.vip, self.garp_count if action.step == "add" else 1,
-                                        self.garp_interval)  # fmt: skip
+            count = self.garp_count if action.step == "add" else 1
+            await self.backend.announce(self.vip, count, self.garp_interval)
+            self.garps_sent += count
         if action.step in ("add", "remove"):
-            log.info("VIP %s: %s", self.vip, action.reason)
+            token = self.token()
+            log.info("VIP %s: %s [fencing token %s]", self.vip, action.reason, token,
+                     extra={"event": "vip", "action": action.step, "fencing_token": token,
+                            "reason": action.reason})  # fmt: skip
+        if action.step == "add":
+            for callback in self._on_claim:
+                callback(self._announced_at)
         if action.step != "nothing":
             self.actions = [*self.actions[-99:], action]
         return action

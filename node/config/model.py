@@ -218,4 +218,5 @@ class NodeConfig:
     secret_file: str | None = None
     data_dir: str = "/var/lib/floatgate"
     priority: int = 100
+    log_format: str = "text"  # text | json
     source: str = "<memory>"

@@ -11,7 +11,7 @@ from node.config.errors import ConfigError
 from node.config.model import AdminConfig, EtcdConfig, EtcdTls, NodeConfig
 from node.config.reader import Reader
 
-_TOP = {"name", "etcd", "interface", "admin", "secret_file", "data_dir", "priority"}
+_TOP = {"name", "etcd", "interface", "admin", "secret_file", "data_dir", "priority", "log_format"}
 
 
 def load_node(path: str | Path) -> NodeConfig:
@@ -39,8 +39,11 @@ def parse_node(text: str, source: str = "<memory>") -> NodeConfig:
         secret_file=_optional_string(r, m, "secret_file"),
         data_dir=r.string(m, "data_dir", "", "/var/lib/floatgate"),
         priority=r.integer(m, "priority", "", 100, 0, 1000),
+        log_format=r.string(m, "log_format", "", "text"),
         source=source,
     )
+    if config.log_format not in ("text", "json"):
+        r.error("log_format", f"must be text or json, not {config.log_format!r}")
     if errors:
         raise ConfigError(errors)
     return config

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from node.metrics import Meters
 
 
 @dataclass(slots=True)
@@ -31,6 +35,7 @@ class AccessEntry:
     termination: str = "-"
     close_client: bool = False  # never reuse the client connection after this request
     response_started: bool = False  # response bytes were written: no error page possible
+    mode: str = "http"  # "tcp": one entry per passthrough connection
 
     def format(self) -> str:
         tq = _ms(self.headers_done - self.started)
@@ -42,15 +47,34 @@ class AccessEntry:
             f'"{self.request_line}"'
         )
 
+    def fields(self) -> dict[str, object]:
+        """The same facts for a JSON log line."""
+        return {
+            "client": self.client, "frontend": self.frontend, "backend": self.backend,
+            "server": self.server, "status": self.status, "bytes_out": self.bytes_out,
+            "bytes_in": self.bytes_in, "retries": self.retries, "termination": self.termination,
+            "request": self.request_line, "tq_ms": _ms(self.headers_done - self.started),
+            "tw_ms": _ms(self.wait_queue), "tc_ms": _ms(self.connect),
+            "tr_ms": _ms(self.response), "tt_ms": _ms(self.finished - self.started),
+        }  # fmt: skip
+
 
 class AccessLog:
-    def __init__(self, enabled: bool, logger: logging.Logger | None = None) -> None:
+    """Where finished requests go: the meters (always) and the access log (if on)."""
+
+    def __init__(
+        self, enabled: bool, meters: Meters | None = None, logger: logging.Logger | None = None
+    ) -> None:
+        from node.metrics import Meters
+
         self.logger = logger or logging.getLogger("floatgate.access")
         self.enabled = enabled
+        self.meters = meters or Meters()
 
     def write(self, entry: AccessEntry) -> None:
+        self.meters.request(entry)
         if self.enabled and self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("%s", entry.format())
+            self.logger.info("%s", entry.format(), extra={"event": "access", **entry.fields()})
 
 
 def _ms(seconds: float) -> int:

@@ -92,6 +92,7 @@ class ClientConnection(BaseProtocol):
         self.ssl_object: ssl.SSLObject | None = None
         self._cert_headers: list[tuple[bytes, bytes]] | None = None
         self._identity: ClientIdentity | None = None
+        self._meters = listener.proxy.route.access.meters.frontend(frontend.name)
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -115,6 +116,7 @@ class ClientConnection(BaseProtocol):
         self.listener.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
+        self._meters.bytes_in.inc(len(data))
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
@@ -211,6 +213,8 @@ class ClientConnection(BaseProtocol):
             status, text = 431, "Request Header Fields Too Large"
         else:
             status, text = 400, "Bad Request"
+        self._meters.request_errors.inc()
+        self._meters.requests["4xx"].inc()
         log.info("%s: rejected request from %s: %s", self.listener.name, self.remote,
                  " ".join(str(exc).split())[:200])  # fmt: skip
         if self.transport is not None and not self.transport.is_closing():

@@ -98,6 +98,7 @@ class Listener:
                 await asyncio.sleep(0.1)
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.proxy.route.access.meters.frontend(self.name).connections.inc()
             tls = self.proxy.route.tls
             frontend = self.proxy.route.frontend
             peer = client.getpeername()[0]
@@ -132,12 +133,18 @@ class Listener:
             if tls is None:
                 await self.loop.connect_accepted_socket(factory, client)
             else:
-                await self.loop.connect_accepted_socket(
-                    factory,
-                    client,
-                    ssl=tls.selector.default,
-                    ssl_handshake_timeout=tls.config.handshake_timeout,
-                )
+                handshakes = self.proxy.route.access.meters.frontend(self.name).handshakes
+                try:
+                    await self.loop.connect_accepted_socket(
+                        factory,
+                        client,
+                        ssl=tls.selector.default,
+                        ssl_handshake_timeout=tls.config.handshake_timeout,
+                    )
+                except BaseException as exc:
+                    handshakes[handshake_result(exc)].inc()
+                    raise
+                handshakes["ok"].inc()
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, ProxyHeaderError) as exc:
             log.debug("frontend %s: connection start failed: %r", self.name, exc)
             client.close()
@@ -220,6 +227,15 @@ class Listener:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()
+
+
+def handshake_result(exc: BaseException) -> str:
+    """A bounded word for a failed TLS handshake (a metric label)."""
+    if isinstance(exc, ssl.SSLError):
+        return "failed"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "aborted"
 
 
 def open_socket(bind: HostPort) -> socket.socket:

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from node.config.model import BackendConfig, ServerConfig
 from node.proxy.balance import Balancer, make_balancer
@@ -17,6 +18,9 @@ from node.proxy.health import HealthState, Transition, probe
 from node.proxy.proxyproto import local_header
 from node.proxy.upstream import ServerConnections
 from node.tls.material import BackendTlsRuntime
+
+if TYPE_CHECKING:
+    from node.metrics import Meters
 
 log = logging.getLogger("floatgate.health")
 
@@ -62,9 +66,14 @@ class BackendPool:
         config: BackendConfig,
         previous: BackendPool | None = None,
         tls: BackendTlsRuntime | None = None,
+        meters: Meters | None = None,
     ) -> None:
         self.config = config
         self.tls = tls
+        self.meters = meters
+        if meters is not None:
+            for server_config in config.servers:
+                meters.server_known(config.name, server_config.name)
         self.servers: list[Server] = [self._server(s, previous) for s in config.servers]
         self._primary = [s for s in self.servers if not s.config.backup]
         self._backup = [s for s in self.servers if s.config.backup]
@@ -226,6 +235,8 @@ class BackendPool:
             await asyncio.sleep(max(0.0, check.interval - (time.monotonic() - started)))
 
     def _log_transition(self, server: Server, transition: Transition, duration: float) -> None:
+        if self.meters is not None:
+            self.meters.check_change(self.name, server.name)
         active = sum(1 for s in self._primary if s.up)
         backup = sum(1 for s in self._backup if s.up)
         state = "UP" if transition.up else "DOWN"

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 
 from node.config.model import ClusterConfig, FrontendConfig
+from node.metrics import Meters
 from node.proxy.accesslog import AccessLog
 from node.proxy.http import HttpProxy, Route
 from node.proxy.listener import Listener
@@ -21,11 +22,16 @@ log = logging.getLogger("floatgate.runtime")
 
 class DataPlane:
     def __init__(
-        self, config: ClusterConfig, access_log: bool = True, tls: TlsMaterial | None = None
+        self,
+        config: ClusterConfig,
+        access_log: bool = True,
+        tls: TlsMaterial | None = None,
+        meters: Meters | None = None,
     ) -> None:
         self.config = config
         self.tls = tls or TlsMaterial({}, {}, ())
-        self.access = AccessLog(access_log)
+        self.meters = meters or Meters()
+        self.access = AccessLog(access_log, self.meters)
         self.pools: dict[str, BackendPool] = {}
         self.listeners: dict[tuple[str, int], Listener] = {}
         self._retired: set[asyncio.Task[None]] = set()
@@ -44,7 +50,7 @@ class DataPlane:
 
     def _build_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:
         return {
-            b.name: BackendPool(b, self.pools.get(b.name), tls.backends.get(b.name))
+            b.name: BackendPool(b, self.pools.get(b.name), tls.backends.get(b.name), self.meters)
             for b in config.backends
         }
 

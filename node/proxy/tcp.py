@@ -141,7 +141,7 @@ class TcpClient(asyncio.Protocol):
         self.entry = AccessEntry(
             started=self.since, headers_done=time.monotonic(), client=self.remote,
             frontend=self.route.frontend.name, backend=pool.name,
-            request_line=f"TLS sni={hello_sni or '-'}",
+            request_line=f"TLS sni={hello_sni or '-'}", mode="tcp",
         )  # fmt: skip
         asyncio.get_running_loop().create_task(self._connect(pool))
 

@@ -1,0 +1,204 @@
+"""Gauges read from the running node at scrape time: frontends, backends and servers
+(HAProxy exporter names with the ``floatgate_`` prefix), and the cluster state none of
+HAProxy's metrics covers (role, lease, fencing token, VIP, bundle, certificates)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from node.daemon import Daemon
+
+ROLES = ("active", "standby", "standalone")
+
+
+def _version() -> str:
+    try:
+        return version("floatgate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class StateCollector(Collector):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.version = _version()
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("floatgate_build_info", "floatgate version", labels=["version"])
+        info.add_metric([self.version], 1)
+        yield info
+        yield from self._data_plane()
+        yield from self._cluster()
+        yield from self._bundle()
+
+    def _data_plane(self) -> Iterator[Metric]:
+        plane = self.daemon.plane
+        sessions = GaugeMetricFamily(
+            "floatgate_frontend_current_sessions",
+            "Client connections open now",
+            labels=["frontend"],
+        )
+        limit = GaugeMetricFamily(
+            "floatgate_frontend_limit_sessions", "maxconn of the frontend", labels=["frontend"]
+        )
+        status = GaugeMetricFamily(
+            "floatgate_backend_status", "1 when the backend has a usable server", labels=["backend"]
+        )
+        active = GaugeMetricFamily(
+            "floatgate_backend_active_servers", "Non-backup servers UP", labels=["backend"]
+        )
+        backup = GaugeMetricFamily(
+            "floatgate_backend_backup_servers", "Backup servers UP", labels=["backend"]
+        )
+        backend_sessions = GaugeMetricFamily(
+            "floatgate_backend_current_sessions",
+            "Requests or connections at the backend's servers now",
+            labels=["backend"],
+        )
+        server_status = GaugeMetricFamily(
+            "floatgate_server_status", "1 UP, 0 DOWN", labels=["backend", "server"]
+        )
+        server_sessions = GaugeMetricFamily(
+            "floatgate_server_current_sessions",
+            "Requests or connections at the server now",
+            labels=["backend", "server"],
+        )
+        server_total = CounterMetricFamily(
+            "floatgate_server_sessions",
+            "Requests or connections sent to the server (restarts at a reload)",
+            labels=["backend", "server"],
+        )
+        expiry = GaugeMetricFamily(
+            "floatgate_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of each served certificate (Unix time)",
+            labels=["certificate"],
+        )
+        if plane is not None:
+            for listener in plane.listeners.values():
+                frontend = listener.proxy.route.frontend
+                sessions.add_metric([frontend.name], len(listener.connections))
+                limit.add_metric([frontend.name], frontend.maxconn)
+            for pool in plane.pools.values():
+                status.add_metric([pool.name], 1 if pool.usable_count() > 0 else 0)
+                up = [s for s in pool.servers if s.up]
+                active.add_metric([pool.name], sum(1 for s in up if not s.config.backup))
+                backup.add_metric([pool.name], sum(1 for s in up if s.config.backup))
+                backend_sessions.add_metric([pool.name], sum(s.active for s in pool.servers))
+                for s in pool.servers:
+                    server_status.add_metric([pool.name, s.name], 1 if s.up else 0)
+                    server_sessions.add_metric([pool.name, s.name], s.active)
+                    server_total.add_metric([pool.name, s.name], s.total)
+            for name, bundle in sorted(plane.tls.bundles.items()):
+                expiry.add_metric([name], bundle.not_after.timestamp())
+        yield from (
+            sessions,
+            limit,
+            status,
+            active,
+            backup,
+            backend_sessions,
+            server_status,
+            server_sessions,
+            server_total,
+            expiry,
+        )
+
+    def _cluster(self) -> Iterator[Metric]:
+        role = self.daemon.role
+        roles = GaugeMetricFamily(
+            "floatgate_node_role", "1 for this node's current role", labels=["role"]
+        )
+        current = "standalone" if role is None else role.status_role()
+        for name in ROLES:
+            roles.add_metric([name], 1 if name == current else 0)
+        yield roles
+        if role is None:
+            return
+        election, vip = role.election, role.vip
+        leader = election.leader
+        token = election.fencing_token if election.is_leader() else None
+        if token is None and leader is not None:
+            token = leader.fencing_token
+        yield CounterMetricFamily(
+            "floatgate_leader_changes",
+            "New reigns seen by this node",
+            value=election.succession.changes,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_lease_remaining_seconds",
+            "Time left before this node's leadership deadline (0: not active)",
+            value=role.lease_remaining(),
+        )
+        yield GaugeMetricFamily(
+            "floatgate_fencing_token",
+            "The current reign's fencing token as this node sees it (0: unknown)",
+            value=token or 0,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_vip_present",
+            "1 while the VIP is on this node",
+            value=1 if vip.present else 0,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_vip_conflict",
+            "1 while another host answers ARP for the VIP",
+            value=1 if vip.conflict else 0,
+        )
+        yield CounterMetricFamily(
+            "floatgate_garp_sent", "Gratuitous ARPs sent for the VIP", value=vip.garps_sent
+        )
+        yield GaugeMetricFamily(
+            "floatgate_etcd_reachable",
+            "1 while the election has a current view of etcd",
+            value=1 if election.view else 0,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_node_healthy",
+            "1 while this node may campaign",
+            value=1 if role.healthy() else 0,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_failsafe_active",
+            "1 while leading on peers' promises with etcd away",
+            value=1 if election.failsafe_active else 0,
+        )
+
+    def _bundle(self) -> Iterator[Metric]:
+        bundles = self.daemon.bundles
+        if bundles is None:
+            return
+        status = bundles.status()
+        info = GaugeMetricFamily(
+            "floatgate_bundle_revision_info",
+            "The bundle revision this node serves",
+            labels=["revision"],
+        )
+        if status["revision"] is not None:
+            info.add_metric([str(status["revision"])], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "floatgate_bundle_revision",
+            "The bundle revision this node serves (0: none)",
+            value=status["revision"] or 0,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_bundle_latest_revision",
+            "The cluster's current revision as this node last read it (0: unknown)",
+            value=status["current"] or 0,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_bundle_uptodate",
+            "1 when this node serves the cluster's current revision",
+            value=1 if status["uptodate"] else 0,
+        )
+        yield CounterMetricFamily(
+            "floatgate_bundle_apply_failures",
+            "Bundle revisions this node refused to apply (last good kept)",
+            value=bundles.failures,
+        )
