@@ -25,6 +25,8 @@ from node.bundle import secret as secret_file
 from node.tls.devca import cert_pem, issue, key_pem
 from tests.functional.pki import make_pki
 from tests.lab import REPO, lab_available
+from tests.metricnames import dashboard_queries, names_in, sample_names
+from tests.tools import require_tool
 
 pytestmark = [
     pytest.mark.lab,
@@ -187,3 +189,27 @@ def test_bundles_survive_a_failover_and_roll_back(blab: BundleLab) -> None:
     assert rolled["anonymous"]["location"] == "/" and rolled["with_cert"]["status"] == 200
     time.sleep(0.5)
     assert blab.lab.holders() == ["n2"]  # nopreempt: the restarted n1 stays standby
+    check_scrape_against_dashboard(blab)
+
+
+def check_scrape_against_dashboard(blab: BundleLab) -> None:
+    """The active's /metrics after all this (TLS, bundles, a takeover) passes promtool,
+    and every metric the Grafana dashboard queries is one the node really exports."""
+    scrape = blab.client("curl", "-sf", "-m", "5", f"http://{HOSTS['n2']}:9100/metrics")
+    assert scrape.returncode == 0, scrape.stderr
+    text = scrape.stdout
+    promtool = require_tool("promtool", "prometheus")
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                           text=True, timeout=30)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    exported = sample_names(text)
+    missing = {
+        title: sorted(names_in(expr) - exported)
+        for title, exprs in dashboard_queries().items()
+        for expr in exprs
+        if names_in(expr) - exported
+    }
+    assert not missing, f"dashboard panels query metrics no node exports: {missing}"
+    assert 'floatgate_bundle_revision_info{revision="3"} 1.0' in text
+    assert 'floatgate_node_role{role="active"} 1.0' in text
+    assert "floatgate_takeover_duration_seconds_count 1.0" in text

@@ -174,6 +174,13 @@ def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
     assert monitor.double_holders() == []
     assert result["r"]["failures"] == 0, result["r"]
     assert cluster.procs["n1"].poll() is None  # the old active keeps running, as standby
+    # n2 timed the takeover from n1's "leaving" mark (a handover, not a lease expiry)
+    code, n2 = _admin(cluster, "n2", "/status")
+    assert code == 200
+    takeovers = n2["takeovers"]
+    assert isinstance(takeovers, list) and len(takeovers) == 1, takeovers
+    assert takeovers[0]["kind"] == "handover" and takeovers[0]["from"] == "n1"
+    assert takeovers[0]["takeover_seconds"] < 1.0, takeovers
 
 
 def _admin(lab: SwitchedLab, node: str, path: str, *curl: str) -> tuple[int, dict[str, object]]:

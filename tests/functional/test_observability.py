@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -19,8 +18,7 @@ import pytest
 
 from tests.conftest import FloatgateProcess, free_port
 from tests.functional.pki import Pki
-
-PROMTOOL = shutil.which("promtool")
+from tests.tools import require_tool
 
 
 def _scrape(port: int) -> str:
@@ -96,7 +94,8 @@ async def test_metrics_count_what_clients_did_and_pass_promtool(
                 async with tls_session.get(url) as reply:
                     assert reply.status == 200
     # a malformed request (400) and a failed handshake (plain text on the TLS port)
-    for port, data in ((node["web"], b"GARBAGE\r\n\r\n"), (node["secure"], b"GET / HTTP/1.1\r\n\r\n")):
+    bad = ((node["web"], b"GARBAGE\r\n\r\n"), (node["secure"], b"GET / HTTP/1.1\r\n\r\n"))
+    for port, data in bad:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(data)
             s.settimeout(5)
@@ -111,7 +110,8 @@ async def test_metrics_count_what_clients_did_and_pass_promtool(
     assert _value(text, "floatgate_frontend_http_requests_total", frontend="web", code="2xx") == 5
     assert _value(text, "floatgate_frontend_http_requests_total", frontend="web", code="4xx") == 1
     assert _value(text, "floatgate_frontend_request_errors_total", frontend="web") == 1
-    assert _value(text, "floatgate_frontend_http_requests_total", frontend="secure", code="2xx") == 2
+    secure = {"frontend": "secure"}
+    assert _value(text, "floatgate_frontend_http_requests_total", **secure, code="2xx") == 2
     assert _value(text, "floatgate_tls_handshakes_total", frontend="secure", result="ok") == 2
     assert _value(text, "floatgate_tls_handshakes_total", frontend="secure", result="failed") == 1
     # one keep-alive connection for the five requests, one for the malformed request
@@ -137,11 +137,11 @@ async def test_metrics_count_what_clients_did_and_pass_promtool(
     labels = set(re.findall(r'="([^"]*)"', text))
     assert not any("127.0.0.1" in v or "/x" in v or "user" in v for v in labels), labels
 
-    if PROMTOOL is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    check = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
-    )
+    promtool = require_tool("promtool", "prometheus")
+    check = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text, capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -173,7 +173,7 @@ async def test_status_page_is_self_contained_and_status_json_has_frontends(
             page = await reply.text()
         async with session.get(f"{base}/cluster") as reply:
             cluster = await reply.json()
-    assert "<script>" in page and "fetch(\"/cluster\"" in page
+    assert "<script>" in page and 'fetch("/cluster"' in page
     # no external assets: nothing is loaded from another origin
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page)
     assert "@import" not in page
