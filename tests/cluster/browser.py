@@ -102,8 +102,8 @@ class Browser:
 
     def open(self, url: str) -> None:
         target = self.call("Target.createTarget", {"url": "about:blank"}, session=False)
-        attached = self.call("Target.attachToTarget",
-                             {"targetId": target["targetId"], "flatten": True}, session=False)  # fmt: skip
+        attach = {"targetId": target["targetId"], "flatten": True}
+        attached = self.call("Target.attachToTarget", attach, session=False)
         self._session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
