@@ -86,6 +86,7 @@ class EtcdElection:
         self.request_timeout = max(0.2, ttl / 3)
         self.state = ElectionState(LeaseClock(float(ttl), margin or default_margin(ttl)))
         self.fencing_token: int | None = None
+        self.last_token: int | None = None  # this node's last reign, kept after it ends
         self.last_decision = Decision("wait", "not started")
         self.view: ClusterView | None = None  # None: unknown (no read+watch in place)
         self._payload = payload or (lambda: {})
@@ -455,6 +456,7 @@ class EtcdElection:
         self._yielding = False
         # The put's revision is the key's create revision (it did not exist): the token.
         self.fencing_token = int(responses[0].response_put.header.revision) or None
+        self.last_token = self.fencing_token
         return Decision(
             "campaign", f"acquired the lease as leader (fencing token {self.fencing_token})"
         )

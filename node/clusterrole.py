@@ -89,7 +89,7 @@ class ClusterRole:
             garp_interval=config.vip.garp.interval,
             tick=0.1,
             arp_probe=config.vip.arp_probe,
-            token=lambda: self.election.fencing_token,
+            token=lambda: self.election.fencing_token or self.election.last_token,
         )
         self.meters = meters
         self.takeovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)

@@ -115,3 +115,7 @@ class VipManager:
         """Remove the VIP now (handover: before resigning the lease)."""
         await self.backend.remove(self.vip)
         self.present = False
+        token = self.token()
+        log.info("VIP %s: removed for a planned handover [fencing token %s]", self.vip, token,
+                 extra={"event": "vip", "action": "remove", "fencing_token": token,
+                        "reason": "planned handover"})  # fmt: skip
