@@ -111,6 +111,7 @@ class EtcdElection:
         self._no_campaign_until = 0.0
         self.succession = Succession()  # leader changes and the last vacancy, as seen
         self._on_request = on_request  # (operation, seconds) of each etcd request
+        self._isolated_until = 0.0
 
     # -- what callers ask -------------------------------------------------------------
 
@@ -303,6 +304,8 @@ class EtcdElection:
         against leadership."""
         client = self._client
         started = time.monotonic()
+        if started < self._isolated_until:
+            raise EtcdUnavailable(f"{what}: etcd traffic dropped (drill: isolate)")
         try:
             async with asyncio.timeout(timeout or self.request_timeout):
                 result = await request(client)
@@ -546,6 +549,14 @@ class EtcdElection:
             return None
         self._last_contact = time.monotonic()
         return "this node can reach etcd: the election decides, not a promise"
+
+    def isolate(self, seconds: float) -> None:
+        """A drill: behave as if etcd were unreachable for ``seconds`` (every request
+        fails, the watch breaks); leadership then ends at the deadline as in a real
+        partition (or is kept on peers' promises with etcd_loss: failsafe)."""
+        self._isolated_until = time.monotonic() + seconds
+        log.warning("%s: drill: dropping all etcd traffic for %.1fs", self.me.name, seconds)
+        self._restart_watch()
 
     def _yield_to(self, target: str) -> None:
         if self._yielding or self._on_yield is None:

@@ -5,8 +5,9 @@ leader, lease, fencing token, frontends, backends, takeovers), /cluster (this no
 and every member's, for the page), /metrics (Prometheus), /healthz (the process answers),
 /readyz (200 only when the data plane is healthy enough to campaign). Reading needs no
 token.
-POST /failsafe (a leader that lost etcd asks for a promise; etcd_loss: failsafe) and
-POST /switchover[?to=NODE] (planned handover) need ``Authorization: Bearer <token>`` with the
+POST /failsafe (a leader that lost etcd asks for a promise; etcd_loss: failsafe),
+POST /switchover[?to=NODE] (planned handover) and POST /drill?fault=exit|freeze|isolate
+&seconds=N (`floatgate drill`) need ``Authorization: Bearer <token>`` with the
 token from ``admin.token_file``; without a configured token it is refused. A wrong or
 missing token gets 401 and changes nothing.
 """
@@ -23,6 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from node.admintoken import read_token
 from node.clusterrole import SwitchoverError
 from node.config.model import NodeConfig
+from node.drillfaults import inject
 from node.peerstatus import cluster_status
 
 if TYPE_CHECKING:
@@ -96,7 +98,20 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
             return web.json_response({"error": str(exc)}, status=409)
         return web.json_response({"result": result, "to": to})
 
+    async def drill(request: web.Request) -> web.Response:
+        """Carry out a drill fault on this node (see node/drillfaults.py)."""
+        if not authorized(request):
+            return web.json_response({"error": "a valid admin token is required"}, status=401)
+        try:
+            seconds = float(request.query.get("seconds", "0"))
+            what = inject(daemon.role, request.query.get("fault", ""), seconds)
+        except ValueError as exc:  # DrillError or a bad number
+            return web.json_response({"error": str(exc)}, status=409)
+        return web.json_response({"node": daemon.node.name if daemon.node else None,
+                                  "doing": what}, status=202)  # fmt: skip
+
     app = web.Application()
+    app.router.add_post("/drill", drill)
     app.router.add_post("/switchover", switchover)
     app.router.add_post("/failsafe", failsafe)
     app.router.add_get("/", index)

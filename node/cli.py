@@ -53,6 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     switch.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
     switch.add_argument("--to", metavar="NODE", help="the standby to hand over to")
     switch.add_argument("--json", action="store_true")
+    drill = commands.add_parser("drill", help="fail over on purpose and measure what clients saw")
+    drill.add_argument("--node", type=Path, required=True, help="node.yaml (etcd, token)")
+    drill.add_argument("--cluster-name", required=True)
+    scenarios = ("switchover", "kill-active", "freeze-active", "isolate-active")
+    drill.add_argument("--scenario", required=True, choices=scenarios)
+    drill.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
+    drill.add_argument("--url", help="what to probe (default: http://VIP:<http frontend port>/)")
+    drill.add_argument("--rate", type=float, default=20.0, help="probe requests per second")
+    drill.add_argument("--seconds", type=float, default=10.0, help="freeze/isolate duration")
+    drill.add_argument("--timeout", type=float, default=30.0, help="wait this long for recovery")
+    drill.add_argument("--probe-timeout", type=float, default=3.0,
+                       help="a probe unanswered this long fails (default 3 s: a client "
+                       "that waits for one SYN retransmission)")  # fmt: skip
+    drill.add_argument("--max-outage", type=float, help="exit 3 if the outage is longer (seconds)")
+    drill.add_argument("--record", type=Path, help="drill log (default: data_dir/drills.jsonl)")
+    drill.add_argument("--json", action="store_true")
 
     push = commands.add_parser("push", help="validate and store a config + certificates bundle")
     push.add_argument("--cluster", type=Path, required=True, help="cluster.yaml")
@@ -113,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.log_level if args.log_format is None else None)  # fmt: skip
     if args.command == "certs":
         return _certs(args)
+    if args.command == "drill":
+        return _drill(args)
     if args.command in ("status", "switchover"):
         return _clusterctl(args)
     if args.command in ("push", "history", "rollback", "secret", "diff"):
@@ -148,6 +166,56 @@ def _clusterctl(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
     return 0
+
+
+def _drill(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.drill import DrillFailed, DrillPlan, format_report, run_drill
+    from node.drillrecord import record_drill
+
+    try:
+        node = load_node(args.node)
+    except ConfigError as exc:
+        print(f"floatgate: {exc}", file=sys.stderr)
+        return 2
+    token_file = args.token_file or (node.admin.token_file if node.admin else None)
+    if token_file is None:
+        print("floatgate: no admin token: give --token-file", file=sys.stderr)
+        return 2
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError as exc:
+        print(f"floatgate: cannot read the admin token: {exc}", file=sys.stderr)
+        return 2
+    if not 0 < args.rate <= 200:
+        print("floatgate: --rate must be in (0, 200] requests per second", file=sys.stderr)
+        return 2
+    plan = DrillPlan(args.scenario, token, args.url, args.rate, args.seconds, args.timeout,
+                     args.probe_timeout, args.max_outage)  # fmt: skip
+    live = sys.stderr.isatty()
+    last, shown = [0.0], [""]
+
+    def progress(line: str) -> None:
+        import time
+
+        if live:
+            print(f"\r\033[K{line}", end="" if line else "\r", file=sys.stderr, flush=True)
+        elif line:  # a log: each phase's first line, then one line a second
+            phase = line.split("] ", 1)[-1].split(":", 1)[0]
+            if phase != shown[0] or time.monotonic() - last[0] >= 1.0:
+                last[0], shown[0] = time.monotonic(), phase
+                print(line, file=sys.stderr, flush=True)
+
+    try:
+        report = asyncio.run(run_drill(node, args.cluster_name, plan, progress))
+    except DrillFailed as exc:
+        print(f"floatgate: drill not run: {exc}", file=sys.stderr)
+        return 1
+    where = record_drill(report, args.record, node.data_dir)
+    print(json.dumps(report, indent=2) if args.json else "\n".join(format_report(report)))
+    print(f"recorded in {where}" if where else "could not write the drill log", file=sys.stderr)
+    return 0 if report["verdict"] == "ok" else 3
 
 
 def _bundles(args: argparse.Namespace) -> int:

@@ -212,6 +212,7 @@ class ClusterRole:
             "failsafe_active": self.election.failsafe_active,
             "promised_to": self.election.promised_to,
             "leader_changes": self.election.succession.changes,
+            "lease_ttl": self.election.ttl,
             "takeovers": list(self.takeovers),
         }  # fmt: skip
 

@@ -24,6 +24,7 @@ from node.metricstate import StateCollector
 from node.proxy.errors import ListenError
 from node.proxy.pool import server_table
 from node.proxy.runtime import DataPlane
+from node.sdnotify import Notifier
 from node.statusdata import frontend_table
 from node.tls.material import TlsConfigError, TlsMaterial, load_tls
 
@@ -89,6 +90,7 @@ class Daemon:
         self.plane: DataPlane | None = None
         self.bundles: BundleApplier | None = None
         self.meters = Meters()
+        self.notifier = Notifier()
         self.meters.register(StateCollector(self))
 
     async def run(
@@ -110,8 +112,11 @@ class Daemon:
         admin = await start_admin(self.node, self) if self.node and self.node.admin else None
         if ready is not None:
             ready()
+        self._tell_systemd(config)
+        watchdog = asyncio.create_task(self.notifier.watchdog())
         reloader = asyncio.create_task(self._reload_loop())
         await self._stop.wait()
+        self.notifier.stopping()
         reloader.cancel()
         if bundles is not None:
             bundles.cancel()
@@ -122,7 +127,23 @@ class Daemon:
         await self.plane.stop(grace)
         if admin is not None:
             await admin.cleanup()
+        watchdog.cancel()
         log.info("stopped")
+
+    def _tell_systemd(self, config: ClusterConfig) -> None:
+        """READY=1: listeners are bound and the configuration (the bundle, when the node
+        follows bundles: it was fetched or read from the cache before start) is applied."""
+        revision = (self.bundles.applied or {}).get("revision") if self.bundles else None
+        bundle = f", bundle revision {revision}" if revision is not None else ""
+        if self.role is None:
+            self.notifier.ready(f"standalone: {len(config.frontends)} frontends{bundle}")
+            return
+        self.notifier.ready(f"standby: listeners bound{bundle}; following the election")
+
+        def changed(leading: bool, reason: str) -> None:
+            self.notifier.status(f"{'active' if leading else 'standby'}: {reason}")
+
+        self.role.election.on_change(changed)
 
     def _start_bundles(self, config: ClusterConfig) -> asyncio.Task[None] | None:
         """With etcd and secret_file in node.yaml, follow the cluster's bundles."""

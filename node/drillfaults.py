@@ -1,0 +1,46 @@
+"""Faults a node carries out on itself for `floatgate drill` (POST /drill, admin token):
+exit without any cleanup (like a crash: the VIP stays until its kernel lifetime ends,
+the lease until its TTL), freeze the event loop, or drop its etcd traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from node.clusterrole import ClusterRole
+
+log = logging.getLogger("floatgate.drill")
+
+FAULTS = ("exit", "freeze", "isolate")
+MAX_SECONDS = 120.0
+
+
+class DrillError(ValueError):
+    """The drill request cannot be carried out (nothing was done)."""
+
+
+def inject(role: ClusterRole | None, fault: str, seconds: float) -> str:
+    """Schedule ``fault`` (50 ms from now, so the HTTP answer goes out first); returns
+    what will happen."""
+    if role is None:
+        raise DrillError("standalone node: drills need a cluster")
+    if fault not in FAULTS:
+        raise DrillError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
+    if fault != "exit" and not 0 < seconds <= MAX_SECONDS:
+        raise DrillError(f"seconds must be in (0, {MAX_SECONDS:.0f}]")
+    loop = asyncio.get_running_loop()
+    name = role.node.name
+    if fault == "exit":
+        log.warning("%s: drill: exiting now without cleanup (like a crash)", name)
+        loop.call_later(0.05, os._exit, 70)
+        return "exiting without cleanup"
+    if fault == "freeze":
+        log.warning("%s: drill: freezing the event loop for %.1fs", name, seconds)
+        loop.call_later(0.05, time.sleep, seconds)
+        return f"freezing the event loop for {seconds:.1f}s"
+    role.election.isolate(seconds)
+    return f"dropping etcd traffic for {seconds:.1f}s"
