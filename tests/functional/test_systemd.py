@@ -1,0 +1,113 @@
+"""systemd integration: the unit passes `systemd-analyze verify`, and a real `floatgate
+run` speaks the notify protocol to $NOTIFY_SOCKET: READY=1 only once its listener
+accepts, WATCHDOG=1 while its event loop runs (none while it is frozen), STOPPING=1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import FloatgateProcess, cluster_yaml, free_port
+from tests.tools import require_tool
+
+UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "floatgate.service"
+INSTALLED = "/opt/floatgate/venv/bin/floatgate"
+
+
+def _verify(unit: Path) -> subprocess.CompletedProcess[str]:
+    analyze = require_tool("systemd-analyze", "systemd")
+    return subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """Verified as installed: ExecStart must name an existing executable, so the copy
+    points at this checkout's floatgate entry point; nothing else is changed."""
+    text = UNIT.read_text()
+    assert INSTALLED in text
+    entry = str(Path(sys.executable).parent / "floatgate")
+    assert Path(entry).exists(), entry
+    unit = tmp_path / "floatgate.service"
+    unit.write_text(text.replace(INSTALLED, entry))
+    result = _verify(unit)
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+    for needed in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes",
+                   "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                   "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
+                   "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
+                   "User=floatgate"):  # fmt: skip
+        assert needed in text, needed
+    # the check can fail: a broken directive is reported
+    broken = tmp_path / "broken.service"
+    broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
+    assert _verify(broken).stderr.strip() != ""
+
+
+def _messages(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
+    got = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            break
+        got.append((time.monotonic(), data.decode()))
+    return got
+
+
+async def test_notify_ready_watchdog_and_stopping(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
+) -> None:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    port = free_port()
+    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
+    process = floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env)
+    try:
+        first: list[tuple[float, str]] = []
+        ready_at = None
+        for _ in range(150):
+            got = await asyncio.to_thread(_messages, sock, 0.1)
+            first += got
+            if any("READY=1" in m for _, m in got):
+                ready_at = time.monotonic()
+                break
+        assert ready_at is not None, process.log.read_text()
+        # READY=1 means the listener accepts now
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        ready = next(m for _, m in first if "READY=1" in m)
+        assert "STATUS=standalone: 1 frontends" in ready and f"MAINPID={process.proc.pid}" in ready
+        beats = [t for t, m in await asyncio.to_thread(_messages, sock, 1.2) if m == "WATCHDOG=1"]
+        assert len(beats) >= 4, beats  # every 0.2 s (half of WATCHDOG_USEC)
+        os.kill(process.proc.pid, signal.SIGSTOP)  # a hung node sends no keepalive
+        try:
+            frozen = await asyncio.to_thread(_messages, sock, 1.0)
+        finally:
+            os.kill(process.proc.pid, signal.SIGCONT)
+        assert not any(m == "WATCHDOG=1" for _, m in frozen), frozen
+        process.signal(signal.SIGTERM)
+        last = await asyncio.to_thread(_messages, sock, 3.0)
+        assert any(m.startswith("STOPPING=1") for _, m in last), last
+        assert process.proc.wait(10) == 0
+    finally:
+        sock.close()
+
+
+def test_no_notify_socket_means_no_messages(tmp_path: Path) -> None:
+    from node.sdnotify import Notifier
+
+    quiet = Notifier({})
+    assert not quiet.enabled and quiet.watchdog_interval is None
+    quiet.ready("x")  # does nothing, raises nothing
+    other = Notifier({"NOTIFY_SOCKET": "@abstract", "WATCHDOG_USEC": "1000000",
+                      "WATCHDOG_PID": "1"})  # fmt: skip
+    assert other.address == "\0abstract" and other.watchdog_interval is None  # not our pid
