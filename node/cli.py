@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("-m", "--message", help="why (kept in the history)")
     push.add_argument("--force", action="store_true", help="push even if someone pushed since")
     push.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="store nothing when the current bundle has the same files",
+    )
+    push.add_argument(
         "--rotate-ticket-key",
         action="store_true",
         help="a new session-ticket key (sessions resumed so far start over)",
@@ -234,10 +239,14 @@ def _bundles(args: argparse.Namespace) -> int:
         node = load_node(args.node)
         if args.command == "push":
             result = asyncio.run(bundles.push(node, args.cluster, args.certs, args.message,
-                                              args.force, args.rotate_ticket_key))  # fmt: skip
+                                              args.force, args.rotate_ticket_key,
+                                              args.if_changed))  # fmt: skip
             lines = [f"pushed revision {result['revision']} ({result['sha'][:12]}), parent "
                      f"{result['parent']}: every node applies it now",
                      f"session-ticket key: {result['ticket_key']}"]  # fmt: skip
+            if not result["changed"]:
+                lines = [f"unchanged: revision {result['revision']} already holds these files; "
+                         "nothing stored"]  # fmt: skip
         elif args.command == "history":
             result = asyncio.run(bundles.history(node, args.cluster_name))
             lines = bundles.format_history(result)

@@ -46,7 +46,10 @@ async def push(
     message: str | None,
     force: bool,
     rotate_ticket_key: bool = False,
+    if_changed: bool = False,
 ) -> dict[str, Any]:
+    """``if_changed``: when the current bundle already holds exactly these files (the
+    session-ticket key aside), store nothing and say so (``changed: false``)."""
     from node.config.cluster import load_cluster
 
     key = secrets_file.load(node.secret_file)
@@ -57,20 +60,34 @@ async def push(
     store = store_for(node, name)
     seen = await store.current()  # read before preparing: the parent this push builds on
     ticket, why_new = None, "first bundle" if seen is None else "--rotate-ticket-key"
-    if seen is not None and not rotate_ticket_key:  # keep the cluster's session-ticket key
+    previous: Bundle | None = None
+    if seen is not None:
         try:
             previous = unseal(seen["sha"], await store.document(seen["sha"]), key)
-            ticket = previous.files.get(TICKET_KEY_FILE)
-            why_new = "the current bundle had none"
         except BundleError as exc:  # a damaged current bundle must not block a fix
             why_new = f"the current bundle is unreadable ({exc})"
+    if previous is not None and not rotate_ticket_key:  # keep the cluster's ticket key
+        ticket = previous.files.get(TICKET_KEY_FILE)
+        why_new = "the current bundle had none"
     extra = {TICKET_KEY_FILE: ticket or new_key_file()}
     bundle = collect(cluster_path, certs_dir, {**_meta(message), "cluster": name}, extra)
+    unchanged = previous is not None and _same_content(previous, bundle)
+    if if_changed and seen is not None and unchanged and not rotate_ticket_key:
+        return {"changed": False, "revision": seen["revision"], "sha": seen["sha"],
+                "parent": seen["revision"], "ticket_key": "kept"}  # fmt: skip
     sha, document = seal(bundle, key)
     record = await store.push(sha, document, bundle.meta,
                               seen["revision"] if seen else None, force)  # fmt: skip
     record["ticket_key"] = "kept" if ticket else f"new: {why_new}"
+    record["changed"] = True
     return record
+
+
+def _same_content(old: Bundle, new: Bundle) -> bool:
+    def files(bundle: Bundle) -> dict[str, bytes]:
+        return {k: v for k, v in bundle.files.items() if k != TICKET_KEY_FILE}
+
+    return old.cluster_yaml == new.cluster_yaml and files(old) == files(new)
 
 
 async def history(node: NodeConfig, cluster: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -93,6 +94,15 @@ def test_push_history_and_keys_encrypted_at_rest(
     again = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
                 "--node", str(node), "-m", "second", "--json")  # fmt: skip
     assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["changed"] is True
+    same = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
+               "--node", str(node), "--if-changed", "--json")  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout) == {
+        **json.loads(same.stdout),
+        "changed": False,
+        "revision": 2,
+    }  # nothing stored: still revision 2
     history = cli("history", "--node", str(node), "--cluster-name", "edge")
     assert history.returncode == 0
     lines = history.stdout.splitlines()
