@@ -115,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     dev_ca.add_argument("--out", type=Path, required=True, help="directory to write into")
     dev_ca.add_argument("--name", action="append", required=True, help="server DNS name (repeat)")
     dev_ca.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
+    etcd_pki = certs_commands.add_parser(
+        "etcd-pki", help="a CA and certificates for etcd members (peers, clients) and nodes"
+    )
+    etcd_pki.add_argument("--out", type=Path, required=True)
+    etcd_pki.add_argument("--member", action="append", required=True, metavar="NAME=ADDRESS",
+                          help="an etcd member and its address (repeat)")  # fmt: skip
+    etcd_pki.add_argument("--client", action="append", default=[], metavar="NAME",
+                          help="a client certificate: a node, an operator (repeat)")  # fmt: skip
     inspect = certs_commands.add_parser("inspect", help="show and check a PEM bundle")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--key", type=Path, help="key file, if not in the bundle")
@@ -287,6 +295,17 @@ def _certs(args: argparse.Namespace) -> int:
         for path in paths.values():
             print(f"  {path}")
         print("Not for production: the CA key is on disk, unencrypted.")
+        return 0
+    if args.certs_command == "etcd-pki":
+        from node.tls.devca import write_etcd_pki
+
+        members = dict(m.split("=", 1) for m in args.member if "=" in m)
+        if len(members) != len(args.member):
+            print("floatgate: --member takes NAME=ADDRESS", file=sys.stderr)
+            return 2
+        written = write_etcd_pki(args.out, members, tuple(args.client))
+        print(f"wrote an etcd PKI into {args.out}: {', '.join(p.name for p in written)}")
+        print("Keep ca.key offline; keys are mode 0600.")
         return 0
     from node.tls.inspect import format_report, inspect_file
 

@@ -52,6 +52,7 @@ def issue(
     ca: bool = False,
     names: tuple[str, ...] = (),
     client: bool = False,
+    peer: bool = False,
     kind: KeyKind = "ecdsa",
     days: int = 365,
     not_before: datetime.datetime | None = None,
@@ -84,8 +85,10 @@ def issue(
             critical=True,
         )  # fmt: skip
     else:
-        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+        if peer:  # an etcd member: server to clients, both sides to its peers
+            usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if names:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([_san(n) for n in names]), critical=False
@@ -151,4 +154,28 @@ def write_dev_ca(out: Path, names: tuple[str, ...], kind: KeyKind = "ecdsa") -> 
         if filename.endswith((".key", "server.pem", "client.pem")):
             path.chmod(0o600)
         paths[filename] = path
+    return paths
+
+
+def write_etcd_pki(out: Path, members: dict[str, str], clients: tuple[str, ...]) -> list[Path]:
+    """An etcd CA, one certificate per member (its address as SAN; server and client
+    use, for clients and peers) and one client certificate per name: ca.pem,
+    <member>.pem/.key, <client>-client.pem/.key. Keys are 0600."""
+    out.mkdir(parents=True, exist_ok=True)
+    ca = issue("floatgate etcd CA", None, ca=True, days=3650)
+    files = {"ca.pem": cert_pem(ca.cert), "ca.key": key_pem(ca.key)}
+    for name, address in members.items():
+        member = issue(f"etcd {name}", ca, names=(address, name), peer=True, days=1825)
+        files[f"{name}.pem"], files[f"{name}.key"] = cert_pem(member.cert), key_pem(member.key)
+    for name in clients:
+        client = issue(name, ca, client=True, days=1825)
+        files[f"{name}-client.pem"] = cert_pem(client.cert)
+        files[f"{name}-client.key"] = key_pem(client.key)
+    paths = []
+    for filename, data in files.items():
+        path = out / filename
+        path.write_bytes(data)
+        if filename.endswith(".key"):
+            path.chmod(0o600)
+        paths.append(path)
     return paths
