@@ -157,8 +157,10 @@ def main() -> int:
     lab.prepare()
     done = lab.playbook("site.yml")
     print(done.stdout[-4000:], done.stderr[-2000:])
-    print(f"inventory: {lab.inventory}; stop with: python -c 'from deploy.lab.ansible_lab "
-          f"import AnsibleLab; ...' (or delete the namespaces {sorted(lab.lab.ns.values())})")
+    print(
+        f"inventory: {lab.inventory}; stop with: python -c 'from deploy.lab.ansible_lab "
+        f"import AnsibleLab; ...' (or delete the namespaces {sorted(lab.lab.ns.values())})"
+    )
     return done.returncode
 
 
