@@ -44,6 +44,15 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
                    "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
                    "User=floatgate"):  # fmt: skip
         assert needed in text, needed
+    # the scheduled drill: a oneshot service and its timer
+    drill = (UNIT.parent / "floatgate-drill.service").read_text()
+    assert INSTALLED in drill and "Type=oneshot" in drill
+    (tmp_path / "floatgate-drill.service").write_text(drill.replace(INSTALLED, entry))
+    timer = tmp_path / "floatgate-drill.timer"
+    timer.write_text((UNIT.parent / "floatgate-drill.timer").read_text())
+    for checked in (tmp_path / "floatgate-drill.service", timer):
+        result = _verify(checked)
+        assert result.returncode == 0 and result.stderr.strip() == "", (checked, result.stderr)
     # the check can fail: a broken directive is reported
     broken = tmp_path / "broken.service"
     broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
