@@ -74,8 +74,8 @@ def test_site_push_and_drill_playbooks_in_the_lab(alab: AnsibleLab) -> None:
     assert _revision(alab, "n1") == 1 and _revision(alab, "n2") == 1
     # the roles wrote secrets with tight modes
     config = alab.root("n1") / "etc/floatgate"
-    assert (config / "cluster.secret").stat().st_mode & 0o777 == 0o640
-    assert (config / "etcd/client.key").stat().st_mode & 0o777 == 0o640
+    for secret in ("cluster.secret", "admin.token", "etcd/client.key"):
+        assert (config / secret).stat().st_mode & 0o777 == 0o600, secret
     assert (alab.root("etcd") / "etc/etcd/pki/etcd.key").stat().st_mode & 0o777 == 0o600
 
     second = alab.playbook("site.yml")
