@@ -156,8 +156,10 @@ class Daemon:
         from node.bundle.secret import load
 
         try:
-            self.bundles = BundleApplier(store_for(node, config.cluster), load(node.secret_file),
-                                         Path(node.data_dir), self._apply_bundle)  # fmt: skip
+            store = store_for(node, config.cluster)
+            store.on_request = self.meters.etcd_request
+            self.bundles = BundleApplier(store, load(node.secret_file), Path(node.data_dir),
+                                         self._apply_bundle)  # fmt: skip
         except BundleError as exc:
             log.error("bundles disabled: %s", exc)
             return None

@@ -12,6 +12,8 @@ overwrite each other.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +51,16 @@ class BundleStore:
         self.access = access
         self.keys = BundleKeys.of(cluster)
         self.timeout = timeout
+        self.on_request: Callable[[str, float], None] | None = None  # (operation, seconds)
 
     async def _with_client(self, what: str, work: Any) -> Any:
         """Run ``work(client)`` against the first endpoint that answers."""
+        started = time.monotonic()
         try:
-            return await self.access.first_answer(what, work, self.timeout)
+            result = await self.access.first_answer(what, work, self.timeout)
+            if self.on_request is not None:
+                self.on_request(f"bundle {what}", time.monotonic() - started)
+            return result
         except EtcdUnavailable as exc:
             raise BundleError(f"{exc}; nothing was changed — check etcd and node.yaml") from exc
 

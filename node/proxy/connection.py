@@ -116,7 +116,7 @@ class ClientConnection(BaseProtocol):
         self.listener.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
-        self._meters.bytes_in.inc(len(data))
+        self._meters.bytes_in += len(data)
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
@@ -213,8 +213,8 @@ class ClientConnection(BaseProtocol):
             status, text = 431, "Request Header Fields Too Large"
         else:
             status, text = 400, "Bad Request"
-        self._meters.request_errors.inc()
-        self._meters.requests["4xx"].inc()
+        self._meters.request_errors += 1
+        self._meters.requests["4xx"] += 1
         log.info("%s: rejected request from %s: %s", self.listener.name, self.remote,
                  " ".join(str(exc).split())[:200])  # fmt: skip
         if self.transport is not None and not self.transport.is_closing():

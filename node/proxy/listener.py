@@ -98,7 +98,7 @@ class Listener:
                 await asyncio.sleep(0.1)
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.proxy.route.access.meters.frontend(self.name).connections.inc()
+            self.proxy.route.access.meters.frontend(self.name).connections += 1
             tls = self.proxy.route.tls
             frontend = self.proxy.route.frontend
             peer = client.getpeername()[0]
@@ -142,9 +142,9 @@ class Listener:
                         ssl_handshake_timeout=tls.config.handshake_timeout,
                     )
                 except BaseException as exc:
-                    handshakes[handshake_result(exc)].inc()
+                    handshakes[handshake_result(exc)] += 1
                     raise
-                handshakes["ok"].inc()
+                handshakes["ok"] += 1
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, ProxyHeaderError) as exc:
             log.debug("frontend %s: connection start failed: %r", self.name, exc)
             client.close()
