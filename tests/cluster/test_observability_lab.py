@@ -114,3 +114,60 @@ def test_status_page_follows_a_failover_without_errors(cluster: SwitchedLab) -> 
     assert f"acquired the lease as leader (fencing token {token})" in log
     assert re.search(rf"VIP .*: .*\[fencing token {token}\]", log)
     print(f"takeover measured by n2: {takeover:.3f}s (fencing token {old_token:.0f} -> {token})")
+
+
+def test_real_prometheus_pages_when_the_cluster_has_no_leader(cluster: SwitchedLab) -> None:
+    """Prometheus itself (Debian's package), in the client namespace, scraping both
+    nodes with deploy/prometheus/alerts.yml: quiet while n1 leads; with etcd gone no
+    node may lead, and FloatgateNoActiveNode fires after its 15 s."""
+    prometheus = require_tool("prometheus", "prometheus")
+    rules = REPO / "deploy" / "prometheus" / "alerts.yml"
+    config = cluster.workdir / "prometheus.yml"
+    config.write_text(f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: ["{rules}"]
+scrape_configs:
+  - job_name: floatgate
+    static_configs:
+      - targets: ["{HOSTS["n1"]}:9100", "{HOSTS["n2"]}:9100"]
+        labels: {{cluster: lab}}
+""")
+    cluster.start("prometheus", "client", prometheus, f"--config.file={config}",
+                  f"--storage.tsdb.path={cluster.workdir / 'tsdb'}",
+                  "--web.listen-address=127.0.0.1:9090")  # fmt: skip
+
+    def api(path: str, query: str | None = None) -> dict[str, object]:
+        params = ["-G", "--data-urlencode", f"query={query}"] if query else []
+        out = subprocess.run(
+            ["ip", "netns", "exec", cluster.ns["client"], "curl", "-s", "-m", "2", *params,
+             f"http://127.0.0.1:9090/api/v1/{path}"], capture_output=True, text=True, timeout=10,
+        ).stdout  # fmt: skip
+        try:
+            return json.loads(out)["data"]  # type: ignore[no-any-return]
+        except (ValueError, KeyError):
+            return {}
+
+    def value(query: str) -> float | None:
+        result = api("query", query).get("result") or []
+        return float(result[0]["value"][1]) if result else None  # type: ignore[index]
+
+    def firing() -> set[str]:
+        alerts = api("alerts").get("alerts") or []
+        return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}  # type: ignore[index]
+
+    try:
+        wait_for(lambda: value('sum(floatgate_node_role{role="active"})') == 1, 30,
+                 "Prometheus to scrape one active node")  # fmt: skip
+    except AssertionError:
+        raise AssertionError(f"{api('targets')}\n{cluster.log('prometheus')[-3000:]}") from None
+    assert value("sum(floatgate_vip_present)") == 1
+    time.sleep(3)
+    assert "FloatgateNoActiveNode" not in firing() and "FloatgateMultipleActive" not in firing()
+
+    cluster.signal("etcd", signal.SIGKILL)
+    wait_for(lambda: value('sum(floatgate_node_role{role="active"})') == 0, 15,
+             "no node to report active")  # fmt: skip
+    gone = time.monotonic()
+    wait_for(lambda: "FloatgateNoActiveNode" in firing(), 40, "FloatgateNoActiveNode to fire")
+    print(f"FloatgateNoActiveNode fired {time.monotonic() - gone:.1f}s after the last active")
+    assert "FloatgateMultipleActive" not in firing()
