@@ -104,7 +104,8 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
             return web.json_response({"error": "a valid admin token is required"}, status=401)
         try:
             seconds = float(request.query.get("seconds", "0"))
-            what = inject(daemon.role, request.query.get("fault", ""), seconds)
+            store = daemon.bundles.store if daemon.bundles is not None else None
+            what = inject(daemon.role, request.query.get("fault", ""), seconds, store)
         except ValueError as exc:  # DrillError or a bad number
             return web.json_response({"error": str(exc)}, status=409)
         return web.json_response({"node": daemon.node.name if daemon.node else None,

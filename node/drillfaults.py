@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from node.bundle.store import BundleStore
     from node.clusterrole import ClusterRole
 
 log = logging.getLogger("floatgate.drill")
@@ -23,7 +24,9 @@ class DrillError(ValueError):
     """The drill request cannot be carried out (nothing was done)."""
 
 
-def inject(role: ClusterRole | None, fault: str, seconds: float) -> str:
+def inject(
+    role: ClusterRole | None, fault: str, seconds: float, bundles: BundleStore | None = None
+) -> str:
     """Schedule ``fault`` (50 ms from now, so the HTTP answer goes out first); returns
     what will happen."""
     if role is None:
@@ -43,4 +46,6 @@ def inject(role: ClusterRole | None, fault: str, seconds: float) -> str:
         loop.call_later(0.05, time.sleep, seconds)
         return f"freezing the event loop for {seconds:.1f}s"
     role.election.isolate(seconds)
+    if bundles is not None:  # the bundle watcher is cut off too
+        bundles.isolated_until = time.monotonic() + seconds
     return f"dropping etcd traffic for {seconds:.1f}s"

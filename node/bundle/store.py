@@ -52,10 +52,13 @@ class BundleStore:
         self.keys = BundleKeys.of(cluster)
         self.timeout = timeout
         self.on_request: Callable[[str, float], None] | None = None  # (operation, seconds)
+        self.isolated_until = 0.0  # a drill: no request goes out before this (monotonic)
 
     async def _with_client(self, what: str, work: Any) -> Any:
         """Run ``work(client)`` against the first endpoint that answers."""
         started = time.monotonic()
+        if started < self.isolated_until:
+            raise BundleError(f"{what}: etcd traffic dropped (drill: isolate)")
         try:
             result = await self.access.first_answer(what, work, self.timeout)
             if self.on_request is not None:
