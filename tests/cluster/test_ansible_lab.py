@@ -96,10 +96,17 @@ def test_site_push_and_drill_playbooks_in_the_lab(alab: AnsibleLab) -> None:
     assert re.search(r"outage [0-9.]+s\s+<= 2.0s", drill.stdout), drill.stdout[-3000:]
     wait_for(lambda: len(_status(alab, "n1").get("members", [])) == 2, 20,  # type: ignore[arg-type]
              "both nodes registered again")  # fmt: skip
+    # bundle-mode nodes: isolating the active cuts its election and its bundle watcher
+    isolate = alab.playbook("drill.yml", "-e", "floatgate_drill_scenario=isolate-active",
+                            "-e", "floatgate_drill_max_outage=4")  # fmt: skip
+    assert isolate.returncode == 0, isolate.stdout[-4000:]
+    wait_for(lambda: all(len(_status(alab, n).get("members", [])) == 2  # type: ignore[arg-type]
+                         for n in ("n1", "n2")), 40, "the isolated node to rejoin")  # fmt: skip
 
     strict = alab.playbook("drill.yml", "-e", "floatgate_drill_max_outage=0.0001")
     assert strict.returncode != 0, strict.stdout[-3000:]
     assert "FAILED: outage" in strict.stdout
     log = alab.root("n2") / "var/lib/floatgate/drills.jsonl"
     reports = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["verdict"] == "ok" for r in reports] == [True, False]
+    assert [r["scenario"] for r in reports] == ["switchover", "isolate-active", "switchover"]
+    assert [r["verdict"] == "ok" for r in reports] == [True, True, False]
