@@ -46,3 +46,11 @@ def test_example_inventory_has_three_etcd_members_and_two_nodes() -> None:
     etcd_defaults = yaml.safe_load((ANSIBLE / "roles/etcd/defaults/main.yml").read_text())
     undocumented = [name for name in etcd_defaults if f"`{name}`" not in etcd_readme]
     assert not undocumented, f"variables missing from roles/etcd/README.md: {undocumented}"
+
+
+def test_example_cluster_file_is_valid() -> None:
+    example = ANSIBLE / "inventory/example/files/cluster/cluster.yaml"
+    result = subprocess.run([str(BIN / "floatgate"), "check", str(example)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "vip" in example.read_text() and "election" in example.read_text()
