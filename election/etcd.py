@@ -186,7 +186,9 @@ class EtcdElection:
             decision = Decision("wait", f"promised {self.promised_to} (failsafe) not to "
                                 "campaign yet: it kept the seat while etcd was away")  # fmt: skip
         elif decision.action == "campaign":
+            why = decision.reason  # why it campaigns (e.g. the STALE alarm), then the result
             decision = await self._campaign()
+            decision = Decision(decision.action, f"{why}: {decision.reason}", decision.target)
         elif decision.action in ("renew", "yield"):
             # A failed keepalive is retried at once: the failure moved the client to
             # the next endpoint, and waiting a whole interval could let the deadline

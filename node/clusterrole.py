@@ -228,10 +228,16 @@ class ClusterRole:
         node takes over. Raises SwitchoverError (nothing changed) when it cannot."""
         if not self.election.is_leader():
             raise SwitchoverError("this node is not active: nothing to hand over")
-        candidates = [m for m in self.election.members()
-                      if m.name != self.node.name and m.healthy]  # fmt: skip
+        others = [m for m in self.election.members() if m.name != self.node.name]
+        stale = {m.name for m in others if m.payload.get("uptodate") is False}
+        candidates = [m for m in others if m.healthy and m.name not in stale]
+        if to is not None and to in stale:
+            raise SwitchoverError(f"{to} does not serve the cluster's current bundle (STALE): "
+                                  "fix it first (floatgate status shows its error)")  # fmt: skip
         if to is None and not candidates:
-            raise SwitchoverError("no healthy standby is registered: nobody could take over")
+            why = f" ({', '.join(sorted(stale))}: STALE bundle)" if stale else ""
+            raise SwitchoverError(f"no healthy, up-to-date standby is registered{why}: "
+                                  "nobody could take over cleanly")  # fmt: skip
         if to is not None:
             try:
                 await self.election.name_successor(to)

@@ -72,13 +72,14 @@ class BundleLab:
         (self.certs / "ca-b.pem").write_bytes(cert_pem(ca_b.cert))
         (self.certs / "bob.pem").write_bytes(cert_pem(bob.cert) + key_pem(bob.key))
         secret_file.generate(workdir / "cluster.secret")
+        (workdir / "admin.token").write_text("bundle-lab-token\n")
         for name, priority in (("n1", 900), ("n2", 100)):
             (workdir / f"{name}.yaml").write_text(f"""
 name: {name}
 etcd: {{endpoints: ["http://{HOSTS["etcd"]}:2379"]}}
 interface: eth0
 priority: {priority}
-admin: {{listen: "{HOSTS[name]}:9100"}}
+admin: {{listen: "{HOSTS[name]}:9100", token_file: {workdir / "admin.token"}}}
 secret_file: {workdir / "cluster.secret"}
 data_dir: {workdir / f"data-{name}"}
 """)
@@ -213,3 +214,66 @@ def check_scrape_against_dashboard(blab: BundleLab) -> None:
     assert 'floatgate_bundle_revision_info{revision="3"} 1.0' in text
     assert 'floatgate_node_role{role="active"} 1.0' in text
     assert "floatgate_takeover_duration_seconds_count 1.0" in text
+
+
+BLOCKER = ("import socket, time\n"
+           "s = socket.socket()\n"
+           "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+           "s.bind(('0.0.0.0', 8444))\n"
+           "s.listen()\n"
+           "time.sleep(3600)\n")  # fmt: skip
+
+
+def test_a_stale_node_is_reported_refused_as_successor_and_takes_over_late(
+    blab: BundleLab,
+) -> None:
+    """Invariant 5 in the lab: revision 2 cannot be applied on n2 (a port it must bind is
+    taken there), so n2 keeps serving revision 1 and says so (status, metrics); a
+    switchover to it is refused; when n1 dies, n2 campaigns only after a whole extra TTL,
+    with the alarm in its reason."""
+    blab.push("app.pem", "ca.pem", "/", "A")
+    blab.start_node("n1")
+    wait_for(lambda: blab.lab.holders() == ["n1"], 30, "n1 to hold the VIP")
+    blab.start_node("n2")
+    wait_for(lambda: blab.applied("n2") == 1, 30, "n2 to apply revision 1")
+    blab.lab.start("blocker", "n2", sys.executable, "-c", BLOCKER)
+    time.sleep(0.5)
+    extra = f'  - {{name: more, bind: "{VIP}:8444", default_backend: ghost}}\nbackends:'
+    text = cluster_yaml("app.pem", "ca.pem", "/").replace("backends:", extra)
+    (blab.certs / "cluster.yaml").write_text(text)
+    done = blab.client(sys.executable, "-m", "node.cli", "push", "--cluster",
+                       str(blab.certs / "cluster.yaml"), "--certs", str(blab.certs),
+                       "--node", str(blab.workdir / "n1.yaml"), "-m", "B: port 8444")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: blab.applied("n1") == 2, 20, "n1 to apply revision 2")
+
+    def n2_bundle() -> dict[str, Any]:
+        out = blab.client("curl", "-s", "-m", "2", f"http://{HOSTS['n2']}:9100/status").stdout
+        return json.loads(out).get("bundle", {})  # type: ignore[no-any-return]
+
+    wait_for(lambda: n2_bundle().get("failures") == 1, 20, "n2 to refuse revision 2")
+    bundle = n2_bundle()
+    assert bundle["revision"] == 1 and bundle["current"] == 2 and bundle["uptodate"] is False
+    assert "8444" in bundle["error"]
+    metrics = blab.client("curl", "-s", "-m", "2", f"http://{HOSTS['n2']}:9100/metrics").stdout
+    for line in ("floatgate_bundle_uptodate 0.0", "floatgate_bundle_apply_failures_total 1.0",
+                 'floatgate_bundle_revision_info{revision="1"} 1.0'):  # fmt: skip
+        assert line in metrics, line
+    status = blab.client(sys.executable, "-m", "node.cli", "status", "--node",
+                         str(blab.workdir / "n1.yaml"), "--cluster-name", "lab")  # fmt: skip
+    assert "STALE" in status.stdout, status.stdout
+
+    for target in ("?to=n2", ""):  # named, or "the best standby": there is none
+        refused = blab.client("curl", "-s", "-m", "3", "-X", "POST", "-w", "\n%{http_code}",
+                              "-H", "Authorization: Bearer bundle-lab-token",
+                              f"http://{HOSTS['n1']}:9100/switchover{target}")  # fmt: skip
+        body, code = refused.stdout.rsplit("\n", 1)
+        assert code == "409" and "STALE" in json.loads(body)["error"], refused.stdout
+    assert blab.lab.holders() == ["n1"]  # nothing changed
+    blab.lab.signal("n1", signal.SIGKILL)
+    killed = time.monotonic()
+    took = wait_for(lambda: blab.lab.holders() == ["n2"], 20, "n2 to take the VIP at last")
+    print(f"stale n2 took the VIP {took:.2f}s after n1 died (an up-to-date node: ~2.1-2.5 s)")
+    assert took > 3.5  # at least one TTL (2 s) more than a normal takeover
+    assert "campaigning with a STALE configuration (alarm)" in blab.lab.log("n2")
+    assert time.monotonic() - killed < 20
