@@ -89,6 +89,7 @@ class Daemon:
         self._reloads: asyncio.Queue[None] = asyncio.Queue()
         self.plane: DataPlane | None = None
         self.bundles: BundleApplier | None = None
+        self.restart_needed: list[str] = []  # bundle settings applied only at a restart
         self.meters = Meters()
         self.notifier = Notifier()
         self.meters.register(StateCollector(self))
@@ -167,7 +168,18 @@ class Daemon:
 
     async def _apply_bundle(self, config: ClusterConfig, tls: TlsMaterial) -> None:
         assert self.plane is not None
+        running = self.role.config if self.role is not None else self.plane.config
         await self.plane.reload(config, tls)
+        pending = [
+            name for name in ("election", "vip") if getattr(config, name) != getattr(running, name)
+        ]
+        self.restart_needed = pending
+        if pending:
+            log.warning(
+                "the new bundle changes %s: this node keeps running with the old settings "
+                "until it restarts (restart nodes one at a time)", ", ".join(pending),
+                extra={"event": "bundle", "restart_needed": pending},
+            )  # fmt: skip
         cache = Path(self.node.data_dir if self.node else ".") / "current"
         self.cluster_path, self.certs_dir = cache / "cluster.yaml", cache  # SIGHUP re-reads it
         if self.role is not None and self.role.election.is_leader():
@@ -178,7 +190,7 @@ class Daemon:
         data: dict[str, Any] = self.role.status() if self.role else {"role": "standalone"}
         data.setdefault("node", self.node.name if self.node else "standalone")
         if self.bundles is not None:
-            data["bundle"] = self.bundles.status()
+            data["bundle"] = {**self.bundles.status(), "restart_needed": self.restart_needed}
         if plane is not None:
             data["cluster"] = plane.config.cluster
             data["backends"] = server_table(list(plane.pools.values()))

@@ -197,6 +197,12 @@ class StateCollector(Collector):
             "1 when this node serves the cluster's current revision",
             value=1 if status["uptodate"] else 0,
         )
+        yield GaugeMetricFamily(
+            "floatgate_bundle_restart_needed",
+            "1 when the served bundle changes election/vip settings this node applies only "
+            "at a restart",
+            value=1 if self.daemon.restart_needed else 0,
+        )
         yield CounterMetricFamily(
             "floatgate_bundle_apply_failures",
             "Bundle revisions this node refused to apply (last good kept)",

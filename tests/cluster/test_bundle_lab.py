@@ -240,12 +240,18 @@ def test_a_stale_node_is_reported_refused_as_successor_and_takes_over_late(
     time.sleep(0.5)
     extra = f'  - {{name: more, bind: "{VIP}:8444", default_backend: ghost}}\nbackends:'
     text = cluster_yaml("app.pem", "ca.pem", "/").replace("backends:", extra)
+    text = text.replace("lease_ttl: 2s", "lease_ttl: 3s")  # applied only at a restart
     (blab.certs / "cluster.yaml").write_text(text)
     done = blab.client(sys.executable, "-m", "node.cli", "push", "--cluster",
                        str(blab.certs / "cluster.yaml"), "--certs", str(blab.certs),
                        "--node", str(blab.workdir / "n1.yaml"), "-m", "B: port 8444")  # fmt: skip
     assert done.returncode == 0, done.stderr
     wait_for(lambda: blab.applied("n1") == 2, 20, "n1 to apply revision 2")
+    n1 = json.loads(blab.client("curl", "-s", f"http://{HOSTS['n1']}:9100/status").stdout)
+    assert n1["bundle"]["restart_needed"] == ["election"], n1["bundle"]
+    n1_metrics = blab.client("curl", "-s", f"http://{HOSTS['n1']}:9100/metrics").stdout
+    assert "floatgate_bundle_restart_needed 1.0" in n1_metrics
+    assert "restarts (restart nodes one at a time)" in blab.lab.log("n1")
 
     def n2_bundle() -> dict[str, Any]:
         out = blab.client("curl", "-s", "-m", "2", f"http://{HOSTS['n2']}:9100/status").stdout
