@@ -72,17 +72,23 @@ async def run_drill(
         url = plan.url or _default_url(before)
         run = _Run()
         started = datetime.datetime.now(datetime.UTC)
+        began = time.monotonic()
+
+        def phase(name: str) -> None:  # every phase is shown the moment it starts
+            run.phase = name
+            progress(_line(run, began))
+
         sampler = asyncio.create_task(_sample(session, admins, run))
         prober = asyncio.create_task(_probe(url, plan, run))
-        ticker = asyncio.create_task(_report_progress(run, progress))
+        ticker = asyncio.create_task(_report_progress(run, progress, began))
         try:
             await asyncio.sleep(BASELINE)
-            run.phase = f"fault: {plan.scenario} on {old}"
+            phase(f"fault: {plan.scenario} on {old}")
             fault_at = time.monotonic()
             await _inject(session, admins[old], plan)
-            run.phase = "waiting for another node to take over"
+            phase("waiting for another node to take over")
             recovered = await _wait_recovered(run, old, fault_at, plan.timeout)
-            run.phase = "settling"
+            phase("settling")
             await asyncio.sleep(SETTLE if recovered else 0)
         finally:
             for task in (prober, sampler, ticker):
@@ -191,14 +197,17 @@ async def _wait_recovered(run: _Run, old: str, fault_at: float, limit: float) ->
     return False
 
 
-async def _report_progress(run: _Run, progress: Callable[[str], None]) -> None:
-    started = time.monotonic()
+def _line(run: _Run, began: float) -> str:
+    ok = sum(1 for p in run.probes if p.ok)
+    failed = len(run.probes) - ok
+    holders = run.samples[-1].holders if run.samples else ()
+    return (f"[{time.monotonic() - began:5.1f}s] {run.phase}: requests ok={ok} "
+            f"failed={failed}; VIP on {', '.join(holders) or 'nobody'}")  # fmt: skip
+
+
+async def _report_progress(run: _Run, progress: Callable[[str], None], began: float) -> None:
     while True:
-        ok = sum(1 for p in run.probes if p.ok)
-        failed = len(run.probes) - ok
-        holders = run.samples[-1].holders if run.samples else ()
-        progress(f"[{time.monotonic() - started:5.1f}s] {run.phase}: requests ok={ok} "
-                 f"failed={failed}; VIP on {', '.join(holders) or 'nobody'}")  # fmt: skip
+        progress(_line(run, began))
         await asyncio.sleep(0.25)
 
 

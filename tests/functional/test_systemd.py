@@ -99,6 +99,7 @@ async def test_notify_ready_watchdog_and_stopping(
         assert len(beats) >= 4, beats  # every 0.2 s (half of WATCHDOG_USEC)
         os.kill(process.proc.pid, signal.SIGSTOP)  # a hung node sends no keepalive
         try:
+            await asyncio.to_thread(_messages, sock, 0.1)  # what it sent before the stop
             frozen = await asyncio.to_thread(_messages, sock, 1.0)
         finally:
             os.kill(process.proc.pid, signal.SIGCONT)
