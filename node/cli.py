@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from node.admintoken import read_token
 from node.config import ConfigError, load_cluster, load_node
-from node.config.model import ClusterConfig
+from node.config.model import ClusterConfig, NodeConfig
 from node.config.summary import summarize, summary_lines
 from node.logformat import FORMATS, configure_logging
 
@@ -164,11 +165,9 @@ def _clusterctl(args: argparse.Namespace) -> int:
             result = asyncio.run(cluster_status(node, args.cluster_name, args.admin))
             lines = format_status(result)
         else:
-            token_file = args.token_file or (node.admin.token_file if node.admin else None)
-            if token_file is None:
-                print("floatgate: no admin token: give --token-file", file=sys.stderr)
+            token = _admin_token(args.token_file, node)
+            if token is None:
                 return 2
-            token = Path(token_file).read_text().strip()
             result = asyncio.run(switchover(node, args.cluster_name, token, args.to))
             lines = [f"switchover from {result['from']}: {result.get('result')}"]
     except ConfigError as exc:
@@ -179,6 +178,18 @@ def _clusterctl(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
     return 0
+
+
+def _admin_token(given: Path | None, node: NodeConfig) -> str | None:
+    """--token-file, else admin.token_file of node.yaml; None (having said why) if
+    neither gives a readable, non-empty token."""
+    path = given or (node.admin.token_file if node.admin else None)
+    token = read_token(str(path) if path is not None else None)
+    if token is None:
+        where = path or "nowhere: give --token-file"
+        print(f"floatgate: no admin token ({where}): it is missing, unreadable or empty",
+              file=sys.stderr)  # fmt: skip
+    return token
 
 
 def _drill(args: argparse.Namespace) -> int:
@@ -192,14 +203,8 @@ def _drill(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 2
-    token_file = args.token_file or (node.admin.token_file if node.admin else None)
-    if token_file is None:
-        print("floatgate: no admin token: give --token-file", file=sys.stderr)
-        return 2
-    try:
-        token = Path(token_file).read_text().strip()
-    except OSError as exc:
-        print(f"floatgate: cannot read the admin token: {exc}", file=sys.stderr)
+    token = _admin_token(args.token_file, node)
+    if token is None:
         return 2
     if not 0 < args.rate <= 200:
         print("floatgate: --rate must be in (0, 200] requests per second", file=sys.stderr)

@@ -14,6 +14,7 @@ from election.view import Keys, snapshot
 from node.bundle.store import BundleKeys, parse_record
 from node.config.model import NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
+from node.peerstatus import fetch_status
 
 
 class ClusterCtlError(Exception):
@@ -53,17 +54,12 @@ async def read_election(node: NodeConfig, cluster: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def _admin_get(name: str, address: str) -> dict[str, Any]:
-    try:
-        timeout = aiohttp.ClientTimeout(total=3)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(f"http://{address}/status") as response:
-                data: dict[str, Any] = await response.json()
-                data.pop("backends", None)
-                return data
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return {"node": name, "admin": address, "error": f"admin API unreachable: "
-                f"{type(exc).__name__}"}  # fmt: skip
+async def _admin_get(session: aiohttp.ClientSession, name: str, address: str) -> dict[str, Any]:
+    data = await fetch_status(session, address)
+    if "error" in data:
+        return {"node": name, "admin": address, "error": f"admin API unreachable: {data['error']}"}
+    data.pop("backends", None)
+    return data
 
 
 async def cluster_status(node: NodeConfig, cluster: str, admins: list[str]) -> dict[str, Any]:
@@ -72,7 +68,8 @@ async def cluster_status(node: NodeConfig, cluster: str, admins: list[str]) -> d
     for address in admins:
         if address not in targets.values():
             targets[address] = address
-    answers = await asyncio.gather(*(_admin_get(n, a) for n, a in targets.items()))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+        answers = await asyncio.gather(*(_admin_get(session, n, a) for n, a in targets.items()))
     holders = [a["node"] for a in answers if a.get("vip_present")]
     return {"cluster": cluster, **election, "vip_holders": holders, "nodes": list(answers)}
 

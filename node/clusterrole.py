@@ -194,8 +194,7 @@ class ClusterRole:
             "leader": leader.name if leader else None,
             "fencing_token": self.election.fencing_token if leading else None,
             "leader_fencing_token": leader.fencing_token if leader else None,
-            "lease_remaining": round(self.election.state.lease.remaining(now), 3)
-            if leading else 0.0,
+            "lease_remaining": round(self.lease_remaining(), 3),
             "healthy": self.healthy(),
             "decision": self.election.last_decision.reason,
             "etcd_reachable": self.election.view is not None,

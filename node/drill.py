@@ -17,6 +17,7 @@ import aiohttp
 from node.clusterctl import ClusterCtlError, read_election
 from node.config.model import NodeConfig
 from node.drillreport import NodeSample, Probe, double_holders, outage, verdict, vip_moved_at
+from node.peerstatus import fetch_status
 
 SCENARIOS = ("switchover", "kill-active", "freeze-active", "isolate-active")
 BASELINE = 2.0  # seconds of probes before the fault
@@ -108,13 +109,8 @@ def _default_url(status: dict[str, Any]) -> str:
 
 
 async def _status(session: aiohttp.ClientSession, address: str) -> dict[str, Any] | None:
-    try:
-        async with session.get(f"http://{address}/status", timeout=aiohttp.ClientTimeout(
-                total=0.5)) as reply:  # fmt: skip
-            data = await reply.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    answer = await fetch_status(session, address, timeout=0.5)
+    return None if "error" in answer else answer
 
 
 async def _inject(session: aiohttp.ClientSession, address: str, plan: DrillPlan) -> None:

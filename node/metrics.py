@@ -151,16 +151,6 @@ class Meters(Collector):
     def etcd_request(self, operation: str, seconds: float) -> None:
         self._etcd.labels(operation).observe(seconds)
 
-    def frontend_totals(self) -> dict[str, dict[str, float]]:
-        """frontend -> {"connections": n, "<code class>": n, ...} (for /status)."""
-        return {
-            name: {
-                "connections": float(m.connections),
-                **{c: float(n) for c, n in m.requests.items()},
-            }
-            for name, m in self.frontends.items()
-        }
-
     def collect(self) -> Iterator[Metric]:
         """The per-request counters as metric families (called at scrape time)."""
         front = ["frontend"]

@@ -24,14 +24,18 @@ async def cluster_status(own: dict[str, Any], members: list[dict[str, Any]]) -> 
     if peers:
         timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            answers = await asyncio.gather(*(_fetch(session, a) for a in peers.values()))
+            answers = await asyncio.gather(*(fetch_status(session, a) for a in peers.values()))
         nodes.update(zip(peers, answers, strict=True))
     return {"served_by": name, "nodes": nodes}
 
 
-async def _fetch(session: aiohttp.ClientSession, address: str) -> dict[str, Any]:
+async def fetch_status(
+    session: aiohttp.ClientSession, address: str, timeout: float | None = None
+) -> dict[str, Any]:
+    """A node's GET /status, or ``{"error": ...}`` saying why there is none."""
+    limit = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
     try:
-        async with session.get(f"http://{address}/status") as reply:
+        async with session.get(f"http://{address}/status", timeout=limit) as reply:
             if reply.status != 200:
                 return {"error": f"{address}: HTTP {reply.status}"}
             data = await reply.json()

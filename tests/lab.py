@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from deploy.lab.netlab import REPO, run
 
@@ -53,3 +56,14 @@ def lab_available() -> str | None:
     if subprocess.run(["ip", "-V"], capture_output=True).returncode != 0:
         return "needs iproute2"
     return None
+
+
+def cluster_lab_marks() -> list[pytest.MarkDecorator]:
+    """The marks of a test that needs the namespace lab and etcd (a lab test: with
+    FLOATGATE_REQUIRE_LAB=1 a skip fails)."""
+    reason = lab_available()
+    return [
+        pytest.mark.lab,
+        pytest.mark.skipif(reason is not None, reason=str(reason)),
+        pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
+    ]

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from deploy.lab.netlab import ETCD_HOSTS, HOSTS, REPO, VIP, SwitchedLab
+from deploy.lab.netlab import ETCD_HOSTS, HOSTS, REPO, SwitchedLab, lab_cluster_yaml
 
 ANSIBLE = REPO / "ansible"
 NODES = ("n1", "n2")
@@ -50,17 +50,7 @@ class AnsibleLab:
         (files / "admin.token").chmod(0o600)
         cluster = files / "cluster"
         cluster.mkdir(parents=True)
-        (cluster / "cluster.yaml").write_text(f"""cluster: lab
-election: {{lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1}}
-vip: {{address: {VIP}/24, garp: {{count: 3, interval: 100ms}}}}
-shutdown_grace: 2s
-frontends:
-  - {{name: web, bind: "{VIP}:80", default_backend: app}}
-backends:
-  - name: app
-    check: {{type: http, path: /, interval: 500ms, rise: 1, fall: 2}}
-    servers: [{{name: web1, address: "{HOSTS["web"]}:8080"}}]
-""")
+        (cluster / "cluster.yaml").write_text(lab_cluster_yaml())
         if wheelhouse is None:
             wheelhouse = self.workdir / "wheelhouse"
             subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir",

@@ -201,18 +201,7 @@ def node_files(
     endpoints = endpoints or [f"http://{HOSTS['etcd']}:2379"]
     tls_line = ("  tls: {" + ", ".join(f"{k}: {v}" for k, v in tls.items()) + "}\n") if tls else ""
     cluster = workdir / "cluster.yaml"
-    cluster.write_text(f"""
-cluster: lab
-election: {{lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1, etcd_loss: {etcd_loss}}}
-vip: {{address: {VIP}/24, garp: {{count: 3, interval: 100ms}}}}
-shutdown_grace: 2s
-frontends:
-  - {{name: web, bind: "{VIP}:80", default_backend: app}}
-backends:
-  - name: app
-    check: {{type: http, path: /, interval: 500ms, rise: 1, fall: 2}}
-    servers: [{{name: web1, address: "{HOSTS["web"]}:8080"}}]
-""")
+    cluster.write_text(lab_cluster_yaml(etcd_loss))
     token = workdir / "admin.token"
     token.write_text("lab-secret-token\n")
     node = workdir / f"{name}.yaml"
@@ -225,6 +214,21 @@ priority: {priority}
 admin: {{listen: "{HOSTS[name]}:9100", token_file: {token}}}
 """)
     return cluster, node
+
+
+def lab_cluster_yaml(etcd_loss: str = "release") -> str:
+    """The lab's cluster.yaml: the VIP, TTL 2 s, one HTTP frontend, the web backend."""
+    return f"""cluster: lab
+election: {{lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1, etcd_loss: {etcd_loss}}}
+vip: {{address: {VIP}/24, garp: {{count: 3, interval: 100ms}}}}
+shutdown_grace: 2s
+frontends:
+  - {{name: web, bind: "{VIP}:80", default_backend: app}}
+backends:
+  - name: app
+    check: {{type: http, path: /, interval: 500ms, rise: 1, fall: 2}}
+    servers: [{{name: web1, address: "{HOSTS["web"]}:8080"}}]
+"""
 
 
 def floatgate_argv(cluster: Path, node: Path) -> list[str]:

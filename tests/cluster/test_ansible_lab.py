@@ -16,13 +16,9 @@ import pytest
 
 from deploy.lab.ansible_lab import AnsibleLab
 from deploy.lab.netlab import HOSTS, VIP, wait_for
-from tests.lab import lab_available
+from tests.lab import cluster_lab_marks
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
-]
+pytestmark = cluster_lab_marks()
 
 
 @pytest.fixture

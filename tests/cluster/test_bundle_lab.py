@@ -24,15 +24,11 @@ from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, wait_for
 from node.bundle import secret as secret_file
 from node.tls.devca import cert_pem, issue, key_pem
 from tests.functional.pki import make_pki
-from tests.lab import REPO, lab_available
+from tests.lab import REPO, cluster_lab_marks
 from tests.metricnames import dashboard_queries, names_in, sample_names
 from tests.tools import require_tool
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
-]
+pytestmark = cluster_lab_marks()
 
 
 def cluster_yaml(cert: str, ca: str, redirect_to: str) -> str:

@@ -5,7 +5,6 @@ a long outage into exit 3, and every drill is appended to the drill log."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,13 +14,9 @@ import pytest
 
 from deploy.lab.netlab import SwitchedLab, wait_for
 from tests.cluster.labkit import running_cluster
-from tests.lab import REPO, lab_available
+from tests.lab import REPO, cluster_lab_marks
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
-]
+pytestmark = cluster_lab_marks()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ failover and no failed request; the CLI reads the cluster over TLS."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import threading
 import time
@@ -15,13 +14,9 @@ import pytest
 
 from deploy.lab.netlab import HOSTS, SwitchedLab, run
 from tests.cluster.labkit import Monitor, cli, probe, running_cluster
-from tests.lab import lab_available
+from tests.lab import cluster_lab_marks
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
-]
+pytestmark = cluster_lab_marks()
 
 
 @pytest.fixture

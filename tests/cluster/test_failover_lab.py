@@ -5,7 +5,6 @@ holders at any sampled instant."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import threading
@@ -20,13 +19,9 @@ from deploy.lab.netlab import (
     wait_for,
 )
 from tests.cluster.labkit import Monitor, cli, probe, running_cluster
-from tests.lab import lab_available
+from tests.lab import cluster_lab_marks
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
-]
+pytestmark = cluster_lab_marks()
 
 
 @pytest.fixture

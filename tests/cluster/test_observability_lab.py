@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -19,14 +18,10 @@ import pytest
 from deploy.lab.netlab import HOSTS, SwitchedLab, wait_for
 from tests.cluster.browser import Browser
 from tests.cluster.labkit import running_cluster
-from tests.lab import REPO, lab_available
+from tests.lab import REPO, cluster_lab_marks
 from tests.tools import require_tool
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(lab_available() is not None, reason=str(lab_available())),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
-]
+pytestmark = cluster_lab_marks()
 
 ARTIFACTS = Path(os.environ.get("FLOATGATE_ARTIFACTS", REPO / "test-artifacts"))
 ROWS = """JSON.stringify(Array.from(document.querySelectorAll('#%s tr'))
