@@ -10,30 +10,77 @@ POST /switchover[?to=NODE] (planned handover) and POST /drill?fault=exit|freeze|
 &seconds=N (`floatgate drill`) need ``Authorization: Bearer <token>`` with the
 token from ``admin.token_file``; without a configured token it is refused. A wrong or
 missing token gets 401 and changes nothing.
+
+With ``admin.tls`` the listener serves HTTPS only (client certificates per
+``admin.tls.verify``). Over plain HTTP, a request that carries an Authorization header
+from an address that is not loopback is refused with 403 and a warning in the log: the
+token has crossed the network in clear, and admin.tls is the fix.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from node.adminclient import is_loopback
 from node.admintoken import read_token
 from node.clusterrole import SwitchoverError
 from node.config.model import NodeConfig
 from node.drillfaults import inject
 from node.peerstatus import cluster_status
+from node.tls.admin import admin_client_context, admin_server_context
 
 if TYPE_CHECKING:
     from node.daemon import Daemon
+
+log = logging.getLogger("floatgate.admin")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def plain_token_refused(secure: bool, peer: str | None, authorization: str | None) -> bool:
+    """Refuse a request that brought a credential over plain HTTP from an address that
+    is not loopback (an unknown peer address counts as not loopback)."""
+    return authorization is not None and not secure and not is_loopback(peer or "")
+
+
+@web.middleware
+async def _refuse_plain_tokens(request: web.Request, handler: Handler) -> web.StreamResponse:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else None
+    if plain_token_refused(request.secure, host, request.headers.get("Authorization")):
+        log.warning("refused %s %s from %s: it carried the admin token over plain HTTP, so "
+                    "the token crossed the network in clear; enable admin.tls in node.yaml "
+                    "on every node (and replace the token if this network is not trusted)",
+                    request.method, request.path, host or "an unknown address",
+                    extra={"event": "admin_plain_token", "peer": host})  # fmt: skip
+        return web.json_response(
+            {"error": "the admin token was sent over plain HTTP from a non-loopback address: "
+                      "refused; the admin API needs admin.tls (HTTPS) for that"},
+            status=403,
+        )  # fmt: skip
+    return await handler(request)
 
 
 async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner | None:
     if node is None or node.admin is None:
         return None
+
+    listen = node.admin.listen
+    tls = admin_server_context(node.admin.tls) if node.admin.tls is not None else None
+    peer_context = admin_client_context(node.admin.tls)
+    if tls is None and not is_loopback(listen.host):
+        log.warning(
+            "admin API on %s serves plain HTTP: writes (switchover, drills, failsafe "
+            "promises) from other hosts are refused; configure admin.tls",
+            listen,
+        )
 
     async def status(request: web.Request) -> web.Response:
         return web.json_response(daemon.status())
@@ -46,7 +93,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
 
     async def cluster(request: web.Request) -> web.Response:
         own = daemon.status()
-        return web.json_response(await cluster_status(own, own.get("members", [])))
+        return web.json_response(await cluster_status(own, own.get("members", []), peer_context))
 
     async def metrics(request: web.Request) -> web.Response:
         body = daemon.meters.exposition()
@@ -56,7 +103,11 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        ready = daemon.role.healthy() if daemon.role is not None else daemon.plane is not None
+        plane = daemon.plane
+        if daemon.role is not None:
+            ready = daemon.role.healthy()
+        else:
+            ready = plane is not None and not plane.frontend_problems()
         return web.Response(
             status=200 if ready else 503, text="ready\n" if ready else "not ready\n"
         )
@@ -111,7 +162,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
         return web.json_response({"node": daemon.node.name if daemon.node else None,
                                   "doing": what}, status=202)  # fmt: skip
 
-    app = web.Application()
+    app = web.Application(middlewares=[_refuse_plain_tokens])
     app.router.add_post("/drill", drill)
     app.router.add_post("/switchover", switchover)
     app.router.add_post("/failsafe", failsafe)
@@ -123,5 +174,5 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, node.admin.listen.host, node.admin.listen.port).start()
+    await web.TCPSite(runner, listen.host, listen.port, ssl_context=tls).start()
     return runner

@@ -7,14 +7,13 @@ import asyncio
 from typing import Any
 
 import aetcd
-import aiohttp
 
 from election.errors import EtcdUnavailable
 from election.view import Keys, snapshot
+from node.adminclient import AdminClient, AdminClientError, PlainTokenRefused, parse_target
 from node.bundle.store import BundleKeys, parse_record
 from node.config.model import NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
-from node.peerstatus import fetch_status
 
 
 class ClusterCtlError(Exception):
@@ -54,8 +53,8 @@ async def read_election(node: NodeConfig, cluster: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def _admin_get(session: aiohttp.ClientSession, name: str, address: str) -> dict[str, Any]:
-    data = await fetch_status(session, address)
+async def _admin_get(client: AdminClient, name: str, address: str) -> dict[str, Any]:
+    data = await client.status(address)
     if "error" in data:
         return {"node": name, "admin": address, "error": f"admin API unreachable: {data['error']}"}
     data.pop("backends", None)
@@ -65,13 +64,27 @@ async def _admin_get(session: aiohttp.ClientSession, name: str, address: str) ->
 async def cluster_status(node: NodeConfig, cluster: str, admins: list[str]) -> dict[str, Any]:
     election = await read_election(node, cluster)
     targets = {m["name"]: m["admin"] for m in election["members"] if m.get("admin")}
-    for address in admins:
-        if address not in targets.values():
+    known = {_endpoint(a) for a in targets.values()}
+    for address in admins:  # an --admin that a member advertises (any scheme) is that member
+        if _endpoint(address) not in known:
             targets[address] = address
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-        answers = await asyncio.gather(*(_admin_get(session, n, a) for n, a in targets.items()))
+    try:
+        client = AdminClient.for_node(node, timeout=3)
+    except AdminClientError as exc:
+        raise ClusterCtlError(str(exc)) from exc
+    async with client:
+        answers = await asyncio.gather(*(_admin_get(client, n, a) for n, a in targets.items()))
     holders = [a["node"] for a in answers if a.get("vip_present")]
     return {"cluster": cluster, **election, "vip_holders": holders, "nodes": list(answers)}
+
+
+def _endpoint(address: str) -> str:
+    """host:port of an admin address, whatever its scheme."""
+    try:
+        target = parse_target(address)
+    except AdminClientError:
+        return address
+    return f"{target.host}:{target.port}"
 
 
 def format_status(status: dict[str, Any]) -> list[str]:
@@ -123,18 +136,15 @@ async def switchover(
     if to is not None and to not in {m["name"] for m in election["members"]}:
         known = ", ".join(m["name"] for m in election["members"]) or "none"
         raise ClusterCtlError(f"{to} is not a running member (members: {known})")
+    params = {"to": to} if to else {}
     try:
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            url = f"http://{leader['admin']}/switchover"
-            auth = {"Authorization": f"Bearer {token}"}
-            params = {"to": to} if to else {}
-            async with session.post(url, headers=auth, params=params) as response:
-                body: dict[str, Any] = await response.json()
-                if response.status != 200:
-                    raise ClusterCtlError(
-                        f"{leader['name']} refused: {body.get('error', response.status)}"
-                    )
-                return {"from": leader["name"], **body}
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        async with AdminClient.for_node(node, token, timeout=10) as client:
+            reply = await client.post(leader["admin"], "/switchover", params)
+    except PlainTokenRefused as exc:  # nothing was sent; says what to configure
+        raise ClusterCtlError(f"{leader['name']}: {exc}") from exc
+    except AdminClientError as exc:
         raise ClusterCtlError(f"admin API of {leader['name']} unreachable: {exc}") from exc
+    body = reply.body if isinstance(reply.body, dict) else {"error": reply.body}
+    if reply.status != 200:
+        raise ClusterCtlError(f"{leader['name']} refused: {body.get('error', reply.status)}")
+    return {"from": leader["name"], **body}

@@ -7,7 +7,8 @@
 ``up`` leaves everything running and records the namespaces, PIDs and work directory in
 /run/floatgate-lab.json; ``down`` stops exactly those PIDs (never by name) and deletes
 the namespaces and the work directory. Enter a host with
-``ip netns exec fglabclient bash`` (namespaces are named fglab<host>).
+``ip netns exec fglabclient bash`` (namespaces are named fglab<host>). The nodes' admin
+APIs serve HTTPS with a lab CA (``<workdir>/admin-pki/ca.pem``; ``up`` prints a curl).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, run
+from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, admin_url, run
 
 STATE = Path("/run/floatgate-lab.json")
 TAG = "fglab"
@@ -50,6 +51,9 @@ def up(members: int, tls: bool) -> int:
     for host, address in HOSTS.items():
         print(f"  {host:<7}{address:<14}ip netns exec {TAG}{host} ...")
     print(f"  node files: {workdir}/n1.yaml {workdir}/n2.yaml {workdir}/cluster.yaml")
+    print(f"  admin APIs: {admin_url('n1')} {admin_url('n2')} (HTTPS, lab CA "
+          f"{lab.admin_pki / 'ca.pem'}): ip netns exec {TAG}client "
+          f"{' '.join(lab.admin_curl())} {admin_url('n1', '/status')}")  # fmt: skip
     return 0
 
 

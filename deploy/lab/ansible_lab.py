@@ -44,7 +44,8 @@ class AnsibleLab:
         self.lab.start("web", "web", sys.executable, "-m", "http.server", "8080",
                        "--bind", HOSTS["web"])  # fmt: skip
         files = self.workdir / "files"
-        write_etcd_pki(files / "etcd-pki", {h: HOSTS[h] for h in ETCD_HOSTS}, NODES)
+        write_etcd_pki(files / "etcd-pki", {h: HOSTS[h] for h in ETCD_HOSTS}, (*NODES, "ops"),
+                       {n: HOSTS[n] for n in NODES})  # fmt: skip
         generate(files / "cluster.secret")
         (files / "admin.token").write_text("lab-ansible-token\n")
         (files / "admin.token").chmod(0o600)
@@ -101,6 +102,13 @@ class AnsibleLab:
             [str(binary), "-i", str(self.inventory), str(ANSIBLE / name), *extra],
             cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
+
+    def admin_curl(self) -> list[str]:
+        """curl with what the nodes' admin APIs require (admin.tls, client certificates):
+        the lab CA and the operator's client certificate."""
+        pki = self.workdir / "files" / "etcd-pki"
+        return ["curl", "--cacert", str(pki / "ca.pem"), "--cert", str(pki / "ops-client.pem"),
+                "--key", str(pki / "ops-client.key")]  # fmt: skip
 
     def client(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.lab.ns["client"], *argv],

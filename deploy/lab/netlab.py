@@ -3,7 +3,12 @@
 A switched network-namespace lab: a bridge namespace as the switch and one namespace
 per host (etcd, two floatgate nodes, a backend, a client), on 10.199.2.0/24, which
 exists only inside these namespaces. Processes run inside with ``ip netns exec`` and
-are stopped by PID; everything is deleted on exit."""
+are stopped by PID; everything is deleted on exit.
+
+The nodes' admin APIs serve HTTPS (``admin.tls``, verify: none) with certificates from
+a lab CA in ``<workdir>/admin-pki`` (``ca.pem``, ``<node>-admin.pem/.key``): the admin
+token is only ever sent over TLS. Reach them with :meth:`SwitchedLab.admin_curl` and
+:func:`admin_url`."""
 
 from __future__ import annotations
 
@@ -30,6 +35,37 @@ HOSTS = {"etcd": "10.199.2.5", "etcd2": "10.199.2.6", "etcd3": "10.199.2.7",
          "web": "10.199.2.21", "client": "10.199.2.100"}  # fmt: skip
 ETCD_HOSTS = ("etcd", "etcd2", "etcd3")
 VIP = "10.199.2.50"
+ADMIN_PORT = 9100
+NODES = ("n1", "n2")
+
+
+def admin_url(node: str, path: str = "") -> str:
+    """A node's admin API (HTTPS: the lab nodes have admin.tls)."""
+    return f"https://{HOSTS[node]}:{ADMIN_PORT}{path}"
+
+
+def admin_pki_dir(workdir: Path) -> Path:
+    """The lab's admin CA and node certificates, made on first use."""
+    pki = workdir / "admin-pki"
+    if not (pki / "ca.pem").exists():
+        write_admin_pki(pki)
+    return pki
+
+
+def write_admin_pki(out: Path) -> None:
+    """With the project's own dev CA code: ca.pem and, per node, <node>-admin.pem/.key
+    (its address and name as SANs; server use for its listener, client use towards the
+    other node's)."""
+    from node.tls.devca import write_etcd_pki as write_pki
+
+    write_pki(out, {}, (), {node: HOSTS[node] for node in NODES})
+
+
+def admin_tls_yaml(pki: Path, name: str) -> str:
+    """The ``admin.tls`` flow mapping for node ``name``: HTTPS, no client certificates
+    required (curl, Prometheus and the browser in the tests bring none)."""
+    return (f"{{cert: {pki / f'{name}-admin.pem'}, key: {pki / f'{name}-admin.key'}, "
+            f"ca: {pki / 'ca.pem'}, verify: none}}")  # fmt: skip
 
 
 class SwitchedLab:
@@ -143,6 +179,14 @@ class SwitchedLab:
         self.procs[name] = proc  # `ip netns exec` execs: this PID is the program's
         return proc
 
+    @property
+    def admin_pki(self) -> Path:
+        return admin_pki_dir(self.workdir)
+
+    def admin_curl(self) -> list[str]:
+        """curl trusting the lab's admin CA (prefix of a command run in a namespace)."""
+        return ["curl", "--cacert", str(self.admin_pki / "ca.pem")]
+
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text()
 
@@ -204,6 +248,7 @@ def node_files(
     cluster.write_text(lab_cluster_yaml(etcd_loss))
     token = workdir / "admin.token"
     token.write_text("lab-secret-token\n")
+    tls_admin = admin_tls_yaml(admin_pki_dir(workdir), name)
     node = workdir / f"{name}.yaml"
     node.write_text(f"""
 name: {name}
@@ -211,7 +256,7 @@ etcd:
   endpoints: {json.dumps(endpoints)}
 {tls_line}interface: eth0
 priority: {priority}
-admin: {{listen: "{HOSTS[name]}:9100", token_file: {token}}}
+admin: {{listen: "{HOSTS[name]}:{ADMIN_PORT}", token_file: {token}, tls: {tls_admin}}}
 """)
     return cluster, node
 

@@ -32,12 +32,32 @@ class HostPort:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. ``client`` bounds header reception and keep-alive idleness."""
+    """Seconds, with HAProxy's names. ``client``: the client's inactivity while floatgate
+    waits for its bytes (request body) or for it to read (response); ``http_request``:
+    the whole request header section (unset: ``client``); ``http_keep_alive``: idleness
+    between requests (unset: ``http_request``); ``tunnel``: idleness of a WebSocket or
+    ``mode tcp`` stream (unset: ``client``); ``server``, ``connect``, ``queue``: towards
+    the servers."""
 
     connect: float = 5.0
     client: float = 30.0
     server: float = 30.0
     queue: float = 5.0
+    http_request: float | None = None
+    http_keep_alive: float | None = None
+    tunnel: float | None = None
+
+    @property
+    def request_headers(self) -> float:
+        return self.http_request if self.http_request is not None else self.client
+
+    @property
+    def keep_alive(self) -> float:
+        return self.http_keep_alive if self.http_keep_alive is not None else self.request_headers
+
+    @property
+    def tunnel_idle(self) -> float:
+        return self.tunnel if self.tunnel is not None else self.client
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +189,18 @@ class VipConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SelfCheckConfig:
+    """The node's own end-to-end probe of each frontend (health means serving): every
+    ``interval``, a probe that must answer within ``timeout``; ``fall`` failures in a
+    row make the frontend (and so the node) unhealthy, ``rise`` successes healthy."""
+
+    interval: float = 0.15
+    timeout: float = 0.25
+    fall: int = 2
+    rise: int = 2
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     cluster: str
     frontends: tuple[FrontendConfig, ...]
@@ -176,6 +208,7 @@ class ClusterConfig:
     election: ElectionConfig = field(default_factory=ElectionConfig)
     vip: VipConfig | None = None
     shutdown_grace: float = 10.0
+    self_check: SelfCheckConfig = field(default_factory=SelfCheckConfig)
     source: str = "<memory>"
     certificates: dict[str, CertificateSource] = field(default_factory=dict)
     client_cas: dict[str, str] = field(default_factory=dict)
@@ -203,10 +236,26 @@ class EtcdConfig:
     password_file: str | None = None
 
 
+AdminVerify = Literal["none", "optional", "required"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminTls:
+    """``admin.tls``: the listener serves HTTPS with ``cert``/``key``; ``ca`` verifies
+    client certificates (``verify``) and, when this node talks to other nodes' admin
+    APIs, their server certificates (without ``ca``: the system's trust store)."""
+
+    cert: str
+    key: str
+    ca: str | None = None
+    verify: AdminVerify = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     listen: HostPort
     token_file: str | None = None
+    tls: AdminTls | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from node.config.errors import ConfigError
-from node.config.model import AdminConfig, EtcdConfig, EtcdTls, NodeConfig
+from node.config.model import (
+    AdminConfig,
+    AdminTls,
+    AdminVerify,
+    EtcdConfig,
+    EtcdTls,
+    HostPort,
+    NodeConfig,
+)
 from node.config.reader import Reader
+from node.tls.admin import admin_tls_problems
+
+LOOPBACK = "127.0.0.1"  # where a bare admin.listen port listens
+_VERIFY = ("none", "optional", "required")
 
 _TOP = {"name", "etcd", "interface", "admin", "secret_file", "data_dir", "priority", "log_format"}
 
@@ -81,8 +93,49 @@ def _etcd(r: Reader, value: Any) -> EtcdConfig:
 
 
 def _admin(r: Reader, value: Any) -> AdminConfig | None:
-    m = r.mapping(value, "admin", {"listen", "token_file"}, {"listen"})
-    listen = r.host_port(m, "listen", "admin")
+    m = r.mapping(value, "admin", {"listen", "token_file", "tls"}, {"listen"})
+    listen = _admin_listen(r, m)
+    tls = _admin_tls(r, m["tls"]) if "tls" in m else None
     if listen is None:
         return None
-    return AdminConfig(listen=listen, token_file=_optional_string(r, m, "token_file", "admin"))
+    token_file = _optional_string(r, m, "token_file", "admin")
+    return AdminConfig(listen=listen, token_file=token_file, tls=tls)
+
+
+def _admin_listen(r: Reader, m: Any) -> HostPort | None:
+    """``host:port``, or a bare port (``9100``, ``"9100"``, ``":9100"``): loopback only.
+    Listening on every address takes an explicit ``0.0.0.0:PORT`` or ``[::]:PORT``."""
+    value = m.get("listen")
+    if isinstance(value, int) and not isinstance(value, bool):
+        port = value
+    elif isinstance(value, str) and value.removeprefix(":").isdigit():
+        port = int(value.removeprefix(":"))
+    else:
+        return r.host_port(m, "listen", "admin")
+    if not 0 < port < 65536:
+        r.error("admin.listen", f"{value!r} is not a port (1-65535) or host:port")
+        return None
+    return HostPort(LOOPBACK, port)
+
+
+def _admin_tls(r: Reader, value: Any) -> AdminTls | None:
+    before = len(r.errors)
+    m = r.mapping(value, "admin.tls", {"cert", "key", "ca", "verify"}, {"cert", "key"})
+    verify = r.string(m, "verify", "admin.tls", "none")
+    if verify not in _VERIFY:
+        r.error("admin.tls.verify", f"must be none, optional or required, not {verify!r}")
+        verify = "none"
+    tls = AdminTls(
+        cert=r.string(m, "cert", "admin.tls"),
+        key=r.string(m, "key", "admin.tls"),
+        ca=_optional_string(r, m, "ca", "admin.tls"),
+        verify=cast(AdminVerify, verify),
+    )
+    if tls.verify != "none" and tls.ca is None:
+        r.error("admin.tls.ca", f"is required with verify: {tls.verify} (the CA that signs "
+                                "client certificates)")  # fmt: skip
+    if len(r.errors) > before:
+        return None
+    for error in admin_tls_problems(tls):
+        r.error(*error)
+    return tls if len(r.errors) == before else None

@@ -157,10 +157,17 @@ def write_dev_ca(out: Path, names: tuple[str, ...], kind: KeyKind = "ecdsa") -> 
     return paths
 
 
-def write_etcd_pki(out: Path, members: dict[str, str], clients: tuple[str, ...]) -> list[Path]:
+def write_etcd_pki(
+    out: Path,
+    members: dict[str, str],
+    clients: tuple[str, ...],
+    admins: dict[str, str] | None = None,
+) -> list[Path]:
     """An etcd CA, one certificate per member (its address as SAN; server and client
-    use, for clients and peers) and one client certificate per name: ca.pem,
-    <member>.pem/.key, <client>-client.pem/.key. Keys are 0600."""
+    use, for clients and peers), one client certificate per name, and for each node in
+    ``admins`` an admin API certificate (its address and name as SANs; server use for
+    its admin listener, client use towards the other nodes' listeners): ca.pem,
+    <member>.pem/.key, <client>-client.pem/.key, <node>-admin.pem/.key. Keys are 0600."""
     out.mkdir(parents=True, exist_ok=True)
     ca = issue("floatgate etcd CA", None, ca=True, days=3650)
     files = {"ca.pem": cert_pem(ca.cert), "ca.key": key_pem(ca.key)}
@@ -171,6 +178,10 @@ def write_etcd_pki(out: Path, members: dict[str, str], clients: tuple[str, ...])
         client = issue(name, ca, client=True, days=1825)
         files[f"{name}-client.pem"] = cert_pem(client.cert)
         files[f"{name}-client.key"] = key_pem(client.key)
+    for name, address in (admins or {}).items():
+        admin = issue(f"floatgate admin {name}", ca, names=(address, name), peer=True, days=1825)
+        files[f"{name}-admin.pem"], files[f"{name}-admin.key"] = (cert_pem(admin.cert),
+                                                                  key_pem(admin.key))  # fmt: skip
     paths = []
     for filename, data in files.items():
         path = out / filename

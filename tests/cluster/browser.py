@@ -25,8 +25,31 @@ class BrowserError(RuntimeError):
     pass
 
 
+def trust_keys_flag(*certs: Path) -> str:
+    """Chromium accepts the server certificates with these public keys
+    (--ignore-certificate-errors-spki-list: base64 SHA-256 of each SubjectPublicKeyInfo;
+    honoured with --user-data-dir, which Browser always gives): HTTPS to servers with a
+    private CA, without a certificate database to import the CA into, and without
+    ignoring certificate errors from anything else."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    pins = []
+    for path in certs:
+        key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+        der = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(der)
+        pins.append(base64.b64encode(digest.finalize()).decode())
+    return f"--ignore-certificate-errors-spki-list={','.join(pins)}"
+
+
 class Browser:
-    def __init__(self, chromium: str, prefix: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, chromium: str, prefix: tuple[str, ...] = (), flags: tuple[str, ...] = ()
+    ) -> None:
         self.profile = Path(tempfile.mkdtemp(prefix="floatgate-chromium-"))
         self.errors: list[str] = []
         self._answers: dict[int, dict[str, Any]] = {}
@@ -43,7 +66,7 @@ class Browser:
 
         self.log = self.profile / "chromium.log"
         self.proc = subprocess.Popen(
-            [*prefix, chromium, *FLAGS, f"--user-data-dir={self.profile / 'data'}"],
+            [*prefix, chromium, *FLAGS, *flags, f"--user-data-dir={self.profile / 'data'}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log.open("w"),
             preexec_fn=to_fds, close_fds=False,
         )  # fmt: skip

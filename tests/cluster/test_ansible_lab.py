@@ -41,7 +41,8 @@ def _recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def _status(lab: AnsibleLab, node: str) -> dict[str, object]:
-    out = lab.client("curl", "-s", "-m", "2", f"http://{HOSTS[node]}:9100/status").stdout
+    url = f"https://{HOSTS[node]}:9100/status"  # the role turns admin.tls on
+    out = lab.client(*lab.admin_curl(), "-s", "-m", "2", url).stdout
     try:
         data = json.loads(out)
     except ValueError:
@@ -66,11 +67,18 @@ def test_site_push_and_drill_playbooks_in_the_lab(alab: AnsibleLab) -> None:
     assert answer.stdout == "200", answer
     wait_for(lambda: _status(alab, "n2").get("role") == "standby", 20, "n2 to be standby")
     roles = {n: _status(alab, n).get("role") for n in ("n1", "n2")}
+    # the admin API speaks HTTPS only and wants a client certificate
+    plain = alab.client("curl", "-s", "-m", "2", f"http://{HOSTS['n1']}:9100/status")
+    assert not plain.stdout.startswith("{"), plain
+    anonymous = alab.client("curl", "-s", "-m", "2", "--cacert",
+                            str(alab.workdir / "files/etcd-pki/ca.pem"),
+                            f"https://{HOSTS['n1']}:9100/status")  # fmt: skip
+    assert anonymous.returncode != 0 and not anonymous.stdout, anonymous
     assert sorted(roles.values()) == ["active", "standby"], roles
     assert _revision(alab, "n1") == 1 and _revision(alab, "n2") == 1
     # the roles wrote secrets with tight modes
     config = alab.root("n1") / "etc/floatgate"
-    for secret in ("cluster.secret", "admin.token", "etcd/client.key"):
+    for secret in ("cluster.secret", "admin.token", "etcd/client.key", "admin/admin.key"):
         assert (config / secret).stat().st_mode & 0o777 == 0o600, secret
     assert (alab.root("etcd") / "etc/etcd/pki/etcd.key").stat().st_mode & 0o777 == 0o600
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, wait_for
+from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, admin_tls_yaml, admin_url, wait_for
 from node.bundle import secret as secret_file
 from node.tls.devca import cert_pem, issue, key_pem
 from tests.functional.pki import make_pki
@@ -70,12 +70,13 @@ class BundleLab:
         secret_file.generate(workdir / "cluster.secret")
         (workdir / "admin.token").write_text("bundle-lab-token\n")
         for name, priority in (("n1", 900), ("n2", 100)):
+            tls = admin_tls_yaml(self.lab.admin_pki, name)  # HTTPS: the token is sent
             (workdir / f"{name}.yaml").write_text(f"""
 name: {name}
 etcd: {{endpoints: ["http://{HOSTS["etcd"]}:2379"]}}
 interface: eth0
 priority: {priority}
-admin: {{listen: "{HOSTS[name]}:9100", token_file: {workdir / "admin.token"}}}
+admin: {{listen: "{HOSTS[name]}:9100", token_file: {workdir / "admin.token"}, tls: {tls}}}
 secret_file: {workdir / "cluster.secret"}
 data_dir: {workdir / f"data-{name}"}
 """)
@@ -83,6 +84,10 @@ data_dir: {workdir / f"data-{name}"}
     def client(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.lab.ns["client"], *argv], cwd=REPO,
                               capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    def admin(self, *argv: str, path: str, node: str) -> subprocess.CompletedProcess[str]:
+        """curl (options in ``argv``) a node's admin API over HTTPS, trusting the lab CA."""
+        return self.client(*self.lab.admin_curl(), *argv, admin_url(node, path))
 
     def push(self, cert: str, ca: str, redirect_to: str, message: str) -> None:
         (self.certs / "cluster.yaml").write_text(cluster_yaml(cert, ca, redirect_to))
@@ -96,7 +101,7 @@ data_dir: {workdir / f"data-{name}"}
                        str(self.workdir / f"{name}.yaml"), "--cluster-name", "lab")  # fmt: skip
 
     def applied(self, name: str) -> Any:
-        out = self.client("curl", "-s", "-m", "2", f"http://{HOSTS[name]}:9100/status").stdout
+        out = self.admin("-s", "-m", "2", path="/status", node=name).stdout
         try:
             return json.loads(out).get("bundle", {}).get("revision")
         except ValueError:
@@ -192,7 +197,7 @@ def test_bundles_survive_a_failover_and_roll_back(blab: BundleLab) -> None:
 def check_scrape_against_dashboard(blab: BundleLab) -> None:
     """The active's /metrics after all this (TLS, bundles, a takeover) passes promtool,
     and every metric the Grafana dashboard queries is one the node really exports."""
-    scrape = blab.client("curl", "-sf", "-m", "5", f"http://{HOSTS['n2']}:9100/metrics")
+    scrape = blab.admin("-sf", "-m", "5", path="/metrics", node="n2")
     assert scrape.returncode == 0, scrape.stderr
     text = scrape.stdout
     promtool = require_tool("promtool", "prometheus")
@@ -243,21 +248,21 @@ def test_a_stale_node_is_reported_refused_as_successor_and_takes_over_late(
                        "--node", str(blab.workdir / "n1.yaml"), "-m", "B: port 8444")  # fmt: skip
     assert done.returncode == 0, done.stderr
     wait_for(lambda: blab.applied("n1") == 2, 20, "n1 to apply revision 2")
-    n1 = json.loads(blab.client("curl", "-s", f"http://{HOSTS['n1']}:9100/status").stdout)
+    n1 = json.loads(blab.admin("-s", path="/status", node="n1").stdout)
     assert n1["bundle"]["restart_needed"] == ["election"], n1["bundle"]
-    n1_metrics = blab.client("curl", "-s", f"http://{HOSTS['n1']}:9100/metrics").stdout
+    n1_metrics = blab.admin("-s", path="/metrics", node="n1").stdout
     assert "floatgate_bundle_restart_needed 1.0" in n1_metrics
     assert "restarts (restart nodes one at a time)" in blab.lab.log("n1")
 
     def n2_bundle() -> dict[str, Any]:
-        out = blab.client("curl", "-s", "-m", "2", f"http://{HOSTS['n2']}:9100/status").stdout
+        out = blab.admin("-s", "-m", "2", path="/status", node="n2").stdout
         return json.loads(out).get("bundle", {})  # type: ignore[no-any-return]
 
     wait_for(lambda: n2_bundle().get("failures") == 1, 20, "n2 to refuse revision 2")
     bundle = n2_bundle()
     assert bundle["revision"] == 1 and bundle["current"] == 2 and bundle["uptodate"] is False
     assert "8444" in bundle["error"]
-    metrics = blab.client("curl", "-s", "-m", "2", f"http://{HOSTS['n2']}:9100/metrics").stdout
+    metrics = blab.admin("-s", "-m", "2", path="/metrics", node="n2").stdout
     for line in ("floatgate_bundle_uptodate 0.0", "floatgate_bundle_apply_failures_total 1.0",
                  'floatgate_bundle_revision_info{revision="1"} 1.0'):  # fmt: skip
         assert line in metrics, line
@@ -266,9 +271,9 @@ def test_a_stale_node_is_reported_refused_as_successor_and_takes_over_late(
     assert "STALE" in status.stdout, status.stdout
 
     for target in ("?to=n2", ""):  # named, or "the best standby": there is none
-        refused = blab.client("curl", "-s", "-m", "3", "-X", "POST", "-w", "\n%{http_code}",
-                              "-H", "Authorization: Bearer bundle-lab-token",
-                              f"http://{HOSTS['n1']}:9100/switchover{target}")  # fmt: skip
+        refused = blab.admin("-s", "-m", "3", "-X", "POST", "-w", "\n%{http_code}",
+                             "-H", "Authorization: Bearer bundle-lab-token",
+                             path=f"/switchover{target}", node="n1")  # fmt: skip
         body, code = refused.stdout.rsplit("\n", 1)
         assert code == "409" and "STALE" in json.loads(body)["error"], refused.stdout
     assert blab.lab.holders() == ["n1"]  # nothing changed

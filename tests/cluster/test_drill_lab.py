@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from deploy.lab.netlab import SwitchedLab, wait_for
+from deploy.lab.netlab import SwitchedLab, admin_url, wait_for
 from tests.cluster.labkit import running_cluster
 from tests.lab import REPO, cluster_lab_marks
 
@@ -92,9 +92,7 @@ def _standby_again(lab: SwitchedLab, node: str) -> bool:
 
 
 def _status(lab: SwitchedLab, node: str) -> str:
-    from deploy.lab.netlab import HOSTS
-
     return subprocess.run(
-        ["ip", "netns", "exec", lab.ns["client"], "curl", "-s", "-m", "2",
-         f"http://{HOSTS[node]}:9100/status"], capture_output=True, text=True, timeout=10,
+        ["ip", "netns", "exec", lab.ns["client"], *lab.admin_curl(), "-s", "-m", "2",
+         admin_url(node, "/status")], capture_output=True, text=True, timeout=10,
     ).stdout  # fmt: skip

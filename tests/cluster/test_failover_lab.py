@@ -16,6 +16,7 @@ import pytest
 from deploy.lab.netlab import (
     HOSTS,
     SwitchedLab,
+    admin_url,
     wait_for,
 )
 from tests.cluster.labkit import Monitor, cli, probe, running_cluster
@@ -137,8 +138,10 @@ def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
     to the standby. A SYN retransmit is allowed (3 s client timeout). Known gap: an
     exchange that straddles the VIP removal can be lost (at most one here; the issue's
     target is zero)."""
-    status = cli(cluster, "status", "--admin", f"{HOSTS['n1']}:9100",
-                  "--admin", f"{HOSTS['n2']}:9100", "--json")  # fmt: skip
+    # --admin given bare (host:port) or with its scheme names the member that
+    # advertises it (https://...): two nodes, not a third "unreachable" one
+    bare = admin_url("n2").removeprefix("https://")
+    status = cli(cluster, "status", "--admin", admin_url("n1"), "--admin", bare, "--json")
     assert status.returncode == 0, status.stderr
     document = json.loads(status.stdout)
     assert document["leader"]["name"] == "n1"
@@ -179,9 +182,10 @@ def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
 
 
 def _admin(lab: SwitchedLab, node: str, path: str, *curl: str) -> tuple[int, dict[str, object]]:
+    """curl a node's admin API over HTTPS (the lab CA): (HTTP status, JSON body)."""
     out = subprocess.run(
-        ["ip", "netns", "exec", lab.ns["client"], "curl", "-s", "-m", "3", "-w", "\n%{http_code}",
-         *curl, f"http://{HOSTS[node]}:9100{path}"],
+        ["ip", "netns", "exec", lab.ns["client"], *lab.admin_curl(), "-s", "-m", "3",
+         "-w", "\n%{http_code}", *curl, admin_url(node, path)],
         capture_output=True, text=True, timeout=10,
     ).stdout.rsplit("\n", 1)  # fmt: skip
     return int(out[1]), json.loads(out[0] or "{}")

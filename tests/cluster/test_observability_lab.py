@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.lab.netlab import HOSTS, SwitchedLab, wait_for
-from tests.cluster.browser import Browser
+from deploy.lab.netlab import HOSTS, NODES, SwitchedLab, admin_url, wait_for
+from tests.cluster.browser import Browser, trust_keys_flag
 from tests.cluster.labkit import running_cluster
 from tests.lab import REPO, cluster_lab_marks
 from tests.tools import require_tool
@@ -36,8 +36,8 @@ def cluster() -> Iterator[SwitchedLab]:
 
 def _metrics(lab: SwitchedLab, node: str) -> dict[str, float]:
     out = subprocess.run(
-        ["ip", "netns", "exec", lab.ns["client"], "curl", "-sf", "-m", "3",
-         f"http://{HOSTS[node]}:9100/metrics"],
+        ["ip", "netns", "exec", lab.ns["client"], *lab.admin_curl(), "-sf", "-m", "3",
+         admin_url(node, "/metrics")],
         capture_output=True, text=True, timeout=10,
     ).stdout  # fmt: skip
     values = {}
@@ -65,9 +65,11 @@ def test_status_page_follows_a_failover_without_errors(cluster: SwitchedLab) -> 
     assert old_token > 0
     assert _metrics(cluster, "n2")["floatgate_fencing_token"] == old_token  # as n2 sees it
 
-    browser = Browser(chromium, ("ip", "netns", "exec", cluster.ns["client"]))
+    pki = cluster.admin_pki  # the admin listeners serve HTTPS with the lab CA's certificates
+    trust = trust_keys_flag(*(pki / f"{node}-admin.pem" for node in NODES))
+    browser = Browser(chromium, ("ip", "netns", "exec", cluster.ns["client"]), (trust,))
     try:
-        browser.open(f"http://{HOSTS['n2']}:9100/")
+        browser.open(admin_url("n2", "/"))
         wait_for(lambda: _role(_rows(browser, "nodes"), "n1") == "active"
                  and _role(_rows(browser, "nodes"), "n2") == "standby", 30,
                  "the page to show n1 active and n2 standby")  # fmt: skip
@@ -123,6 +125,8 @@ global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 rule_files: ["{rules}"]
 scrape_configs:
   - job_name: floatgate
+    scheme: https
+    tls_config: {{ca_file: "{cluster.admin_pki / "ca.pem"}"}}
     static_configs:
       - targets: ["{HOSTS["n1"]}:9100", "{HOSTS["n2"]}:9100"]
         labels: {{cluster: lab}}
