@@ -28,6 +28,7 @@ from node.proxy.accesslog import AccessEntry
 
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 HANDSHAKE_RESULTS = ("ok", "failed", "timeout", "aborted")
+CLIENT_TIMEOUTS = ("http_request", "client", "tunnel")  # keep-alive ends are not errors
 # Backend response times: 1 ms .. 30 s (HAProxy's Tr); takeovers: 50 ms .. 30 s.
 RESPONSE_BUCKETS = (
     0.001,
@@ -67,6 +68,9 @@ class FrontendMeters:
     bytes_out: int = 0
     request_errors: int = 0
     handshakes: dict[str, int] = field(default_factory=lambda: _zeros(HANDSHAKE_RESULTS))
+    timeouts: dict[str, int] = field(default_factory=lambda: _zeros(CLIENT_TIMEOUTS))
+    client_aborts: int = 0
+    accept_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -181,7 +185,28 @@ class Meters(Collector):
             "TLS handshakes on a frontend, by result",
             labels=["frontend", "result"],
         )
+        timeouts = CounterMetricFamily(
+            "floatgate_frontend_client_timeouts",
+            "Client connections ended by a deadline, by timeout (http_request: headers; "
+            "client: request body or reading the response; tunnel: idle WebSocket/tcp)",
+            labels=["frontend", "timeout"],
+        )
+        aborts = CounterMetricFamily(
+            "floatgate_frontend_client_aborts",
+            "Requests the client abandoned before its response was complete (HAProxy: cli_abrt)",
+            labels=front,
+        )
+        accept_errors = CounterMetricFamily(
+            "floatgate_frontend_accept_errors",
+            "Accepted connections that failed before they could be served (e.g. reset at "
+            "once), accept() errors, and accept-loop restarts",
+            labels=front,
+        )
         for name, m in sorted(self.frontends.items()):
+            for timeout, count in m.timeouts.items():
+                timeouts.add_metric([name, timeout], count)
+            aborts.add_metric([name], m.client_aborts)
+            accept_errors.add_metric([name], m.accept_errors)
             for code, count in m.requests.items():
                 requests.add_metric([name, code], count)
             connections.add_metric([name], m.connections)
@@ -191,6 +216,7 @@ class Meters(Collector):
             for result, count in m.handshakes.items():
                 handshakes.add_metric([name, result], count)
         yield from (requests, connections, bytes_in, bytes_out, errors, handshakes)
+        yield from (timeouts, aborts, accept_errors)
         responses = CounterMetricFamily(
             "floatgate_backend_http_responses",
             "Responses from a backend's servers, by status class",

@@ -32,6 +32,7 @@ from node.config.model import (
     HostPort,
     Mode,
     Network,
+    SelfCheckConfig,
     ServerConfig,
     SniRoute,
     Timeouts,
@@ -42,9 +43,18 @@ from node.config.rules import parse_rules
 
 _TOP = {
     "cluster", "election", "vip", "defaults", "frontends", "backends", "shutdown_grace",
+    "self_check",
     "certificates", "client_cas", "crls",
 }  # fmt: skip
-_TIMEOUT_KEYS = {"connect", "client", "server", "queue"}
+_TIMEOUT_KEYS = {
+    "connect",
+    "client",
+    "server",
+    "queue",
+    "http_request",
+    "http_keep_alive",
+    "tunnel",
+}
 _BALANCE = ("roundrobin", "leastconn", "source", "uri")
 _METHOD_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NO_ADDRESS = HostPort("", 0)  # placeholder while collecting errors; never returned
@@ -123,6 +133,7 @@ class _Parser:
             election=self.election(top.get("election", {})),
             vip=self.vip(top["vip"]) if "vip" in top else None,
             shutdown_grace=r.duration(top, "shutdown_grace", "", 10.0, low=0.0),
+            self_check=self.self_check(top.get("self_check", {})),
             source=r.source,
         )
 
@@ -135,7 +146,19 @@ class _Parser:
             client=self.r.duration(m, "client", path, base.client),
             server=self.r.duration(m, "server", path, base.server),
             queue=self.r.duration(m, "queue", path, base.queue),
+            http_request=self._optional_duration(m, "http_request", path, base.http_request),
+            http_keep_alive=self._optional_duration(
+                m, "http_keep_alive", path, base.http_keep_alive
+            ),
+            tunnel=self._optional_duration(m, "tunnel", path, base.tunnel),
         )
+
+    def _optional_duration(
+        self, m: Any, key: str, path: str, default: float | None
+    ) -> float | None:
+        if key not in m:
+            return default
+        return self.r.duration(m, key, path, default or 1.0)
 
     def frontend(
         self, value: Any, path: str, base: Timeouts, backend_names: set[str]
@@ -419,6 +442,16 @@ class _Parser:
                 return low, high
         self.r.error(path, f"{text!r} is not a status or range like 200-399")
         return 200, 399
+
+    def self_check(self, value: Any) -> SelfCheckConfig:
+        r = self.r
+        m = r.mapping(value, "self_check", {"interval", "timeout", "fall", "rise"})
+        return SelfCheckConfig(
+            interval=r.duration(m, "interval", "self_check", 0.15, low=0.05),
+            timeout=r.duration(m, "timeout", "self_check", 0.25, low=0.05),
+            fall=r.integer(m, "fall", "self_check", 2, 1, 100),
+            rise=r.integer(m, "rise", "self_check", 2, 1, 100),
+        )
 
     def election(self, value: Any) -> ElectionConfig:
         r = self.r

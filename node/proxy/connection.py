@@ -23,6 +23,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestPayloadError
 
 from node.config.model import ClientAuthConfig
+from node.proxy.errors import ClientTimeout
 from node.tls.peer import ClientIdentity, client_cert_headers, client_identity
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ log = logging.getLogger("floatgate.listener")
 
 IDLE, READING, BUSY = 0, 1, 2
 _PIPELINE_PAUSE, _PIPELINE_RESUME = 32, 16
+_UPGRADE_TAIL_LIMIT = 1 << 16  # bytes held behind an upgrade request until its 101
 
 
 def error_head(status: int, text: str, close: bool = True, head_only: bool = False) -> bytes:
@@ -93,6 +95,9 @@ class ClientConnection(BaseProtocol):
         self._cert_headers: list[tuple[bytes, bytes]] | None = None
         self._identity: ClientIdentity | None = None
         self._meters = listener.proxy.route.access.meters.frontend(frontend.name)
+        self.last_read = self.since  # the client's last byte (progress of a request body)
+        self.last_write = self.since  # the last byte relayed to the client (tunnels)
+        self.write_paused_since: float | None = None  # the client stopped reading
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -117,18 +122,23 @@ class ClientConnection(BaseProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._meters.bytes_in += len(data)
+        if data:
+            self.last_read = time.monotonic()
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
         if self.upgraded:
             self.upgrade_tail += data
+            if len(self.upgrade_tail) > _UPGRADE_TAIL_LIMIT and self.transport is not None:
+                self.transport.pause_reading()  # resumed once the tunnel is open
             return
         if self.phase == IDLE and data:
             self.phase = READING
-            self.since = self.request_started = time.monotonic()
+            self.since = self.request_started = self.last_read
         try:
             messages, upgraded, tail = self.parser.feed_data(data)
         except HttpProcessingError as exc:
+            self._fail_bodies(exc)
             self.queue.append((_ParseFailure(exc), EMPTY_PAYLOAD))
             self.transport.pause_reading()  # type: ignore[union-attr]
         else:
@@ -147,7 +157,30 @@ class ClientConnection(BaseProtocol):
         if self.tunnel is not None:
             self.tunnel.client_eof()
             return True  # keep our half open for the server's remaining bytes
+        if self._body_incomplete():
+            return False  # input ended inside a request body: it can never complete
+        if self.phase != READING and (self.queue or self.task is not None):
+            # A half-closed client still gets the answers to what it asked (as with
+            # HAProxy); the connection closes after them.
+            self.closing = True
+            return True
         return False
+
+    def _body_incomplete(self) -> bool:
+        payloads = [p for _, p in self.queue]
+        if self._current_payload is not None:
+            payloads.append(self._current_payload)
+        return any(p is not EMPTY_PAYLOAD and not p.is_eof() for p in payloads)
+
+    def _fail_bodies(self, exc: BaseException) -> None:
+        """A parse error inside a body: the request it belongs to fails now (400), not
+        after a timeout, and what was forwarded of it is cut."""
+        payloads = [p for _, p in self.queue]
+        if self._current_payload is not None:
+            payloads.append(self._current_payload)
+        for payload in payloads:
+            if payload is not EMPTY_PAYLOAD and not payload.is_eof():
+                payload.set_exception(exc)
 
     def identity(self) -> ClientIdentity:
         """What this TLS client proved (computed once per connection)."""
@@ -173,6 +206,15 @@ class ClientConnection(BaseProtocol):
     async def drain(self) -> None:
         if self.writing_paused:
             await self._drain_helper()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.write_paused_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.write_paused_since = None
+        self.last_write = time.monotonic()
 
     async def _serve(self) -> None:
         try:
@@ -200,6 +242,9 @@ class ClientConnection(BaseProtocol):
                 self.served += 1
                 self.since = time.monotonic()
                 self.request_started = None
+        except ConnectionError as exc:  # the client went away: an ordinary event
+            log.debug("%s: client %s left: %r", self.listener.name, self.remote, exc)
+            self.abort()
         except Exception:
             log.exception("%s: unexpected error serving %s", self.listener.name, self.remote)
             self.abort()
@@ -234,15 +279,48 @@ class ClientConnection(BaseProtocol):
         without sending anything (a fresh connection's request is about to arrive)."""
         return self.phase == IDLE and (self.served > 0 or now - self.since > 0.05)
 
-    def expire(self, now: float, limit: float) -> None:
-        """Close the connection if it has been idle or sending headers for too long."""
-        if self.phase == BUSY or self.tunnel is not None or now - self.since < limit:
+    def expire(self, now: float) -> None:
+        """The sweeper's deadline check (every phase of a connection has one)."""
+        timeouts = self.listener.proxy.route.frontend.timeouts
+        transport = self.transport
+        if transport is None:
             return
-        if self.phase == READING and self.transport is not None:
-            self.transport.write(error_head(408, "Request Timeout"))
-            log.info("%s: client %s too slow to send request headers: 408",
-                     self.listener.name, self.remote)  # fmt: skip
-        self.close()
+        if self.tunnel is not None:
+            if now - max(self.last_read, self.last_write) >= timeouts.tunnel_idle:
+                self._expired("tunnel", "idle tunnel")
+                self.close()
+            return
+        if self.phase == IDLE:
+            limit = timeouts.keep_alive if self.served else timeouts.request_headers
+            if now - self.since >= limit:
+                self.close()  # nothing was asked: close quietly, as HAProxy does
+            return
+        if self.phase == READING:
+            if now - self.since >= timeouts.request_headers:
+                self._expired("http_request", "too slow to send its request headers: 408")
+                transport.write(error_head(408, "Request Timeout"))
+                self.close()
+            return
+        # BUSY: the client must keep sending its body and keep reading its answer.
+        paused = self.write_paused_since
+        if paused is not None and now - paused >= timeouts.client:
+            self._expired("client", "stopped reading its response")
+            self.abort()
+            return
+        payload = self._current_payload
+        if (
+            payload is not None
+            and not payload.is_eof()
+            and payload.exception() is None
+            and not self._reading_paused  # a full buffer waits for the server, not the client
+            and now - self.last_read >= timeouts.client
+        ):
+            self._expired("client", "stopped sending its request body")
+            payload.set_exception(ClientTimeout(f"no body bytes for {timeouts.client:g}s"))
+
+    def _expired(self, timeout: str, what: str) -> None:
+        self._meters.timeouts[timeout] = self._meters.timeouts.get(timeout, 0) + 1
+        log.info("%s: client %s %s (timeout.%s)", self.listener.name, self.remote, what, timeout)
 
 
 def _too_long(exc: LineTooLong, uri_limit: int) -> tuple[int, str]:

@@ -49,3 +49,10 @@ class BadResponse(ProxyError):
 
 class ListenError(Exception):
     """A frontend cannot bind or listen on its address."""
+
+
+class ClientTimeout(ProxyError):
+    """The client made no progress sending its request body for ``timeout.client``."""
+
+    status = 408
+    message = "Request Timeout"

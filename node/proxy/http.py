@@ -21,7 +21,13 @@ from node.proxy.connection import ClientConnection, error_head
 
 if TYPE_CHECKING:
     from node.proxy.listener import Listener
-from node.proxy.errors import BadResponse, ConnectFailed, ProxyError, ServerTimeout
+from node.proxy.errors import (
+    BadResponse,
+    ClientTimeout,
+    ConnectFailed,
+    ProxyError,
+    ServerTimeout,
+)
 from node.proxy.headers import (
     IDEMPOTENT_METHODS,
     UnsupportedCoding,
@@ -34,7 +40,7 @@ from node.proxy.headers import (
     is_websocket_upgrade,
     serialize,
 )
-from node.proxy.pool import BackendPool, Server
+from node.proxy.pool import BackendPool, Server, ServerSlot
 from node.proxy.proxyproto import encode as encode_proxy_header
 from node.proxy.rules import Decision, RequestFacts, evaluate
 from node.proxy.tunnel import open_tunnel
@@ -50,6 +56,7 @@ log = logging.getLogger("floatgate.proxy")
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_PROBE_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
 # Client-certificate headers are floatgate's to set: whatever a client sends is removed.
 CLIENT_CERT_HEADERS = frozenset(
     {b"x-ssl-client-verify", b"x-ssl-client-subject", b"x-ssl-client-issuer",
@@ -88,6 +95,7 @@ class Route:
     access: AccessLog
     tls: FrontendTlsRuntime | None = None
     pools: Mapping[str, BackendPool] = field(default_factory=dict)  # for use_backend
+    probe_path: str = ""  # the node's own self-check request (node.proxy.selfcheck)
 
 
 class ClientBodyError(Exception):
@@ -106,6 +114,9 @@ class HttpProxy:
     ) -> bool:
         """Serve one request; True if the client connection may serve another."""
         route = self.route
+        if route.probe_path and message.path == route.probe_path:
+            conn.write(_PROBE_ANSWER)  # the node's self-check: answered here, not logged
+            return False
         major, minor = message.version
         entry = AccessEntry(
             started=conn.request_started or time.monotonic(),
@@ -122,14 +133,19 @@ class HttpProxy:
             entry.termination = type(exc).__name__
             entry.status = exc.status
             log.debug("%s %s: %s", route.frontend.name, message.path, exc)
-            keep = keep and exc.status not in (400, 501) and not entry.close_client
-            if entry.bytes_out == 0 and not entry.response_started:
+            keep = keep and exc.status not in (400, 408, 501) and not entry.close_client
+            if conn.transport is None or conn.transport.is_closing():
+                entry.termination = "ClientAborted"  # nobody is left to answer
+                route.access.meters.frontend(route.frontend.name).client_aborts += 1
+                keep = False
+            elif entry.bytes_out == 0 and not entry.response_started:
                 head_only = message.method == "HEAD"
                 conn.write(error_head(exc.status, exc.message, close=not keep, head_only=head_only))
             else:
                 keep = False
         except ConnectionError:
             entry.termination = "ClientAborted"
+            route.access.meters.frontend(route.frontend.name).client_aborts += 1
             keep = False
         except Exception:
             log.exception("internal error while proxying %s", entry.request_line)
@@ -165,7 +181,8 @@ class HttpProxy:
         if not path.startswith("/"):
             path = _origin_form(path)
         host = header_value(raw, b"host")
-        websocket = conn.upgraded and is_websocket_upgrade(raw)
+        # RFC 9110 section 7.8: Upgrade in an HTTP/1.0 request is ignored.
+        websocket = conn.upgraded and is_websocket_upgrade(raw) and message.version >= (1, 1)
         drop = _DROP_UPSTREAM if not websocket else CLIENT_CERT_HEADERS
         headers = end_to_end(raw, drop)
         if route.tls is not None and route.tls.client_auth:
@@ -205,15 +222,15 @@ class HttpProxy:
         head = serialize(f"{message.method} {path} HTTP/1.1".encode("latin-1"), headers)
         # Ambiguous requests reach a server at most once, whatever their method.
         replayable = message.method in IDEMPOTENT_METHODS and body.stream is None and not one_shot
-        upstream, server = await self._send(
+        upstream, slot = await self._send(
             pool, message.method, head, body, replayable, key, entry, preamble
         )
         complete = False
         try:
             complete = await self._relay_response(conn, message, upstream, entry)
         finally:
-            server.connections.release(upstream.protocol, reusable=complete and not one_shot)
-            pool.release(server)
+            slot.server.connections.release(upstream.protocol, reusable=complete and not one_shot)
+            slot.release()
         return complete and not one_shot
 
     def _redirect(
@@ -244,24 +261,24 @@ class HttpProxy:
         key: str,
         entry: AccessEntry,
     ) -> bool:
-        server = await pool.acquire(key)
-        entry.server = server.name
-        head = serialize(f"{message.method} {path} HTTP/1.1".encode("latin-1"), headers)
-        address = (server.config.address.host, server.config.address.port)
-        try:
-            entry.response_started = True
-            entry.status, entry.bytes_out = await open_tunnel(
-                conn, address, _proxy_preamble(pool, conn) + head, pool.config.timeouts, pool.tls
-            )
-        except ConnectError as exc:
-            entry.response_started = False
-            pool.connect_failed(server, str(exc))
-            raise ConnectFailed(f"{pool.name}/{server.name}: {exc}") from exc
-        except ProxyError:
-            entry.response_started = False
-            raise
-        finally:
-            pool.release(server)
+        async with await pool.acquire(key) as slot:
+            server = slot.server
+            entry.server = server.name
+            head = serialize(f"{message.method} {path} HTTP/1.1".encode("latin-1"), headers)
+            address = (server.config.address.host, server.config.address.port)
+            try:
+                entry.response_started = True
+                entry.status, entry.bytes_out = await open_tunnel(
+                    conn, address, _proxy_preamble(pool, conn) + head, pool.config.timeouts,
+                    pool.tls,
+                )  # fmt: skip
+            except ConnectError as exc:
+                entry.response_started = False
+                pool.connect_failed(server, str(exc))
+                raise ConnectFailed(f"{pool.name}/{server.name}: {exc}") from exc
+            except ProxyError:
+                entry.response_started = False
+                raise
         return False
 
     async def _request_body(
@@ -284,6 +301,8 @@ class HttpProxy:
             # Chunked: parse what has already arrived before any server is contacted, so
             # a malformed chunk in the first segment is refused with nothing forwarded.
             first = await payload.readany()
+        except ClientTimeout:
+            raise
         except Exception as exc:
             raise BadRequest(f"request body: {exc}") from exc
         if payload.is_eof():
@@ -300,14 +319,16 @@ class HttpProxy:
         key: str,
         entry: AccessEntry,
         preamble: bytes = b"",
-    ) -> tuple[UpstreamResponse, Server]:
-        retries = pool.config.retries
+    ) -> tuple[UpstreamResponse, ServerSlot]:
+        """Send the request to a server (retrying where that is safe); returns the
+        response head and the slot it holds, which the caller releases."""
         exclude: Server | None = None
         attempt = 0
         fresh = False
         while True:
             queued = time.monotonic()
-            server = await pool.acquire(key, exclude)
+            slot = await pool.acquire(key, exclude)
+            server = slot.server
             entry.wait_queue += time.monotonic() - queued
             entry.server = server.name
             sent = time.monotonic()
@@ -315,38 +336,56 @@ class HttpProxy:
                 upstream = await server.connections.exchange(
                     method, head, body, fresh=fresh, preamble=preamble
                 )
-            except ConnectError as exc:
-                pool.release(server)
-                pool.connect_failed(server, str(exc))
+            except BaseException as exc:
+                slot.release()
                 entry.retries = attempt
-                if attempt < retries:
-                    attempt += 1
-                    exclude = server
-                    continue
-                raise ConnectFailed(f"{pool.name}/{server.name}: {exc}") from exc
-            except StaleConnection as exc:
-                pool.release(server)
-                if replayable and not fresh:  # the server closed an idle connection
+                retry = self._after_failure(exc, pool, server, replayable, fresh, attempt)
+                if retry == "fresh":
                     fresh = True
                     continue
-                raise BadResponse(f"{pool.name}/{server.name}: {exc}") from exc
-            except ClientBodyError as exc:
-                pool.release(server)
-                raise BadRequest(f"request body: {exc.__cause__!r}") from exc
-            except aiohttp.SocketTimeoutError as exc:
-                pool.release(server)
-                raise ServerTimeout(f"{pool.name}/{server.name}: {exc}") from exc
-            except (aiohttp.ClientError, ConnectionError, HttpProcessingError) as exc:
-                pool.release(server)
-                if replayable and attempt < retries:
-                    attempt += 1
-                    continue
-                raise BadResponse(f"{pool.name}/{server.name}: {exc!r}") from exc
+                attempt += 1
+                exclude = server if retry == "other" else exclude
+                continue
             pool.connect_succeeded(server)
             entry.connect = upstream.connect_seconds
             entry.response = time.monotonic() - sent - entry.connect
             entry.retries = attempt
-            return upstream, server
+            return upstream, slot
+
+    @staticmethod
+    def _after_failure(
+        exc: BaseException,
+        pool: BackendPool,
+        server: Server,
+        replayable: bool,
+        fresh: bool,
+        attempt: int,
+    ) -> str:
+        """What to do after a failed exchange: "other" (retry on another server),
+        "same" (retry), "fresh" (replay on a new connection), or raise the error the
+        client is answered with."""
+        retries = pool.config.retries
+        where = f"{pool.name}/{server.name}"
+        if isinstance(exc, ConnectError):
+            pool.connect_failed(server, str(exc))
+            if attempt < retries:
+                return "other"
+            raise ConnectFailed(f"{where}: {exc}") from exc
+        if isinstance(exc, StaleConnection):
+            if replayable and not fresh:  # the server closed an idle connection
+                return "fresh"
+            raise BadResponse(f"{where}: {exc}") from exc
+        if isinstance(exc, ClientBodyError):
+            if isinstance(exc.__cause__, ClientTimeout | ConnectionError):
+                raise exc.__cause__
+            raise BadRequest(f"request body: {exc.__cause__!r}") from exc
+        if isinstance(exc, aiohttp.SocketTimeoutError | TimeoutError):
+            raise ServerTimeout(f"{where}: {exc or 'no progress'}") from exc
+        if isinstance(exc, aiohttp.ClientError | ConnectionError | HttpProcessingError):
+            if replayable and attempt < retries:
+                return "same"
+            raise BadResponse(f"{where}: {exc!r}") from exc
+        raise exc
 
     async def _relay_response(
         self,

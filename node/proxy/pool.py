@@ -51,11 +51,35 @@ class Server:
         return self.config.maxconn == 0 or self.active < self.config.maxconn
 
 
+class ServerSlot:
+    """One taken place on a server (counted against its ``maxconn``). Every holder ends
+    with ``release()``, which frees the place exactly once however often it is called,
+    or uses the slot as an ``async with`` guard."""
+
+    __slots__ = ("_pool", "_released", "server")
+
+    def __init__(self, pool: BackendPool, server: Server) -> None:
+        self._pool = pool
+        self.server = server
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._pool._free(self.server)
+
+    async def __aenter__(self) -> ServerSlot:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 @dataclass(eq=False, slots=True)
 class _Waiter:
     key: str
     exclude: Server | None
-    future: asyncio.Future[Server] = field(
+    future: asyncio.Future[ServerSlot] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -149,8 +173,10 @@ class BackendPool:
             return picked
         return None
 
-    async def acquire(self, key: str, exclude: Server | None = None) -> Server:
-        """Take a slot on a server, waiting in the queue while every up server is full."""
+    async def acquire(self, key: str, exclude: Server | None = None) -> ServerSlot:
+        """Take a slot on a server, waiting in the queue while every up server is full.
+        A caller cancelled while queued holds nothing, even if a server was assigned
+        to it in the same instant."""
         if not self._queue:
             picked = self._select(key, exclude)
             if isinstance(picked, Server):
@@ -163,26 +189,33 @@ class BackendPool:
             raise QueueFull(self.name, len(self._queue))
         waiter = _Waiter(key, exclude)
         self._queue.append(waiter)
+        taken = False
         try:
             async with asyncio.timeout(self.config.timeouts.queue):
-                return await waiter.future
+                slot = await waiter.future
+            taken = True
+            return slot
         except TimeoutError:
             raise QueueTimeout(self.name, self.config.timeouts.queue) from None
         finally:
-            if not waiter.future.done():
-                waiter.future.cancel()
+            future = waiter.future
+            if not future.done():
+                future.cancel()
+            elif not taken and not future.cancelled() and future.exception() is None:
+                future.result().release()  # assigned, but the caller is gone
             try:
                 self._queue.remove(waiter)
             except ValueError:
                 pass
 
-    def _take(self, server: Server) -> Server:
+    def _take(self, server: Server) -> ServerSlot:
         server.active += 1
         server.total += 1
         self.in_flight += 1
-        return server
+        return ServerSlot(self, server)
 
-    def release(self, server: Server) -> None:
+    def _free(self, server: Server) -> None:
+        """Only ServerSlot.release calls this."""
         server.active -= 1
         self.in_flight -= 1
         self._serve_queue()

@@ -21,7 +21,7 @@ from node.proxy.accesslog import AccessEntry, AccessLog
 from node.proxy.clienthello import MalformedHello, NotTls, parse_client_hello
 from node.proxy.connection import BUSY, READING
 from node.proxy.errors import ProxyError
-from node.proxy.pool import BackendPool, Server
+from node.proxy.pool import BackendPool, Server, ServerSlot
 from node.proxy.proxyproto import encode as encode_proxy_header
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ class TcpClient(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         self.entry: AccessEntry | None = None
-        self._slot: tuple[BackendPool, Server] | None = None
+        self._slot: ServerSlot | None = None  # released in _done, whatever happens
+        self._connecting: asyncio.Task[None] | None = None
 
     # -- client side -------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class TcpClient(asyncio.Protocol):
             frontend=self.route.frontend.name, backend=pool.name,
             request_line=f"TLS sni={hello_sni or '-'}", mode="tcp",
         )  # fmt: skip
-        asyncio.get_running_loop().create_task(self._connect(pool))
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(pool))
 
     def eof_received(self) -> bool:
         if self.state != RELAY:
@@ -158,6 +159,8 @@ class TcpClient(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.transport = None
+        if self._connecting is not None:
+            self._connecting.cancel()  # a client that leaves while queued frees its place
         if self.server is not None and self.server.transport is not None:
             self.server.transport.close()
         self._done(exc)
@@ -174,15 +177,24 @@ class TcpClient(asyncio.Protocol):
     # -- server side -------------------------------------------------------------------
 
     async def _connect(self, pool: BackendPool) -> None:
+        try:
+            await self._connect_server(pool)
+        finally:
+            self._connecting = None
+            if self.transport is None:
+                self._done(None)  # the client left meanwhile: free whatever was taken
+
+    async def _connect_server(self, pool: BackendPool) -> None:
         loop = asyncio.get_running_loop()
         exclude: Server | None = None
         assert self.entry is not None
         for attempt in range(pool.config.retries + 1):
             try:
-                server = await pool.acquire(self.remote, exclude)
+                self._slot = slot = await pool.acquire(self.remote, exclude)
             except ProxyError as exc:
                 self._refuse(str(exc))
                 return
+            server = slot.server
             self.entry.server = server.name
             address = server.config.address
             started = time.monotonic()
@@ -192,14 +204,14 @@ class TcpClient(asyncio.Protocol):
                         lambda: TcpServerSide(self), address.host, address.port
                     )
             except (OSError, TimeoutError) as exc:
-                pool.release(server)
+                slot.release()
+                self._slot = None
                 pool.connect_failed(server, str(exc) or type(exc).__name__)
                 self.entry.retries = attempt
                 exclude = server
                 continue
             self.entry.connect = time.monotonic() - started
             pool.connect_succeeded(server)
-            self._slot = (pool, server)
             if self.transport is None:  # the client left while we connected
                 side.transport.close()  # type: ignore[union-attr]
                 return
@@ -249,8 +261,7 @@ class TcpClient(asyncio.Protocol):
 
     def _done(self, exc: BaseException | None) -> None:
         if self._slot is not None:
-            pool, server = self._slot
-            pool.release(server)
+            self._slot.release()
             self._slot = None
         if self.entry is not None:
             self.entry.finished = time.monotonic()
@@ -274,10 +285,17 @@ class TcpClient(asyncio.Protocol):
         """A passthrough stream has no exchange boundaries floatgate can see."""
         return False
 
-    def expire(self, now: float, limit: float) -> None:
-        """Sweeper: hello_timeout before a route is chosen, ``timeout.client`` idleness after."""
-        allowed = self.route.frontend.hello_timeout if self.state == HELLO else limit
+    def expire(self, now: float) -> None:
+        """Sweeper: hello_timeout before a route is chosen, ``timeout.tunnel`` idleness
+        once relaying (waiting for a server is bounded by timeout.queue/connect)."""
+        if self.state == CONNECTING:
+            return
+        frontend = self.route.frontend
+        allowed = frontend.hello_timeout if self.state == HELLO else frontend.timeouts.tunnel_idle
         if now - self.since >= allowed:
+            if self.state == RELAY:
+                meters = self.route.access.meters.frontend(frontend.name)
+                meters.timeouts["tunnel"] += 1
             self._refuse("ClientHello timeout" if self.state == HELLO else "idle timeout")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from node.config.model import Timeouts
@@ -68,6 +69,7 @@ class Tunnel:
                 if not data:
                     break
                 self.client.write(data)
+                self.client.last_write = time.monotonic()
                 sent += len(data)
                 await self.client.drain()
         except ConnectionError:
@@ -96,8 +98,9 @@ async def open_tunnel(
     except (OSError, TimeoutError) as exc:
         raise ConnectError(str(exc) or type(exc).__name__) from exc
     try:
-        writer.write(head + bytes(client.upgrade_tail))
-        client.upgrade_tail.clear()
+        # Nothing follows the upgrade request until the server agrees (101): bytes the
+        # client sent behind it are held, and dropped if the server refuses.
+        writer.write(head)
         try:
             async with asyncio.timeout(timeouts.server):
                 response_head = await reader.readuntil(b"\r\n\r\n")
@@ -111,6 +114,7 @@ async def open_tunnel(
         status = int(parts[1])
         client.write(response_head)
         if status != 101:  # refused: relay the answer's body (if it declares one) and end
+            client.upgrade_tail.clear()  # not a tunnel: what followed is never forwarded
             length = _content_length(response_head)
             body = b""
             if length:
@@ -124,6 +128,8 @@ async def open_tunnel(
         if client.upgrade_tail:  # bytes that arrived while we waited for the answer
             tunnel.from_client(bytes(client.upgrade_tail))
             client.upgrade_tail.clear()
+        if client.transport is not None and not client.transport.is_closing():
+            client.transport.resume_reading()  # paused if the held bytes grew too many
         relay = asyncio.ensure_future(tunnel.server_to_client())
         await asyncio.wait({relay, tunnel.done}, return_when=asyncio.FIRST_COMPLETED)
         sent = relay.result() if relay.done() else 0

@@ -152,7 +152,7 @@ class ServerConnections:
             max_headers=256,
         )
         try:
-            await _write_request(protocol, preamble + head, body)
+            await _write_request(protocol, preamble + head, body, self.timeouts.server)
             protocol.start_timeout()
             message, payload = await protocol.read()
             while 100 <= message.code < 200 and message.code != 101:  # 103 Early Hints...
@@ -178,7 +178,11 @@ class ServerConnections:
         )
 
 
-async def _write_request(protocol: ResponseHandler, head: bytes, body: RequestBody) -> None:
+async def _write_request(
+    protocol: ResponseHandler, head: bytes, body: RequestBody, server_timeout: float
+) -> None:
+    """Write one request; a server that stops reading the body for ``server_timeout``
+    raises TimeoutError."""
     transport = protocol.transport
     if transport is None or transport.is_closing():
         raise aiohttp.ServerDisconnectedError()
@@ -196,6 +200,7 @@ async def _write_request(protocol: ResponseHandler, head: bytes, body: RequestBo
         else:
             transport.write(chunk)
         if protocol.writing_paused:
-            await protocol._drain_helper()
+            async with asyncio.timeout(server_timeout):
+                await protocol._drain_helper()
     if body.chunked:
         transport.write(b"0\r\n\r\n")
