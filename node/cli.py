@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     drill = commands.add_parser("drill", help="fail over on purpose and measure what clients saw")
     drill.add_argument("--node", type=Path, required=True, help="node.yaml (etcd, token)")
     drill.add_argument("--cluster-name", required=True)
-    scenarios = ("switchover", "kill-active", "freeze-active", "isolate-active")
+    from node.drill import SCENARIOS as scenarios
+
     drill.add_argument("--scenario", required=True, choices=scenarios)
     drill.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
     drill.add_argument("--url", help="what to probe (default: http://VIP:<http frontend port>/)")
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="an etcd member and its address (repeat)")  # fmt: skip
     etcd_pki.add_argument("--client", action="append", default=[], metavar="NAME",
                           help="a client certificate: a node, an operator (repeat)")  # fmt: skip
+    etcd_pki.add_argument("--admin", action="append", default=[], metavar="NAME=ADDRESS",
+                          help="an admin API certificate for a node and the address of its "
+                               "admin listener (admin.tls; repeat)")  # fmt: skip
     inspect = certs_commands.add_parser("inspect", help="show and check a PEM bundle")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--key", type=Path, help="key file, if not in the bundle")
@@ -305,10 +309,11 @@ def _certs(args: argparse.Namespace) -> int:
         from node.tls.devca import write_etcd_pki
 
         members = dict(m.split("=", 1) for m in args.member if "=" in m)
-        if len(members) != len(args.member):
-            print("floatgate: --member takes NAME=ADDRESS", file=sys.stderr)
+        admins = dict(a.split("=", 1) for a in args.admin if "=" in a)
+        if len(members) != len(args.member) or len(admins) != len(args.admin):
+            print("floatgate: --member and --admin take NAME=ADDRESS", file=sys.stderr)
             return 2
-        written = write_etcd_pki(args.out, members, tuple(args.client))
+        written = write_etcd_pki(args.out, members, tuple(args.client), admins)
         print(f"wrote an etcd PKI into {args.out}: {', '.join(p.name for p in written)}")
         print("Keep ca.key offline; keys are mode 0600.")
         return 0

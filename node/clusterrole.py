@@ -15,11 +15,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from election.decide import Me
 from election.errors import ElectionError
 from election.etcd import EtcdElection
+from node.adminclient import AdminClient, AdminClientError, PlainTokenRefused, advertised_address
 from node.admintoken import read_token
 from node.config.model import ClusterConfig, NodeConfig
 from node.etcdaccess import EtcdAccessError, etcd_access
@@ -97,11 +96,15 @@ class ClusterRole:
         self.election.on_yield(self._yield_to)
         self._tasks: list[asyncio.Task[None]] = []
         self._hold_off_until = 0.0  # after a switchover: do not campaign before this
+        self._stepping_down = False  # VIP released (or being released) before a resign
+        self.last_handover_reason: str | None = None
 
     async def _ask_peers(self, seconds: float) -> bool:
         """etcd_loss: failsafe. Every other member known from etcd must promise, over
         its admin API, not to campaign for ``seconds`` (granted only by a node that
-        cannot reach etcd either). Any refusal, silence or missing token: False."""
+        cannot reach etcd either). Any refusal, silence, missing token, or a peer that
+        could only be asked over plain HTTP (the token would cross the network in
+        clear: see node.adminclient): False."""
         token = self._admin_token
         peers = [m for m in self.election.known_members if m.name != self.node.name]
         if token is None:
@@ -109,20 +112,25 @@ class ClusterRole:
         addresses = [m.payload.get("admin") for m in peers]
         if not all(isinstance(a, str) for a in addresses):
             return False  # a peer that cannot be asked cannot promise
-        timeout = aiohttp.ClientTimeout(total=0.45)  # peers try etcd for 0.25 s first
-        auth = {"Authorization": f"Bearer {token}"}
         params = {"leader": self.node.name, "seconds": str(seconds)}
 
-        async def ask(session: aiohttp.ClientSession, address: str) -> bool:
+        async def ask(client: AdminClient, address: str) -> bool:
             try:
-                url = f"http://{address}/failsafe"
-                async with session.post(url, headers=auth, params=params) as reply:
-                    return reply.status == 200
-            except (aiohttp.ClientError, TimeoutError):
+                reply = await client.post(address, "/failsafe", params)
+            except PlainTokenRefused as exc:
+                log.warning("failsafe: cannot ask %s for a promise: %s", address, exc)
                 return False
+            except AdminClientError:
+                return False
+            return reply.status == 200
 
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            answers = await asyncio.gather(*(ask(session, str(a)) for a in addresses))
+        try:  # peers try etcd for 0.25 s first
+            client = AdminClient.for_node(self.node, token, timeout=0.45)
+        except AdminClientError as exc:
+            log.warning("failsafe: cannot ask the other members for a promise: %s", exc)
+            return False
+        async with client:
+            answers = await asyncio.gather(*(ask(client, str(a)) for a in addresses))
         return all(answers)
 
     def _claimed(self, announced: float) -> None:
@@ -158,8 +166,10 @@ class ClusterRole:
         return max(0.0, self.election.state.lease.remaining(now))
 
     def _payload(self) -> dict[str, Any]:
+        """``admin``: ``https://host:port`` with admin.tls, else ``host:port`` (plain
+        HTTP, what older nodes advertise and read)."""
         admin = self.node.admin
-        payload: dict[str, Any] = {"admin": str(admin.listen) if admin else None,
+        payload: dict[str, Any] = {"admin": advertised_address(admin) if admin else None,
                                    "pid": os.getpid()}  # fmt: skip
         if self.bundles is not None:
             payload["bundle_revision"] = (self.bundles.applied or {}).get("revision")
@@ -168,19 +178,58 @@ class ClusterRole:
     def _vip_deadline(self) -> float | None:
         return self.election.deadline() if self.election.is_leader() else None
 
-    def healthy(self) -> bool:
-        """Listeners bound, configuration loaded, enough healthy backends (and not in
-        the hold-off that follows a switchover away from this node)."""
-        if time.monotonic() < self._hold_off_until or not self.plane.listeners:
-            return False
+    def unhealthy_reason(self) -> str | None:
+        """None when this node can serve; else the reason. Serving means: listeners
+        bound and every frontend answering its own end-to-end probe (see
+        node.proxy.selfcheck), configuration loaded, enough healthy backends, and not in
+        the hold-off that follows a switchover away from this node."""
+        if time.monotonic() < self._hold_off_until:
+            return "holding off after a switchover"
+        if not self.plane.listeners:
+            return "no listener is open"
+        problems = self.plane.frontend_problems()
+        if problems:
+            return "; ".join(f"frontend {name} cannot serve: {why}"
+                             for name, why in sorted(problems.items()))  # fmt: skip
         up = sum(pool.usable_count() for pool in self.plane.pools.values())
-        return up >= self.config.election.min_healthy_backends
+        wanted = self.config.election.min_healthy_backends
+        if up < wanted:
+            return f"{up} healthy servers, {wanted} needed (election.min_healthy_backends)"
+        return None
+
+    def healthy(self) -> bool:
+        return self.unhealthy_reason() is None
+
+    def _election_health(self) -> bool:
+        """What the election sees. While this node leads, the role itself hands over
+        an unhealthy seat in order (VIP first, then the lease: see _watch_health), so
+        the election loop must not revoke the lease under a VIP that is still up."""
+        return self.election.is_leader() or self.healthy()
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self.election.run(self.healthy)),
+            asyncio.create_task(self.election.run(self._election_health)),
             asyncio.create_task(self.vip.run()),
+            asyncio.create_task(self._watch_health()),
         ]
+
+    async def _watch_health(self) -> None:
+        """An active that cannot serve hands over as in a planned switchover: hold new
+        connections, finish in-flight ones, remove the VIP, then resign."""
+        while True:
+            await asyncio.sleep(0.05)
+            try:
+                reason = self.unhealthy_reason()
+                if reason is None or not self.election.is_leader() or self._stepping_down:
+                    continue
+                if reason == "holding off after a switchover":
+                    continue  # a switchover in progress resigns by itself
+                self.last_handover_reason = reason
+                log.error("%s cannot serve (%s): handing over to a standby", self.node.name,
+                          reason, extra={"event": "unhealthy_handover"})  # fmt: skip
+                await self._step_down(quiet_limit=0.2)  # a broken frontend never gets quiet
+            except Exception:  # the watcher must outlive its own surprises
+                log.exception("health watcher failed; continuing")
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -196,6 +245,8 @@ class ClusterRole:
             "leader_fencing_token": leader.fencing_token if leader else None,
             "lease_remaining": round(self.lease_remaining(), 3),
             "healthy": self.healthy(),
+            "unhealthy_reason": self.unhealthy_reason(),
+            "last_handover_reason": self.last_handover_reason,
             "decision": self.election.last_decision.reason,
             "etcd_reachable": self.election.view is not None,
             "members": [
@@ -243,13 +294,24 @@ class ClusterRole:
             except ElectionError as exc:
                 raise SwitchoverError(str(exc)) from exc
         self._hold_off_until = time.monotonic() + (hold_off or 2 * self.election.ttl)
-        try:
-            await self._release_quietly()
-        finally:
-            self.plane.hold_new(False)  # standby again: ready for a later takeover
-        await self.election.resign()
+        await self._step_down()
         log.info("switchover: VIP removed and lease resigned; standby for a while")
         return f"VIP removed and lease resigned: {to or 'the best standby'} takes over"
+
+    async def _step_down(self, quiet_limit: float = 0.5) -> None:
+        """Invariant 8, going down: hold new connections, finish in-flight ones, remove
+        the VIP, then resign; the VIP task starts again only once the lease is gone,
+        so it cannot re-add the VIP in between."""
+        self._stepping_down = True
+        try:
+            try:
+                await self._release_quietly(quiet_limit)
+            finally:
+                self.plane.hold_new(False)  # standby again: ready for a later takeover
+            await self.election.resign()
+        finally:
+            self._tasks[1] = asyncio.create_task(self.vip.run())
+            self._stepping_down = False
 
     async def _release_quietly(self, limit: float = 0.5) -> None:
         """Remove the VIP at a moment no client exchange is cut short: new connections
@@ -261,17 +323,18 @@ class ClusterRole:
         while not self.plane.quiet() and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
         self.plane.close_idle()
-        _, vip_task = self._tasks
+        vip_task = self._tasks[1]
         vip_task.cancel()
         await asyncio.gather(vip_task, return_exceptions=True)
-        try:
-            await self.vip.release()
-        finally:
-            self._tasks[1] = asyncio.create_task(self.vip.run())
+        await self.vip.release()
 
     async def hand_over(self) -> None:
         """SIGTERM: hold new connections, remove the VIP once in-flight exchanges are
         done, resign (the caller then drains and exits)."""
+        watcher = self._tasks[2]
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        self._stepping_down = True
         if self.election.is_leader():
             try:
                 await self._release_quietly()

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ log = logging.getLogger("floatgate.daemon")
 
 
 class ParserCheckError(RuntimeError):
-    """aiohttp is running with its pure-Python HTTP parser."""
+    """aiohttp cannot run the data plane: its pure-Python HTTP parser, or too old."""
 
 
 def require_c_parser() -> None:
@@ -48,6 +48,36 @@ def require_c_parser() -> None:
             "the C extension is missing). floatgate refuses to run on it: reinstall aiohttp "
             "from a wheel for this platform and unset AIOHTTP_NO_EXTENSIONS."
         )
+
+
+AIOHTTP_MINIMUM = (3, 14)  # the data plane uses aiohttp internals tested on this series
+
+
+def aiohttp_problem(version: str, response_params: Collection[str]) -> str | None:
+    """Why this aiohttp cannot run floatgate's data plane (None: it can)."""
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        found = (0, 0)
+    wanted = ".".join(map(str, AIOHTTP_MINIMUM))
+    if found < AIOHTTP_MINIMUM or "max_headers" not in response_params:
+        return (
+            f"floatgate needs aiohttp {wanted} or newer (below 4), found {version}: "
+            f"install it with: pip install 'aiohttp>={wanted},<4'"
+        )
+    return None
+
+
+def require_aiohttp() -> None:
+    import inspect
+
+    import aiohttp
+    from aiohttp.client_proto import ResponseHandler
+
+    params = inspect.signature(ResponseHandler.set_response_params).parameters
+    problem = aiohttp_problem(aiohttp.__version__, params)
+    if problem is not None:
+        raise ParserCheckError(problem)
 
 
 def install_event_loop_policy() -> str:
@@ -195,6 +225,7 @@ class Daemon:
             data["cluster"] = plane.config.cluster
             data["backends"] = server_table(list(plane.pools.values()))
             data["frontends"] = frontend_table(plane, self.meters)
+            data["frontend_problems"] = plane.frontend_problems()
         return data
 
     async def _reload_loop(self) -> None:
@@ -222,6 +253,7 @@ def run_standalone(
     cluster_path: Path, certs_dir: Path, access_log: bool = True, node: NodeConfig | None = None
 ) -> int:
     try:
+        require_aiohttp()
         require_c_parser()
         config, tls = load_all(cluster_path, certs_dir)
         if node is not None and node.etcd is not None:

@@ -14,12 +14,12 @@ from typing import Any
 
 import aiohttp
 
+from node.adminclient import AdminClient, AdminClientError, PlainTokenRefused
 from node.clusterctl import ClusterCtlError, read_election
 from node.config.model import NodeConfig
 from node.drillreport import NodeSample, Probe, double_holders, outage, verdict, vip_moved_at
-from node.peerstatus import fetch_status
 
-SCENARIOS = ("switchover", "kill-active", "freeze-active", "isolate-active")
+SCENARIOS = ("switchover", "kill-active", "freeze-active", "isolate-active", "stall-active")
 BASELINE = 2.0  # seconds of probes before the fault
 SETTLE = 1.0  # seconds of probes after recovery
 
@@ -65,9 +65,12 @@ async def run_drill(
     if old not in admins or len(admins) < 2:
         raise DrillFailed(f"need the active ({old}) and at least one standby registered with "
                           f"an admin address; members: {sorted(admins)}")  # fmt: skip
-    timeout = aiohttp.ClientTimeout(total=1.0)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        before = await _status(session, admins[old])
+    try:
+        client = AdminClient.for_node(node, plan.token, timeout=1.0)
+    except AdminClientError as exc:
+        raise DrillFailed(str(exc)) from exc
+    async with client:
+        before = await _status(client, admins[old])
         if before is None or before.get("role") != "active":
             raise DrillFailed(f"{old} does not answer as active on {admins[old]}")
         url = plan.url or _default_url(before)
@@ -79,14 +82,14 @@ async def run_drill(
             run.phase = name
             progress(_line(run, began))
 
-        sampler = asyncio.create_task(_sample(session, admins, run))
+        sampler = asyncio.create_task(_sample(client, admins, run))
         prober = asyncio.create_task(_probe(url, plan, run))
         ticker = asyncio.create_task(_report_progress(run, progress, began))
         try:
             await asyncio.sleep(BASELINE)
             phase(f"fault: {plan.scenario} on {old}")
             fault_at = time.monotonic()
-            await _inject(session, admins[old], plan)
+            await _inject(client, admins[old], plan)
             phase("waiting for another node to take over")
             recovered = await _wait_recovered(run, old, fault_at, plan.timeout)
             phase("settling")
@@ -108,28 +111,27 @@ def _default_url(status: dict[str, Any]) -> str:
     return f"http://{vip}:{port}/"
 
 
-async def _status(session: aiohttp.ClientSession, address: str) -> dict[str, Any] | None:
-    answer = await fetch_status(session, address, timeout=0.5)
+async def _status(client: AdminClient, address: str) -> dict[str, Any] | None:
+    answer = await client.status(address, timeout=0.5)
     return None if "error" in answer else answer
 
 
-async def _inject(session: aiohttp.ClientSession, address: str, plan: DrillPlan) -> None:
-    headers = {"Authorization": f"Bearer {plan.token}"}
+async def _inject(client: AdminClient, address: str, plan: DrillPlan) -> None:
     if plan.scenario == "switchover":
-        url, params = f"http://{address}/switchover", {}
+        path, params = "/switchover", {}
     else:
-        fault = {"kill-active": "exit", "freeze-active": "freeze",
-                 "isolate-active": "isolate"}[plan.scenario]  # fmt: skip
-        url, params = f"http://{address}/drill", {"fault": fault, "seconds": str(plan.seconds)}
+        fault = {"kill-active": "exit", "freeze-active": "freeze", "isolate-active": "isolate",
+                 "stall-active": "frontend-stall"}[plan.scenario]  # fmt: skip
+        path, params = "/drill", {"fault": fault, "seconds": str(plan.seconds)}
     try:
-        async with session.post(url, params=params, headers=headers,
-                                timeout=aiohttp.ClientTimeout(total=5)) as reply:  # fmt: skip
-            body = await reply.json(content_type=None)
-            if reply.status not in (200, 202):
-                reason = body.get("error") if isinstance(body, dict) else body
-                raise DrillFailed(f"{address} refused the fault: HTTP {reply.status}: {reason}")
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        reply = await client.post(address, path, params, timeout=5)
+    except PlainTokenRefused as exc:
+        raise DrillFailed(f"{address}: {exc}") from exc
+    except AdminClientError as exc:
         raise DrillFailed(f"could not reach {address} to inject the fault: {exc}") from exc
+    if reply.status not in (200, 202):
+        reason = reply.body.get("error") if isinstance(reply.body, dict) else reply.body
+        raise DrillFailed(f"{address} refused the fault: HTTP {reply.status}: {reason}")
 
 
 async def _probe(url: str, plan: DrillPlan, run: _Run) -> None:
@@ -164,9 +166,9 @@ async def _probe(url: str, plan: DrillPlan, run: _Run) -> None:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _sample(session: aiohttp.ClientSession, admins: dict[str, str], run: _Run) -> None:
+async def _sample(client: AdminClient, admins: dict[str, str], run: _Run) -> None:
     while True:
-        answers = await asyncio.gather(*(_status(session, a) for a in admins.values()))
+        answers = await asyncio.gather(*(_status(client, a) for a in admins.values()))
         now = time.monotonic()
         for name, answer in zip(admins, answers, strict=True):
             run.statuses[name] = answer or {"error": "unreachable"}

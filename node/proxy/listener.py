@@ -14,7 +14,7 @@ import logging
 import socket
 import ssl
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from node.config.model import HostPort
 from node.proxy.connection import BUSY, IDLE
@@ -25,6 +25,9 @@ from node.proxy.proxyproto import ProxyHeaderError, decode, needed
 from node.proxy.synfilter import accept_queue, hold_syns, release_syns
 from node.proxy.tcp import TcpProxy
 from node.tls.material import FrontendTlsRuntime
+
+if TYPE_CHECKING:
+    from node.metrics import FrontendMeters
 
 log = logging.getLogger("floatgate.listener")
 
@@ -42,7 +45,7 @@ class Served(Protocol):
 
     def close(self) -> None: ...
     def abort(self) -> None: ...
-    def expire(self, now: float, limit: float) -> None: ...
+    def expire(self, now: float) -> None: ...
     def quiet(self, now: float) -> bool: ...
 
 
@@ -54,10 +57,17 @@ class Listener:
         self._slot_freed = asyncio.Event()
         self._socket: socket.socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        # Handshakes run in their own tasks, bounded: a flood of half-open handshakes
-        # costs at most this many sockets and never blocks accepting.
-        self._handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
-        self._handshake_tasks: set[asyncio.Task[None]] = set()
+        # TLS handshakes and PROXY headers run in their own tasks, at most
+        # MAX_HANDSHAKES at once: past that the oldest is dropped (it is the likeliest
+        # to be a silent one), so a flood never blocks accepting.
+        self._handshake_tasks: dict[asyncio.Task[None], float] = {}
+        self.accept_failure: str | None = None  # why the accept loop last ended
+        # The node's own probes (node.proxy.selfcheck), by source address: accepted
+        # like any client, but not counted as one.
+        self.probes: set[tuple[str, int]] = set()
+        self.probes_accepted: set[tuple[str, int]] = set()
+        self._stalled_until = 0.0  # drill fault frontend-stall
+        self._stuck_since: float | None = None  # the loop is neither waiting nor done
 
     @property
     def name(self) -> str:
@@ -67,10 +77,14 @@ class Listener:
     def bind(self) -> HostPort:
         return self.proxy.route.frontend.bind
 
+    @property
+    def _meters(self) -> FrontendMeters:
+        return self.proxy.route.access.meters.frontend(self.name)
+
     def start(self) -> None:
         self._socket = open_socket(self.bind)
         self._tasks = [
-            asyncio.create_task(self._accept_loop(self._socket)),
+            asyncio.create_task(self._accepting(self._socket)),
             asyncio.create_task(self._sweep_loop()),
         ]
         log.info("frontend %s listening on %s", self.name, self.bind)
@@ -85,42 +99,113 @@ class Listener:
             self.connections.discard(conn)
             self._slot_freed.set()
 
+    def serving(self, stuck_after: float = 1.0) -> str | None:
+        """None while the frontend can accept; else why not (for the node's health):
+        the socket is closed, the accept loop ended, or the loop has been busy with one
+        connection (or stopped) for ``stuck_after`` seconds instead of accepting."""
+        if self._socket is None:
+            return "listener closed"
+        if self._socket.fileno() < 0:
+            return "listening socket closed"
+        if not self._tasks or self._tasks[0].done():
+            return f"accept loop ended: {self.accept_failure or 'unknown reason'}"
+        stuck = self._stuck_since
+        if stuck is not None and (held := time.monotonic() - stuck) >= stuck_after:
+            return f"not accepting for {held:.1f}s"
+        return None
+
+    def stall(self, seconds: float) -> None:
+        """Drill fault: stop accepting for ``seconds`` (connections wait in the backlog)."""
+        self._stalled_until = time.monotonic() + seconds
+        self._stuck_since = self._stuck_since or time.monotonic()
+
+    def close_socket(self) -> None:
+        """Drill fault: close the listening socket, as a bug in the process could."""
+        if self._socket is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.loop.remove_reader(self._socket.fileno())
+            self._socket.close()
+
+    async def _accepting(self, sock: socket.socket) -> None:
+        """Run the accept loop; a loop that ends anyway (a bug) is logged with its
+        reason, counted and restarted."""
+        while True:
+            try:
+                await self._accept_loop(sock)
+                return  # it returns only once the listening socket is gone
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.accept_failure = f"{type(exc).__name__}: {exc}"
+                self._meters.accept_errors += 1
+                log.exception("frontend %s: accept loop failed (%s); restarting it",
+                              self.name, self.accept_failure)  # fmt: skip
+                if sock.fileno() < 0:
+                    return  # the socket is gone: nothing to restart on
+                await asyncio.sleep(0.1)
+
     async def _accept_loop(self, sock: socket.socket) -> None:
         while True:
             while len(self.connections) >= self.proxy.route.frontend.maxconn:
                 # Past maxconn, new clients wait in the kernel backlog, as with HAProxy.
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+            while (pause := self._stalled_until - time.monotonic()) > 0:
+                await asyncio.sleep(pause)  # drill: a frontend that stopped accepting
+            self._stuck_since = None
             try:
-                client, _ = await self.loop.sock_accept(sock)
+                client, address = await self.loop.sock_accept(sock)
+                self._stuck_since = time.monotonic()  # until it waits again
             except OSError as exc:
+                if sock.fileno() < 0:
+                    self.accept_failure = "the listening socket was closed"
+                    log.error("frontend %s: %s: not accepting any more", self.name,
+                              self.accept_failure)  # fmt: skip
+                    return
+                self._meters.accept_errors += 1
                 log.error("frontend %s: accept failed: %s; retrying", self.name, exc)
                 await asyncio.sleep(0.1)
                 continue
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.proxy.route.access.meters.frontend(self.name).connections += 1
-            tls = self.proxy.route.tls
-            frontend = self.proxy.route.frontend
-            peer = client.getpeername()[0]
-            if tls is None and not frontend.accept_proxy:
-                try:
-                    await self.loop.connect_accepted_socket(
-                        lambda: self.proxy.new_protocol(self), client
-                    )
-                except OSError:
-                    client.close()
-                continue
-            # TLS handshakes and PROXY headers run in their own tasks, bounded: a flood
-            # of half-open connections costs at most MAX_HANDSHAKES sockets and never
-            # blocks accepting.
-            await self._handshakes.acquire()
-            expect_header = is_trusted(peer, frontend.accept_proxy)
-            task = asyncio.create_task(self._start(client, tls, expect_header))
-            self._handshake_tasks.add(task)
-            task.add_done_callback(self._handshake_tasks.discard)
+            probe = False
+            if self.probes and tuple(address[:2]) in self.probes:
+                self.probes_accepted.add(tuple(address[:2]))
+                probe = True
+            else:
+                self._meters.connections += 1
+            try:
+                await self._serve_accepted(client, probe)
+            except Exception as exc:  # contained: one connection never ends the loop
+                # e.g. the peer reset it before it could be served (getpeername: ENOTCONN)
+                self._meters.accept_errors += 1
+                log.debug("frontend %s: accepted connection failed at once: %r", self.name, exc)
+                client.close()
+
+    async def _serve_accepted(self, client: socket.socket, probe: bool = False) -> None:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = self.proxy.route.tls
+        frontend = self.proxy.route.frontend
+        if tls is None and not frontend.accept_proxy:
+            await self.loop.connect_accepted_socket(lambda: self.proxy.new_protocol(self), client)
+            return
+        peer = client.getpeername()[0]
+        if len(self._handshake_tasks) >= MAX_HANDSHAKES:
+            oldest = next(iter(self._handshake_tasks))
+            self._handshake_tasks.pop(oldest)
+            oldest.cancel()
+        expect_header = not probe and is_trusted(peer, frontend.accept_proxy)
+        task = asyncio.create_task(self._start(client, tls, expect_header, probe))
+        self._handshake_tasks[task] = time.monotonic()
+        task.add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, task: asyncio.Task[None]) -> None:
+        self._handshake_tasks.pop(task, None)
 
     async def _start(
-        self, client: socket.socket, tls: FrontendTlsRuntime | None, expect_header: bool
+        self,
+        client: socket.socket,
+        tls: FrontendTlsRuntime | None,
+        expect_header: bool,
+        probe: bool = False,
     ) -> None:
         try:
             source = await self._proxy_header(client) if expect_header else None
@@ -133,7 +218,11 @@ class Listener:
             if tls is None:
                 await self.loop.connect_accepted_socket(factory, client)
             else:
-                handshakes = self.proxy.route.access.meters.frontend(self.name).handshakes
+                handshakes = (
+                    self._meters.handshakes
+                    if not probe
+                    else dict.fromkeys(("ok", "failed", "timeout", "aborted"), 0)
+                )
                 try:
                     await self.loop.connect_accepted_socket(
                         factory,
@@ -148,8 +237,9 @@ class Listener:
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, ProxyHeaderError) as exc:
             log.debug("frontend %s: connection start failed: %r", self.name, exc)
             client.close()
-        finally:
-            self._handshakes.release()
+        except asyncio.CancelledError:
+            client.close()  # dropped for a newer handshake, or the listener stopped
+            raise
 
     async def _proxy_header(self, client: socket.socket) -> tuple[str, int] | None:
         """Consume exactly one PROXY header (peek, then read its length) and return
@@ -181,21 +271,28 @@ class Listener:
 
     async def _sweep_loop(self) -> None:
         while True:
-            limit = self.proxy.route.frontend.timeouts.client
-            await asyncio.sleep(min(1.0, limit / 4))
+            timeouts = self.proxy.route.frontend.timeouts
+            shortest = min(timeouts.client, timeouts.request_headers, timeouts.keep_alive,
+                           timeouts.tunnel_idle)  # fmt: skip
+            await asyncio.sleep(min(1.0, max(0.02, shortest / 4)))
             now = time.monotonic()
             for conn in list(self.connections):
-                conn.expire(now, limit)
+                try:
+                    conn.expire(now)
+                except Exception:  # one connection's surprise must not end the sweeps
+                    log.exception("frontend %s: deadline check failed", self.name)
+                    conn.abort()
 
     def hold_new(self, hold: bool) -> None:
         """While held, new SYNs are dropped (clients retransmit them), not refused."""
-        if self._socket is not None:
+        if self._socket is not None and self._socket.fileno() >= 0:
             (hold_syns if hold else release_syns)(self._socket)
 
     def quiet(self, now: float) -> bool:
         """Nothing waiting in the accept queue, no handshake in progress, and every
         connection between exchanges."""
-        if self._socket is not None and accept_queue(self._socket) > 0:
+        sock = self._socket
+        if sock is not None and sock.fileno() >= 0 and accept_queue(sock) > 0:
             return False
         return not self._handshake_tasks and all(c.quiet(now) for c in self.connections)
 

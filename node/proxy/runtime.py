@@ -14,6 +14,7 @@ from node.proxy.accesslog import AccessLog
 from node.proxy.http import HttpProxy, Route
 from node.proxy.listener import Listener
 from node.proxy.pool import BackendPool
+from node.proxy.selfcheck import SelfCheck, probe_path
 from node.proxy.tcp import TcpProxy, TcpRoute
 from node.tls.material import TlsMaterial
 
@@ -36,6 +37,8 @@ class DataPlane:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._rotation: asyncio.Task[None] | None = None
+        self.self_check = SelfCheck(config.self_check, probe_path())
+        self._checking: asyncio.Task[None] | None = None
 
     def _proxy(
         self, frontend: FrontendConfig, pools: dict[str, BackendPool], tls: TlsMaterial
@@ -46,7 +49,9 @@ class DataPlane:
             raise ValueError(f"frontend {frontend.name}: TLS material was not loaded")
         pool = pools[frontend.default_backend]
         tls_runtime = tls.frontends.get(frontend.name)
-        return HttpProxy(Route(frontend, pool, self.access, tls_runtime, pools))
+        return HttpProxy(
+            Route(frontend, pool, self.access, tls_runtime, pools, self.self_check.path)
+        )
 
     def _build_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:
         return {
@@ -68,6 +73,29 @@ class DataPlane:
             await self.stop(0.0)
             raise
         self._rotation = asyncio.create_task(self._rotate_ticket_keys())
+        self._checking = asyncio.create_task(self._check_frontends())
+
+    async def _check_frontends(self) -> None:
+        """Probe every frontend through its own listener, forever (health means
+        serving); transitions are logged."""
+        while True:
+            config = self.self_check.config = self.config.self_check
+            started = time.monotonic()
+            try:
+                for verdict in await self.self_check.run_once(list(self.listeners.values())):
+                    if verdict.serving:
+                        log.warning("frontend %s serves again: %s", verdict.frontend,
+                                    verdict.reason)  # fmt: skip
+                    else:
+                        log.error("frontend %s cannot serve: %s", verdict.frontend,
+                                  verdict.reason, extra={"event": "frontend_down"})  # fmt: skip
+            except Exception:  # the checker must outlive its own surprises
+                log.exception("frontend self-check failed; continuing")
+            await asyncio.sleep(max(0.01, config.interval - (time.monotonic() - started)))
+
+    def frontend_problems(self) -> dict[str, str]:
+        """Frontends that cannot serve now, with the reason (empty: all serve)."""
+        return self.self_check.problems(list(self.listeners.values()))
 
     async def _rotate_ticket_keys(self) -> None:
         """Swap each TLS frontend's contexts for fresh ones every ticket_rotation.
@@ -167,6 +195,8 @@ class DataPlane:
         """Stop accepting, let in-flight requests finish up to ``grace``, close all."""
         if self._rotation is not None:
             self._rotation.cancel()
+        if self._checking is not None:
+            self._checking.cancel()
         await asyncio.gather(*(listener.drain(grace) for listener in self.listeners.values()))
         self.listeners.clear()
         await asyncio.gather(*self._retired, return_exceptions=True)

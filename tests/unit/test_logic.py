@@ -142,3 +142,14 @@ def test_access_log_format() -> None:
                         bytes_out=512, wait_queue=0.001, connect=0.003, response=0.010,
                         finished=10.020)  # fmt: skip
     assert entry.format() == ('1.2.3.4 web app/s1 2/1/3/10/20 200 512 retries=0 - "GET / HTTP/1.1"')
+
+
+def test_aiohttp_too_old_is_refused_with_what_to_do() -> None:
+    from node.daemon import aiohttp_problem
+
+    assert aiohttp_problem("3.14.5", ["max_headers", "read_timeout"]) is None
+    assert aiohttp_problem("4.0.0a1", ["max_headers"]) is None
+    old = aiohttp_problem("3.10.11", ["read_timeout"])
+    assert old is not None and "needs aiohttp 3.14 or newer" in old and "found 3.10.11" in old
+    assert "pip install 'aiohttp>=3.14,<4'" in old
+    assert aiohttp_problem("3.14.0", ["read_timeout"]) is not None  # the API is what counts

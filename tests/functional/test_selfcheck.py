@@ -1,0 +1,100 @@
+"""Health means serving: each frontend is probed end to end through its own listener.
+A stalled or closed listener makes the node unhealthy (/readyz 503, /status names the
+frontend and the reason); probes are neither logged nor counted as clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from node.proxy.runtime import DataPlane
+from tests.conftest import cluster_yaml, free_port
+from tests.functional.pki import Pki
+from tests.hostile.kit import served
+
+
+async def _until(plane: DataPlane, want: bool, limit: float = 10.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if bool(plane.frontend_problems()) == want:
+            return time.monotonic() - started
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"frontend problems never became {want}: {plane.frontend_problems()}")
+
+
+async def test_a_stalled_frontend_is_unhealthy(backends: Any, proxy: Any) -> None:
+    backend = await backends("a")
+    port = free_port()
+    plane = await proxy(cluster_yaml(port, [backend.address]))
+    await asyncio.sleep(0.8)  # several probes went through
+    assert plane.frontend_problems() == {}
+    meters = plane.meters.frontend("web")
+    assert meters.connections == 0  # probes are not clients
+    assert not backend.requests  # answered by floatgate itself
+    listener = plane.listeners[("127.0.0.1", port)]
+    listener.stall(3.0)  # the accept loop stops: seen in-process, without a probe
+    took = await _until(plane, True)
+    assert "not accepting for" in plane.frontend_problems()["web"]
+    assert took < 3.0
+    await _until(plane, False)  # accepting again: serves again
+    await served(port)
+
+
+async def test_a_listener_that_drops_every_syn_fails_its_probe(
+    backends: Any, proxy: Any
+) -> None:
+    """Everything in the process looks fine, but no client gets through (here: the
+    handover SYN filter left on): only the end-to-end probe can tell."""
+    backend = await backends("a")
+    port = free_port()
+    plane = await proxy(cluster_yaml(port, [backend.address]))
+    listener = plane.listeners[("127.0.0.1", port)]
+    listener.hold_new(True)
+    try:
+        await _until(plane, True)
+        assert "no answer through 127.0.0.1" in plane.frontend_problems()["web"]
+        assert listener.serving() is None
+    finally:
+        listener.hold_new(False)
+    await _until(plane, False)
+
+
+async def test_a_closed_listener_counts_at_once(backends: Any, proxy: Any) -> None:
+    backend = await backends("a")
+    port = free_port()
+    plane = await proxy(cluster_yaml(port, [backend.address]))
+    listener = plane.listeners[("127.0.0.1", port)]
+    listener.close_socket()
+    assert plane.frontend_problems() == {"web": "listening socket closed"}
+
+
+async def test_tls_and_tcp_frontends_are_probed(backends: Any, proxy: Any, pki: Pki) -> None:
+    backend = await backends("a")
+    web, secure, passthrough = free_port(), free_port(), free_port()
+    text = f"""
+cluster: probes
+certificates: {{site: {pki.path("app.pem")}}}
+client_cas: {{root: {pki.path("ca.pem")}}}
+frontends:
+  - {{name: web, bind: "127.0.0.1:{web}", default_backend: app}}
+  - name: secure
+    bind: "127.0.0.1:{secure}"
+    default_backend: app
+    tls: {{certificates: [site], client_auth: {{ca: root, verify: required}}}}
+  - {{name: pass, bind: "127.0.0.1:{passthrough}", mode: tcp, default_backend: raw}}
+backends:
+  - name: app
+    servers: [{{name: s1, address: "{backend.address}"}}]
+  - name: raw
+    mode: tcp
+    servers: [{{name: r1, address: "{backend.address}"}}]
+"""
+    plane = await proxy(text, None)
+    await asyncio.sleep(0.8)
+    assert plane.frontend_problems() == {}
+    for key in (("127.0.0.1", secure), ("127.0.0.1", passthrough)):
+        plane.listeners[key].stall(2.0)
+    await _until(plane, True)
+    assert set(plane.frontend_problems()) == {"secure", "pass"}
+    assert plane.meters.frontend("secure").handshakes["aborted"] == 0  # probes not counted
