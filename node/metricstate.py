@@ -79,11 +79,18 @@ class StateCollector(Collector):
             "notAfter of each served certificate (Unix time)",
             labels=["certificate"],
         )
+        serving = GaugeMetricFamily(
+            "floatgate_frontend_serving",
+            "1 while the frontend answers its own end-to-end probe (health means serving)",
+            labels=["frontend"],
+        )
         if plane is not None:
+            problems = plane.frontend_problems()
             for listener in plane.listeners.values():
                 frontend = listener.proxy.route.frontend
                 sessions.add_metric([frontend.name], len(listener.connections))
                 limit.add_metric([frontend.name], frontend.maxconn)
+                serving.add_metric([frontend.name], 0 if frontend.name in problems else 1)
             for pool in plane.pools.values():
                 status.add_metric([pool.name], 1 if pool.usable_count() > 0 else 0)
                 up = [s for s in pool.servers if s.up]
@@ -99,6 +106,7 @@ class StateCollector(Collector):
         yield from (
             sessions,
             limit,
+            serving,
             status,
             active,
             backup,

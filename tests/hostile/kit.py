@@ -91,15 +91,16 @@ def wait_log(process: FloatgateProcess, text: str, timeout: float = NORMAL_TIMEO
     raise AssertionError(f"{text!r} not logged: {process.log.read_text()[-3000:]}")
 
 
-def metric(port: int, name: str) -> float:
-    """A sample's value from an admin /metrics (sum over label sets)."""
+def metric(port: int, name: str, label: str = "") -> float:
+    """A metric's value from an admin /metrics: the sum over its label sets (those with
+    ``label``, e.g. ``timeout="client"``, when given)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith((name + "{", name + " ")) and label in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 

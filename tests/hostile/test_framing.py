@@ -4,13 +4,14 @@ trailers, a client that leaves mid-request."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.conftest import cluster_yaml, free_port
 from tests.functional.rawhttp import RecordingBackend
-from tests.hostile.kit import alive, read_until_closed, served
+from tests.hostile.kit import alive, metric, read_until_closed, served
 
 
 async def test_bytes_behind_a_refused_upgrade_never_reach_the_server(
@@ -66,7 +67,7 @@ async def test_huge_chunk_extensions_and_trailers(backends: Any, floatgate_proce
 
 
 async def test_client_leaving_mid_request_is_an_ordinary_event(
-    backends: Any, floatgate_process: Any
+    backends: Any, floatgate_process: Any, tmp_path: Path
 ) -> None:
     """No traceback at ERROR: one line, and a counter."""
 
@@ -82,7 +83,10 @@ async def test_client_leaving_mid_request_is_an_ordinary_event(
     backend = await backends("a", slow)
     port = free_port()
     admin = free_port()
-    process = floatgate_process(cluster_yaml(port, [backend.address]))
+    node = tmp_path / "node.yaml"
+    node.write_text(f'name: n1\nadmin: {{listen: "127.0.0.1:{admin}"}}\n')
+    process = floatgate_process(cluster_yaml(port, [backend.address]),
+                                run_args=("--node", str(node)))  # fmt: skip
     process.wait_listening(port)
     for body in (b"", b"partial"):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -95,7 +99,7 @@ async def test_client_leaving_mid_request_is_an_ordinary_event(
         writer.transport.abort()
     await asyncio.sleep(0.5)
     alive(process)
-    del admin
     log = process.log.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert " ERROR " not in log, log[-3000:]
+    assert await asyncio.to_thread(metric, admin, "floatgate_frontend_client_aborts_total") == 2

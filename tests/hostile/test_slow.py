@@ -6,30 +6,53 @@ free again (servers have maxconn 1) and a normal client is served."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tests.conftest import cluster_yaml, free_port
-from tests.hostile.kit import alive, read_until_closed, served
+from tests.hostile.kit import alive, metric, read_until_closed, rss_kib, served
 
 SHORT = "    timeout: {http_request: 1s, client: 1s, server: 5s, queue: 20s}"
 
 
-async def _one_slot_proxy(backends: Any, floatgate_process: Any,
-                          handler: Any = None) -> tuple[int, Any, Any]:  # fmt: skip
-    backend = await backends("a", handler)
-    port = free_port()
-    text = cluster_yaml(port, [backend.address], frontend_extra=SHORT,
-                        server_extra=", maxconn: 1")  # fmt: skip
-    process = floatgate_process(text)
-    process.wait_listening(port)
-    return port, process, backend
+@pytest.fixture
+def one_slot(backends: Any, floatgate_process: Any, tmp_path: Path) -> Any:
+    """floatgate (short client timeouts, admin for /metrics) before a backend whose
+    only server takes one request at a time: a leaked slot would starve the next client."""
+
+    async def start(handler: Any = None) -> tuple[int, Any, Any]:
+        backend = await backends("a", handler)
+        port, admin = free_port(), free_port()
+        node = tmp_path / "node.yaml"
+        node.write_text(f'name: n1\nadmin: {{listen: "127.0.0.1:{admin}"}}\n')
+        text = cluster_yaml(port, [backend.address], frontend_extra=SHORT,
+                            server_extra=", maxconn: 1")  # fmt: skip
+        process = floatgate_process(text, run_args=("--node", str(node)))
+        process.wait_listening(port)
+        process.admin = admin
+        process.rss_before = rss_kib(process)
+        return port, process, backend
+
+    return start
 
 
-async def test_slowloris_headers_get_408(backends: Any, floatgate_process: Any) -> None:
+def timeouts(process: Any, which: str) -> float:
+    return metric(process.admin, "floatgate_frontend_client_timeouts_total", f'timeout="{which}"')
+
+
+async def after_attack(process: Any, port: int) -> None:
+    """The process is alive, its memory bounded, and a normal client is served."""
+    alive(process)
+    assert rss_kib(process) - process.rss_before < 64 * 1024
+    await served(port)
+
+
+async def test_slowloris_headers_get_408(one_slot: Any) -> None:
     """timeout.http_request bounds the whole header section, not each byte."""
-    port, process, backend = await _one_slot_proxy(backends, floatgate_process)
+    port, process, backend = await one_slot()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET / HTTP/1.1\r\n")
     answer = b""
@@ -43,15 +66,13 @@ async def test_slowloris_headers_get_408(backends: Any, floatgate_process: Any) 
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert closed
     assert not backend.requests
-    alive(process)
-    await served(port)
+    assert timeouts(process, "http_request") == 1
+    await after_attack(process, port)
 
 
-async def test_slow_content_length_body_gets_408_and_frees_the_slot(
-    backends: Any, floatgate_process: Any
-) -> None:
+async def test_slow_content_length_body_gets_408_and_frees_the_slot(one_slot: Any) -> None:
     """Announce 1000 bytes, send 10, wait: once stuck past timeout.client."""
-    port, _process, backend = await _one_slot_proxy(backends, floatgate_process)
+    port, process, backend = await one_slot()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
     answer, closed = await read_until_closed(reader, 8)
@@ -59,15 +80,14 @@ async def test_slow_content_length_body_gets_408_and_frees_the_slot(
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert closed
     assert not backend.requests  # a small body is read whole before a server is chosen
-    await served(port)
+    assert timeouts(process, "client") == 1
+    await after_attack(process, port)
 
 
-async def test_slow_large_body_is_cut_and_frees_the_slot(
-    backends: Any, floatgate_process: Any
-) -> None:
+async def test_slow_large_body_is_cut_and_frees_the_slot(one_slot: Any) -> None:
     """A large body streams to the server; a client that stalls in the middle of it is
     cut after timeout.client and the server connection closed, so the slot frees."""
-    port, _process, _backend = await _one_slot_proxy(backends, floatgate_process)
+    port, process, _ = await one_slot()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
     writer.write(b"x" * 200000)
@@ -75,13 +95,12 @@ async def test_slow_large_body_is_cut_and_frees_the_slot(
     writer.close()
     assert closed, answer
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer
-    await served(port)
+    assert timeouts(process, "client") == 1
+    await after_attack(process, port)
 
 
-async def test_slow_chunked_body_is_cut_and_frees_the_slot(
-    backends: Any, floatgate_process: Any
-) -> None:
-    port, _process, _backend = await _one_slot_proxy(backends, floatgate_process)
+async def test_slow_chunked_body_is_cut_and_frees_the_slot(one_slot: Any) -> None:
+    port, process, _ = await one_slot()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
     writer.write(b"5\r\nhello\r\n")
@@ -91,10 +110,11 @@ async def test_slow_chunked_body_is_cut_and_frees_the_slot(
     writer.close()
     assert closed, answer
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer
-    await served(port)
+    assert timeouts(process, "client") == 1
+    await after_attack(process, port)
 
 
-async def test_client_that_never_reads_is_cut(backends: Any, floatgate_process: Any) -> None:
+async def test_client_that_never_reads_is_cut(one_slot: Any) -> None:
     """A client that never reads a large response holds no server slot for long."""
 
     async def big(request: web.Request) -> web.StreamResponse:
@@ -109,7 +129,7 @@ async def test_client_that_never_reads_is_cut(backends: Any, floatgate_process: 
             pass
         return response
 
-    port, process, _backend = await _one_slot_proxy(backends, floatgate_process, big)
+    port, process, _ = await one_slot(big)
     _reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
     writer.transport.set_write_buffer_limits(0)
     sock = writer.get_extra_info("socket")
@@ -120,12 +140,13 @@ async def test_client_that_never_reads_is_cut(backends: Any, floatgate_process: 
     writer.transport.pause_reading()  # never read
     await asyncio.sleep(0.5)
     await served(port)  # waits in the server queue until the stalled client is cut
+    assert timeouts(process, "client") == 1
     writer.close()
-    alive(process)
+    await after_attack(process, port)
 
 
-async def test_half_closed_client_gets_its_answer(backends: Any, floatgate_process: Any) -> None:
-    port, _process, _backend = await _one_slot_proxy(backends, floatgate_process)
+async def test_half_closed_client_gets_its_answer(one_slot: Any) -> None:
+    port, process, _ = await one_slot()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
     writer.write_eof()
@@ -133,7 +154,7 @@ async def test_half_closed_client_gets_its_answer(backends: Any, floatgate_proce
     writer.close()
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert closed
-    await served(port)
+    await after_attack(process, port)
 
 
 async def test_idle_keep_alive_is_closed(backends: Any, floatgate_process: Any) -> None:
