@@ -41,9 +41,7 @@ async def test_a_stalled_frontend_is_unhealthy(backends: Any, proxy: Any) -> Non
     await served(port)
 
 
-async def test_a_listener_that_drops_every_syn_fails_its_probe(
-    backends: Any, proxy: Any
-) -> None:
+async def test_a_listener_that_drops_every_syn_fails_its_probe(backends: Any, proxy: Any) -> None:
     """Everything in the process looks fine, but no client gets through (here: the
     handover SYN filter left on): only the end-to-end probe can tell."""
     backend = await backends("a")
