@@ -54,6 +54,14 @@ class ClusterRole:
             etcd_access(node.etcd)
         except EtcdAccessError as exc:
             raise ClusterConfigError(str(exc)) from exc
+        if config.election.etcd_loss == "failsafe" and (
+            node.admin is None or node.admin.tls is None
+        ):
+            raise ClusterConfigError(
+                "election.etcd_loss: failsafe asks the other nodes for a promise over their "
+                "admin APIs with the admin token, which never crosses the network in clear: "
+                "configure admin.tls in node.yaml (or use etcd_loss: release)"
+            )
 
     def __init__(
         self,
@@ -97,6 +105,7 @@ class ClusterRole:
         self._tasks: list[asyncio.Task[None]] = []
         self._hold_off_until = 0.0  # after a switchover: do not campaign before this
         self._stepping_down = False  # VIP released (or being released) before a resign
+        self._step_lock = asyncio.Lock()
         self.last_handover_reason: str | None = None
 
     async def _ask_peers(self, seconds: float) -> bool:
@@ -222,11 +231,14 @@ class ClusterRole:
                 reason = self.unhealthy_reason()
                 if reason is None or not self.election.is_leader() or self._stepping_down:
                     continue
-                if reason == "holding off after a switchover":
+                if reason == "holding off after a switchover" or self._step_lock.locked():
                     continue  # a switchover in progress resigns by itself
                 self.last_handover_reason = reason
                 log.error("%s cannot serve (%s): handing over to a standby", self.node.name,
                           reason, extra={"event": "unhealthy_handover"})  # fmt: skip
+                # Stay out for a while: a standby cannot probe a VIP it does not hold, so
+                # it would look healthy at once and could take the seat straight back.
+                self._hold_off_until = time.monotonic() + max(5.0, 2 * self.election.ttl)
                 await self._step_down(quiet_limit=0.2)  # a broken frontend never gets quiet
             except Exception:  # the watcher must outlive its own surprises
                 log.exception("health watcher failed; continuing")
@@ -278,6 +290,8 @@ class ClusterRole:
         node takes over. Raises SwitchoverError (nothing changed) when it cannot."""
         if not self.election.is_leader():
             raise SwitchoverError("this node is not active: nothing to hand over")
+        if self._step_lock.locked():
+            raise SwitchoverError("a handover is already in progress on this node")
         others = [m for m in self.election.members() if m.name != self.node.name]
         stale = {m.name for m in others if m.payload.get("uptodate") is False}
         candidates = [m for m in others if m.healthy and m.name not in stale]
@@ -302,16 +316,18 @@ class ClusterRole:
         """Invariant 8, going down: hold new connections, finish in-flight ones, remove
         the VIP, then resign; the VIP task starts again only once the lease is gone,
         so it cannot re-add the VIP in between."""
-        self._stepping_down = True
-        try:
+        async with self._step_lock:  # one handover at a time (switchover, watcher, yield)
+            self._stepping_down = True
             try:
-                await self._release_quietly(quiet_limit)
+                try:
+                    await self._release_quietly(quiet_limit)
+                finally:
+                    self.plane.hold_new(False)  # standby again: ready for a later takeover
+                await self.election.resign()
             finally:
-                self.plane.hold_new(False)  # standby again: ready for a later takeover
-            await self.election.resign()
-        finally:
-            self._tasks[1] = asyncio.create_task(self.vip.run())
-            self._stepping_down = False
+                if self._tasks[1].done():  # never two VIP tasks
+                    self._tasks[1] = asyncio.create_task(self.vip.run())
+                self._stepping_down = False
 
     async def _release_quietly(self, limit: float = 0.5) -> None:
         """Remove the VIP at a moment no client exchange is cut short: new connections

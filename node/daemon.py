@@ -60,7 +60,7 @@ def aiohttp_problem(version: str, response_params: Collection[str]) -> str | Non
     except ValueError:
         found = (0, 0)
     wanted = ".".join(map(str, AIOHTTP_MINIMUM))
-    if found < AIOHTTP_MINIMUM or "max_headers" not in response_params:
+    if not AIOHTTP_MINIMUM <= found < (4, 0) or "max_headers" not in response_params:
         return (
             f"floatgate needs aiohttp {wanted} or newer (below 4), found {version}: "
             f"install it with: pip install 'aiohttp>={wanted},<4'"

@@ -46,15 +46,17 @@ _TOP = {
     "self_check",
     "certificates", "client_cas", "crls",
 }  # fmt: skip
-_TIMEOUT_KEYS = {
-    "connect",
-    "client",
-    "server",
-    "queue",
-    "http_request",
-    "http_keep_alive",
-    "tunnel",
-}
+_TIMEOUT_KEYS = frozenset(
+    {
+        "connect",
+        "client",
+        "server",
+        "queue",
+        "http_request",
+        "http_keep_alive",
+        "tunnel",
+    }
+)
 _BALANCE = ("roundrobin", "leastconn", "source", "uri")
 _METHOD_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NO_ADDRESS = HostPort("", 0)  # placeholder while collecting errors; never returned
@@ -447,8 +449,8 @@ class _Parser:
         r = self.r
         m = r.mapping(value, "self_check", {"interval", "timeout", "fall", "rise"})
         return SelfCheckConfig(
-            interval=r.duration(m, "interval", "self_check", 0.15, low=0.05),
-            timeout=r.duration(m, "timeout", "self_check", 0.25, low=0.05),
+            interval=r.duration(m, "interval", "self_check", 0.2, low=0.05),
+            timeout=r.duration(m, "timeout", "self_check", 0.3, low=0.05),
             fall=r.integer(m, "fall", "self_check", 2, 1, 100),
             rise=r.integer(m, "rise", "self_check", 2, 1, 100),
         )

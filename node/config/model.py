@@ -194,8 +194,8 @@ class SelfCheckConfig:
     ``interval``, a probe that must answer within ``timeout``; ``fall`` failures in a
     row make the frontend (and so the node) unhealthy, ``rise`` successes healthy."""
 
-    interval: float = 0.15
-    timeout: float = 0.25
+    interval: float = 0.2
+    timeout: float = 0.3
     fall: int = 2
     rise: int = 2
 

@@ -35,6 +35,7 @@ log = logging.getLogger("floatgate.listener")
 IDLE, READING, BUSY = 0, 1, 2
 _PIPELINE_PAUSE, _PIPELINE_RESUME = 32, 16
 _UPGRADE_TAIL_LIMIT = 1 << 16  # bytes held behind an upgrade request until its 101
+_LINGER = 1.0  # seconds a connection closed on a deadline may take to flush, then cut
 
 
 def error_head(status: int, text: str, close: bool = True, head_only: bool = False) -> bytes:
@@ -98,6 +99,8 @@ class ClientConnection(BaseProtocol):
         self.last_read = self.since  # the client's last byte (progress of a request body)
         self.last_write = self.since  # the last byte relayed to the client (tunnels)
         self.write_paused_since: float | None = None  # the client stopped reading
+        self.ended_at: float | None = None  # closed on a deadline at this time
+        self.input_ended = False  # the client half-closed after complete requests
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -118,6 +121,10 @@ class ClientConnection(BaseProtocol):
             payload.set_exception(ConnectionResetError("client closed the connection"))
         if self.tunnel is not None:
             self.tunnel.client_closed()
+        elif self.task is not None and self.phase == BUSY:
+            # Nobody is left to answer: stop waiting (a queued request gives up its
+            # place in the server queue, an exchange in flight is cut).
+            self.task.cancel()
         self.listener.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
@@ -159,10 +166,11 @@ class ClientConnection(BaseProtocol):
             return True  # keep our half open for the server's remaining bytes
         if self._body_incomplete():
             return False  # input ended inside a request body: it can never complete
-        if self.phase != READING and (self.queue or self.task is not None):
-            # A half-closed client still gets the answers to what it asked (as with
-            # HAProxy); the connection closes after them.
-            self.closing = True
+        if (self.queue or self.task is not None) and self.ssl_object is None:
+            # A half-closed client still gets the answers to the complete requests it
+            # sent (as with HAProxy); the connection closes after the last of them.
+            # (TLS cannot stay half-open: asyncio closes an SSL transport at EOF.)
+            self.input_ended = True
             return True
         return False
 
@@ -235,7 +243,11 @@ class ClientConnection(BaseProtocol):
                 self._current_payload = None
                 if payload is not EMPTY_PAYLOAD and not payload.is_eof():
                     keep = False  # an unread request body: the stream position is unknown
+                await self.drain()  # a client that does not read stops its own pipeline
                 if not keep or self.closing or self.upgraded or self.transport is None:
+                    self.close()
+                    return
+                if self.input_ended and not self.queue:
                     self.close()
                     return
                 self.phase = IDLE
@@ -285,21 +297,30 @@ class ClientConnection(BaseProtocol):
         transport = self.transport
         if transport is None:
             return
+        if self.ended_at is not None:
+            # Closed on a deadline, but a client that does not read keeps the close
+            # waiting for the write buffer: cut it.
+            if now - self.ended_at >= _LINGER:
+                self.abort()
+            return
         if self.tunnel is not None:
-            if now - max(self.last_read, self.last_write) >= timeouts.tunnel_idle:
-                self._expired("tunnel", "idle tunnel")
-                self.close()
+            paused = self.write_paused_since
+            if now - max(self.last_read, self.last_write) >= timeouts.tunnel_idle or (
+                paused is not None and now - paused >= timeouts.tunnel_idle
+            ):
+                self._expired("tunnel", "left its tunnel idle (or stopped reading it)")
+                self.abort()
             return
         if self.phase == IDLE:
             limit = timeouts.keep_alive if self.served else timeouts.request_headers
             if now - self.since >= limit:
-                self.close()  # nothing was asked: close quietly, as HAProxy does
+                self._end(now)  # nothing was asked: close quietly, as HAProxy does
             return
         if self.phase == READING:
             if now - self.since >= timeouts.request_headers:
                 self._expired("http_request", "too slow to send its request headers: 408")
                 transport.write(error_head(408, "Request Timeout"))
-                self.close()
+                self._end(now)
             return
         # BUSY: the client must keep sending its body and keep reading its answer.
         paused = self.write_paused_since
@@ -317,6 +338,11 @@ class ClientConnection(BaseProtocol):
         ):
             self._expired("client", "stopped sending its request body")
             payload.set_exception(ClientTimeout(f"no body bytes for {timeouts.client:g}s"))
+
+    def _end(self, now: float) -> None:
+        """Close after a deadline; what is still unsent gets _LINGER seconds."""
+        self.ended_at = now
+        self.close()
 
     def _expired(self, timeout: str, what: str) -> None:
         self._meters.timeouts[timeout] = self._meters.timeouts.get(timeout, 0) + 1

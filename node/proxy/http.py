@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -147,6 +148,10 @@ class HttpProxy:
             entry.termination = "ClientAborted"
             route.access.meters.frontend(route.frontend.name).client_aborts += 1
             keep = False
+        except asyncio.CancelledError:  # the client left while it waited (see connection)
+            entry.termination = "ClientAborted"
+            route.access.meters.frontend(route.frontend.name).client_aborts += 1
+            raise
         except Exception:
             log.exception("internal error while proxying %s", entry.request_line)
             entry.termination = "InternalError"
@@ -176,6 +181,12 @@ class HttpProxy:
             raise BadRequest(problem)
         if message.method == "CONNECT":
             raise BadRequest("CONNECT is not supported")
+        if conn.upgraded and (
+            message.chunked or (message.headers.get("Content-Length") or "0") != "0"
+        ):
+            # What follows an upgrade request belongs to the new protocol: a body here is
+            # unframeable (a WebSocket handshake is a GET without one, RFC 6455 4.1).
+            raise BadRequest("an upgrade request with a body")
         frontend, pool = route.frontend, route.pool
         path = message.path
         if not path.startswith("/"):

@@ -114,6 +114,10 @@ class Listener:
             return f"not accepting for {held:.1f}s"
         return None
 
+    def saturated(self) -> bool:
+        """At maxconn: new clients wait in the backlog (serving at capacity, not broken)."""
+        return len(self.connections) >= self.proxy.route.frontend.maxconn
+
     def stall(self, seconds: float) -> None:
         """Drill fault: stop accepting for ``seconds`` (connections wait in the backlog)."""
         self._stalled_until = time.monotonic() + seconds
@@ -146,11 +150,13 @@ class Listener:
 
     async def _accept_loop(self, sock: socket.socket) -> None:
         while True:
-            while len(self.connections) >= self.proxy.route.frontend.maxconn:
+            self._stuck_since = None  # waiting for a free place or a client is not stuck
+            while self.saturated():
                 # Past maxconn, new clients wait in the kernel backlog, as with HAProxy.
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
             while (pause := self._stalled_until - time.monotonic()) > 0:
+                self._stuck_since = self._stuck_since or time.monotonic()
                 await asyncio.sleep(pause)  # drill: a frontend that stopped accepting
             self._stuck_since = None
             try:

@@ -15,13 +15,15 @@ address from here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
+import ipaddress
 import logging
 import secrets
 import socket
 import ssl
+import time
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from node.config.model import HostPort, SelfCheckConfig
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("floatgate.selfcheck")
 
 PROBE_PREFIX = "/.well-known/floatgate-probe/"
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+_WILDCARDS = MappingProxyType({"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"})
 
 
 def probe_path() -> str:
@@ -49,17 +51,22 @@ class FrontendVerdict:
 
 
 def probe_target(bind: HostPort) -> str | None:
-    """The address to probe through, or None when the bind address is not on this host."""
+    """The address to probe through, or None when the bind address is not on this host.
+    Binding says nothing (ip_nonlocal_bind, IP_FREEBIND); the routing table does: a
+    connected UDP socket (no packet is sent) gets the address itself as its source only
+    when the address is local."""
     host = _WILDCARDS.get(bind.host, bind.host)
+    if ipaddress.ip_address(host).is_loopback:
+        return host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(family, socket.SOCK_DGRAM) as udp:
         try:
-            sock.bind((host, 0))
+            udp.connect((host, bind.port or 9))
         except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
+            if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
                 return None
             raise
-    return host
+        return host if udp.getsockname()[0] == host else None
 
 
 async def probe(listener: Listener, path: str, timeout: float) -> str | None:
@@ -73,6 +80,8 @@ async def probe(listener: Listener, path: str, timeout: float) -> str | None:
         return f"cannot probe {listener.bind}: {exc.strerror or exc}"
     if host is None:
         return None  # not ours yet (a VIP held elsewhere): the listener checks must do
+    if listener.saturated():
+        return None  # at maxconn the probe would wait in the backlog like any client
     try:
         async with asyncio.timeout(timeout):
             return await _exchange(listener, host, path)
@@ -85,11 +94,12 @@ async def probe(listener: Listener, path: str, timeout: float) -> str | None:
 async def _exchange(listener: Listener, host: str, path: str) -> str | None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    sock.bind((host, 0))
-    source = sock.getsockname()[:2]
-    listener.probes.add(source)  # not counted as a client connection
+    source: tuple[str, int] = ("", 0)
     try:
+        sock.setblocking(False)
+        sock.bind((host, 0))
+        source = sock.getsockname()[:2]
+        listener.probes.add(source)  # not counted as a client connection
         await asyncio.get_running_loop().sock_connect(sock, (host, listener.bind.port))
         route = listener.proxy.route
         tls = route.tls
@@ -117,9 +127,7 @@ async def _exchange(listener: Listener, host: str, path: str) -> str | None:
             )
             status_line = await reader.readline()
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            writer.transport.abort()  # no TLS close_notify exchange to wait for
         if not status_line.startswith(b"HTTP/1.1 200 "):
             return f"unexpected answer to the probe: {status_line[:60]!r}"
         return None
@@ -152,17 +160,32 @@ class SelfCheck:
                 found[listener.name] = self._reasons.get(listener.name, "probe failed")
         return found
 
-    async def run_once(self, listeners: list[Listener]) -> list[FrontendVerdict]:
-        """Probe each listener once; returns the frontends whose state changed."""
+    def reconfigure(self, config: SelfCheckConfig) -> None:
+        if config != self.config:
+            self.config = config
+            self._states.clear()  # new rise/fall: start over
+            self._reasons.clear()
+
+    async def run_once(self, listeners: list[Listener], lag: float = 0.0) -> list[FrontendVerdict]:
+        """Probe each listener once; returns the frontends whose state changed. ``lag``:
+        how late this round started; when the whole event loop was that late, a timeout
+        says nothing about the frontends and is not counted."""
         config = self.config
+        started = time.monotonic()
         results = await asyncio.gather(
             *(probe(listener, self.path, config.timeout) for listener in listeners)
         )
+        late = lag + max(0.0, time.monotonic() - started - config.timeout)
         changed = []
         names = {listener.name for listener in listeners}
         for name in [n for n in self._states if n not in names]:
             del self._states[name]
+            self._reasons.pop(name, None)
         for listener, reason in zip(listeners, results, strict=True):
+            if reason is not None and reason.startswith("no answer") and late > config.timeout:
+                log.warning("frontend self-check: event loop %.2fs late, probe of %s not "
+                            "counted", late, listener.name)  # fmt: skip
+                continue
             state = self._states.setdefault(listener.name, HealthState(config.rise, config.fall))
             transition = state.observe(reason is None, reason or "probe answered")
             if reason is not None:

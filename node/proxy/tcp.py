@@ -95,6 +95,7 @@ class TcpClient(asyncio.Protocol):
         self.entry: AccessEntry | None = None
         self._slot: ServerSlot | None = None  # released in _done, whatever happens
         self._connecting: asyncio.Task[None] | None = None
+        self.ended_at: float | None = None  # closed on a deadline at this time
 
     # -- client side -------------------------------------------------------------------
 
@@ -179,6 +180,10 @@ class TcpClient(asyncio.Protocol):
     async def _connect(self, pool: BackendPool) -> None:
         try:
             await self._connect_server(pool)
+        except Exception:  # never leave the client paused in CONNECTING
+            log.exception("%s: connecting %s to a server failed", self.route.frontend.name,
+                          self.remote)  # fmt: skip
+            self.abort()
         finally:
             self._connecting = None
             if self.transport is None:
@@ -290,12 +295,17 @@ class TcpClient(asyncio.Protocol):
         once relaying (waiting for a server is bounded by timeout.queue/connect)."""
         if self.state == CONNECTING:
             return
+        if self.ended_at is not None:
+            if now - self.ended_at >= 1.0:  # a peer that does not read keeps the close waiting
+                self.abort()
+            return
         frontend = self.route.frontend
         allowed = frontend.hello_timeout if self.state == HELLO else frontend.timeouts.tunnel_idle
         if now - self.since >= allowed:
             if self.state == RELAY:
                 meters = self.route.access.meters.frontend(frontend.name)
                 meters.timeouts["tunnel"] += 1
+            self.ended_at = now
             self._refuse("ClientHello timeout" if self.state == HELLO else "idle timeout")
 
 

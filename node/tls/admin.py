@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from node.tls.errors import CertificateError
@@ -16,8 +17,9 @@ from node.tls.errors import CertificateError
 if TYPE_CHECKING:
     from node.config.model import AdminTls
 
-_PEM_MARKERS = {"cert": "-----BEGIN CERTIFICATE-----", "key": "PRIVATE KEY-----",
-                "ca": "-----BEGIN CERTIFICATE-----"}  # fmt: skip
+_PEM_MARKERS = MappingProxyType({"cert": "-----BEGIN CERTIFICATE-----",
+                                 "key": "PRIVATE KEY-----",
+                                 "ca": "-----BEGIN CERTIFICATE-----"})  # fmt: skip
 
 
 def _no_password() -> bytes:

@@ -64,7 +64,9 @@ def test_site_push_and_drill_playbooks_in_the_lab(alab: AnsibleLab) -> None:
 
     answer = alab.client("curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
                          f"http://{VIP}/")  # fmt: skip
-    assert answer.stdout == "200", answer
+    keys = ("role", "healthy", "unhealthy_reason", "decision", "etcd_reachable")
+    seen = {n: {k: _status(alab, n).get(k) for k in keys} for n in ("n1", "n2")}
+    assert answer.stdout == "200", json.dumps(seen)
     wait_for(lambda: _status(alab, "n2").get("role") == "standby", 20, "n2 to be standby")
     roles = {n: _status(alab, n).get("role") for n in ("n1", "n2")}
     # the admin API speaks HTTPS only and wants a client certificate

@@ -96,3 +96,31 @@ backends:
     await _until(plane, True)
     assert set(plane.frontend_problems()) == {"secure", "pass"}
     assert plane.meters.frontend("secure").handshakes["aborted"] == 0  # probes not counted
+
+
+async def test_a_frontend_at_maxconn_is_busy_not_broken(backends: Any, proxy: Any) -> None:
+    """At maxconn new clients wait in the backlog, as with HAProxy: serving at capacity
+    is not "cannot serve" (else one client holding maxconn idle sockets could make
+    the active hand over again and again)."""
+    backend = await backends("a")
+    port = free_port()
+    extra = "    maxconn: 2\n    timeout: {http_request: 30s}"
+    plane = await proxy(cluster_yaml(port, [backend.address], frontend_extra=extra))
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    await asyncio.sleep(1.5)  # several probe rounds and stuck checks
+    assert plane.frontend_problems() == {}
+    for _, writer in held:
+        writer.close()
+    await served(port)
+
+
+def test_probe_target_follows_the_routing_table_not_bind() -> None:
+    """A VIP this host does not hold is not probed (a bind would succeed anyway with
+    ip_nonlocal_bind or IP_FREEBIND); loopback and wildcard binds are probed on loopback."""
+    from node.config.model import HostPort
+    from node.proxy.selfcheck import probe_target
+
+    assert probe_target(HostPort("0.0.0.0", 80)) == "127.0.0.1"
+    assert probe_target(HostPort("127.0.0.5", 80)) == "127.0.0.5"
+    assert probe_target(HostPort("::", 80)) == "::1"
+    assert probe_target(HostPort("192.0.2.1", 80)) is None  # TEST-NET-1: never local here

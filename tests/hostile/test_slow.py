@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import cluster_yaml, free_port
-from tests.hostile.kit import alive, metric, read_until_closed, rss_kib, served
+from tests.hostile.kit import alive, get, metric, read_until_closed, rss_kib, served
 
 SHORT = "    timeout: {http_request: 1s, client: 1s, server: 5s, queue: 20s}"
 
@@ -170,3 +170,70 @@ async def test_idle_keep_alive_is_closed(backends: Any, floatgate_process: Any) 
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert closed  # long before timeout.client
     alive(process)
+
+
+async def test_tunnel_client_that_stops_reading_is_cut(
+    backends: Any, floatgate_process: Any
+) -> None:
+    """A WebSocket whose server keeps sending while the client never reads: once the
+    tunnel makes no progress for timeout.tunnel the connection is cut (a plain close
+    would wait for the client forever) and the server slot is free again."""
+
+    async def push(request: web.Request) -> web.StreamResponse:
+        if request.path == "/":
+            return web.Response(text="ok")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        try:
+            for _ in range(4000):
+                await ws.send_bytes(b"w" * 65536)
+        except (ConnectionError, RuntimeError):
+            pass
+        return ws
+
+    backend = await backends("a", push)
+    port = free_port()
+    extra = "    timeout: {tunnel: 1s, client: 30s}"
+    process = floatgate_process(cluster_yaml(port, [backend.address], frontend_extra=extra,
+                                             server_extra=", maxconn: 1"))  # fmt: skip
+    process.wait_listening(port)
+    before = rss_kib(process)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+    writer.write(
+        b"GET /push HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    writer.transport.pause_reading()  # never read again
+    status, _ = await get(port, timeout=30)  # queued for the slot until the cut
+    assert status == 200
+    writer.close()
+    alive(process)
+    assert rss_kib(process) - before < 64 * 1024
+
+
+async def test_pipelined_large_responses_never_read(backends: Any, floatgate_process: Any) -> None:
+    """Thousands of pipelined GETs of a 64 KiB resource and no reading: floatgate stops
+    reading the pipeline while the client does not read (memory stays bounded) and cuts
+    it after timeout.client."""
+
+    async def large(request: web.Request) -> web.Response:
+        return web.Response(body=b"L" * 65536)
+
+    backend = await backends("a", large)
+    port = free_port()
+    extra = "    timeout: {client: 1s}"
+    process = floatgate_process(cluster_yaml(port, [backend.address], frontend_extra=extra))
+    process.wait_listening(port)
+    before = rss_kib(process)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+    writer.transport.pause_reading()
+    writer.write(b"GET /l HTTP/1.1\r\nHost: x\r\n\r\n" * 5000)  # 320 MiB of answers
+    await asyncio.sleep(3)
+    assert rss_kib(process) - before < 64 * 1024
+    writer.transport.resume_reading()
+    _, closed = await read_until_closed(reader, 10)
+    assert closed  # cut once it stayed unread for timeout.client
+    writer.close()
+    alive(process)
+    await served(port)
