@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -67,3 +69,19 @@ def cluster_lab_marks() -> list[pytest.MarkDecorator]:
         pytest.mark.skipif(reason is not None, reason=str(reason)),
         pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed"),
     ]
+
+
+@contextmanager
+def two_host_lab() -> Iterator[TwoHostLab]:
+    """The two-namespace lab, up for the block and always torn down (skips, as a lab
+    test, where it cannot run)."""
+    reason = lab_available()
+    if reason is not None:
+        pytest.skip(reason)
+    os.chdir(REPO)
+    lab = TwoHostLab()
+    lab.up()
+    try:
+        yield lab
+    finally:
+        lab.down()

@@ -79,6 +79,7 @@ class SwitchedLab:
         etcd_tls: bool = False,
         tag: str = "",
         etcd_loss: str = "release",
+        arp_probe: str = "50ms",
     ) -> None:
         tag = tag or f"fgl{os.getpid() % 100000}"
         self.ns = {name: f"{tag}{name}" for name in [*HOSTS, "sw"]}
@@ -86,6 +87,7 @@ class SwitchedLab:
         self.etcd_members = etcd_members
         self.etcd_tls = etcd_tls
         self.etcd_loss = etcd_loss
+        self.arp_probe = arp_probe
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def up(self) -> None:
@@ -131,7 +133,7 @@ class SwitchedLab:
         for name, priority in (("n1", 900), ("n2", 100)):
             endpoints, tls = self.etcd_endpoints(), self.etcd_tls_files
             cluster_yaml, node_yaml = node_files(
-                self.workdir, name, priority, endpoints, tls, self.etcd_loss
+                self.workdir, name, priority, endpoints, tls, self.etcd_loss, self.arp_probe
             )
             self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
             if name == "n1":
@@ -241,11 +243,12 @@ def node_files(
     endpoints: list[str] | None = None,
     tls: dict[str, str] | None = None,
     etcd_loss: str = "release",
+    arp_probe: str = "50ms",
 ) -> tuple[Path, Path]:
     endpoints = endpoints or [f"http://{HOSTS['etcd']}:2379"]
     tls_line = ("  tls: {" + ", ".join(f"{k}: {v}" for k, v in tls.items()) + "}\n") if tls else ""
     cluster = workdir / "cluster.yaml"
-    cluster.write_text(lab_cluster_yaml(etcd_loss))
+    cluster.write_text(lab_cluster_yaml(etcd_loss, arp_probe))
     token = workdir / "admin.token"
     token.write_text("lab-secret-token\n")
     tls_admin = admin_tls_yaml(admin_pki_dir(workdir), name)
@@ -261,11 +264,11 @@ admin: {{listen: "{HOSTS[name]}:{ADMIN_PORT}", token_file: {token}, tls: {tls_ad
     return cluster, node
 
 
-def lab_cluster_yaml(etcd_loss: str = "release") -> str:
+def lab_cluster_yaml(etcd_loss: str = "release", arp_probe: str = "50ms") -> str:
     """The lab's cluster.yaml: the VIP, TTL 2 s, one HTTP frontend, the web backend."""
     return f"""cluster: lab
 election: {{lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1, etcd_loss: {etcd_loss}}}
-vip: {{address: {VIP}/24, garp: {{count: 3, interval: 100ms}}}}
+vip: {{address: {VIP}/24, arp_probe: {arp_probe}, garp: {{count: 3, interval: 100ms}}}}
 shutdown_grace: 2s
 frontends:
   - {{name: web, bind: "{VIP}:80", default_backend: app}}

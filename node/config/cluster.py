@@ -463,8 +463,18 @@ class _Parser:
         if etcd_loss not in ("release", "failsafe"):
             r.error("election.etcd_loss", f"{etcd_loss!r}: expected release or failsafe")
             etcd_loss = "release"
+        # etcd leases are whole seconds, and so is the VIP's kernel lifetime, which must
+        # stay below the leadership deadline (TTL - margin): 1 s would leave 0 s.
+        lease_ttl = r.duration(m, "lease_ttl", "election", 2.0, low=2.0)
+        if lease_ttl != int(lease_ttl):
+            r.error(
+                "election.lease_ttl",
+                f"{m['lease_ttl']!r} is not a whole number of seconds "
+                "(etcd leases and kernel address lifetimes are whole seconds)",
+            )
+            lease_ttl = float(round(lease_ttl))
         return ElectionConfig(
-            lease_ttl=r.duration(m, "lease_ttl", "election", 2.0, low=1.0),
+            lease_ttl=lease_ttl,
             nopreempt=r.boolean(m, "nopreempt", "election", True),
             min_healthy_backends=r.integer(m, "min_healthy_backends", "election", 1, 0, 1000),
             etcd_loss=etcd_loss,

@@ -194,8 +194,7 @@ class HttpProxy:
         host = header_value(raw, b"host")
         # RFC 9110 section 7.8: Upgrade in an HTTP/1.0 request is ignored.
         websocket = conn.upgraded and is_websocket_upgrade(raw) and message.version >= (1, 1)
-        drop = _DROP_UPSTREAM if not websocket else CLIENT_CERT_HEADERS
-        headers = end_to_end(raw, drop)
+        headers = end_to_end(raw, _DROP_UPSTREAM)
         if route.tls is not None and route.tls.client_auth:
             headers += conn.client_cert_headers(route.tls.config.client_auth)
         if websocket:  # Connection and Upgrade are the point of this request

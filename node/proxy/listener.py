@@ -184,14 +184,20 @@ class Listener:
                 # e.g. the peer reset it before it could be served (getpeername: ENOTCONN)
                 self._meters.accept_errors += 1
                 log.debug("frontend %s: accepted connection failed at once: %r", self.name, exc)
-                client.close()
+                if not isinstance(exc, _HandedOver):
+                    client.close()  # else its transport closed it (see _HandedOver)
 
     async def _serve_accepted(self, client: socket.socket, probe: bool = False) -> None:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = self.proxy.route.tls
         frontend = self.proxy.route.frontend
         if tls is None and not frontend.accept_proxy:
-            await self.loop.connect_accepted_socket(lambda: self.proxy.new_protocol(self), client)
+            try:
+                await self.loop.connect_accepted_socket(
+                    lambda: self.proxy.new_protocol(self), client
+                )
+            except Exception as exc:
+                raise _HandedOver(exc) from exc
             return
         peer = client.getpeername()[0]
         if len(self._handshake_tasks) >= MAX_HANDSHAKES:
@@ -213,8 +219,10 @@ class Listener:
         expect_header: bool,
         probe: bool = False,
     ) -> None:
+        handed = False
         try:
             source = await self._proxy_header(client) if expect_header else None
+            handed = True  # from here on a transport owns (and closes) the socket
 
             def factory() -> asyncio.Protocol:
                 protocol = self.proxy.new_protocol(self)
@@ -242,9 +250,11 @@ class Listener:
                 handshakes["ok"] += 1
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, ProxyHeaderError) as exc:
             log.debug("frontend %s: connection start failed: %r", self.name, exc)
-            client.close()
+            if not handed:
+                client.close()
         except asyncio.CancelledError:
-            client.close()  # dropped for a newer handshake, or the listener stopped
+            if not handed:
+                client.close()  # dropped for a newer handshake, or stopping
             raise
 
     async def _proxy_header(self, client: socket.socket) -> tuple[str, int] | None:
@@ -330,6 +340,12 @@ class Listener:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()
+
+
+class _HandedOver(Exception):
+    """Serving a socket failed after it was given to a transport, which closes it:
+    closing it again could close a descriptor number another connection reuses by
+    then (uvloop keeps using the number the Python socket object still holds)."""
 
 
 def handshake_result(exc: BaseException) -> str:

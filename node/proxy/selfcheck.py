@@ -95,6 +95,7 @@ async def _exchange(listener: Listener, host: str, path: str) -> str | None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     source: tuple[str, int] = ("", 0)
+    handed = False  # once a transport owns the socket, only the transport closes it
     try:
         sock.setblocking(False)
         sock.bind((host, 0))
@@ -115,6 +116,7 @@ async def _exchange(listener: Listener, host: str, path: str) -> str | None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        handed = True
         if context is None:
             reader, writer = await asyncio.open_connection(sock=sock)
         else:
@@ -134,7 +136,8 @@ async def _exchange(listener: Listener, host: str, path: str) -> str | None:
     finally:
         listener.probes.discard(source)
         listener.probes_accepted.discard(source)
-        sock.close()
+        if not handed:
+            sock.close()
 
 
 class SelfCheck:

@@ -4,14 +4,13 @@ stops refreshing, gratuitous ARP reaches the other host, the reconcile loop fixe
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.lab import REPO, TwoHostLab, lab_available, run
+from tests.lab import TwoHostLab, lab_available, run, two_host_lab
 
 pytestmark = [
     pytest.mark.lab,
@@ -22,13 +21,8 @@ VIP = "10.199.0.50/24"
 
 @pytest.fixture
 def lab() -> Iterator[TwoHostLab]:
-    os.chdir(REPO)
-    lab = TwoHostLab()
-    lab.up()
-    try:
+    with two_host_lab() as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def test_vip_lifetime_fences_a_holder_that_stops(lab: TwoHostLab) -> None:

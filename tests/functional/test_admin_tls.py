@@ -24,7 +24,7 @@ from node.config.model import NodeConfig
 from node.tls.devca import write_etcd_pki
 from tests.conftest import REPO, FloatgateProcess, free_port
 from tests.functional.pki import Pki
-from tests.lab import TwoHostLab, lab_available
+from tests.lab import TwoHostLab, two_host_lab
 
 TOKEN = "admin-tls-test-token"
 
@@ -274,15 +274,8 @@ def test_floatgate_check_reports_admin_tls_errors(tmp_path: Path, admin_pki: Pat
 
 @pytest.fixture
 def two_hosts() -> Iterator[TwoHostLab]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = TwoHostLab()
-    lab.up()
-    try:
+    with two_host_lab() as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def _in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tests.conftest import cluster_yaml, free_port
 from tests.functional.rawhttp import RecordingBackend
-from tests.hostile.kit import alive, metric, read_until_closed, served
+from tests.hostile.kit import alive, metric, read_until_closed, rss_kib, served
 
 
 async def test_bytes_behind_a_refused_upgrade_never_reach_the_server(
@@ -48,6 +48,7 @@ async def test_huge_chunk_extensions_and_trailers(backends: Any, floatgate_proce
     port = free_port()
     process = floatgate_process(cluster_yaml(port, [backend.address]))
     process.wait_listening(port)
+    before = rss_kib(process)
     attacks = [
         b"5;" + b"e" * 200000 + b"\r\nhello\r\n0\r\n\r\n",
         b"5\r\nhello\r\n0\r\n" + b"X-T: " + b"t" * 200000 + b"\r\n\r\n",
@@ -62,6 +63,7 @@ async def test_huge_chunk_extensions_and_trailers(backends: Any, floatgate_proce
         assert b"Traceback" not in answer
         assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:200]
     alive(process)
+    assert rss_kib(process) - before < 64 * 1024
     await served(port)
     assert "Traceback" not in process.log.read_text()
 

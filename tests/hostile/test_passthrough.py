@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.conftest import free_port
 from tests.functional.test_passthrough import Echo, _hello
-from tests.hostile.kit import alive, read_until_closed
+from tests.hostile.kit import alive, read_until_closed, rss_kib
 
 
 def _yaml(port: int, echo: int, frontend_extra: str = "") -> str:
@@ -49,6 +49,7 @@ async def test_client_leaving_the_queue_frees_its_place(floatgate_process: Any) 
     port = free_port()
     process = floatgate_process(_yaml(port, echo.port))
     process.wait_listening(port)
+    before = rss_kib(process)
     holder_r, holder_w = await asyncio.open_connection("127.0.0.1", port)
     hello = _hello("a.test")
     holder_w.write(hello)
@@ -66,6 +67,7 @@ async def test_client_leaving_the_queue_frees_its_place(floatgate_process: Any) 
     for _ in range(3):
         assert await _echoed(port)
     alive(process)
+    assert rss_kib(process) - before < 64 * 1024
 
 
 async def test_client_leaving_mid_client_hello(floatgate_process: Any) -> None:

@@ -61,6 +61,11 @@ def test_valid_config_parses_with_defaults_applied() -> None:
         (("expect: 200-299", "expect: 299-200"), "c.yaml: backends[0].check.expect: '299-200'"),
         (("10.0.0.0/8", "10.0.0.0/33"), "c.yaml: frontends[0].forwardfor.trusted[0]:"),
         (("lease_ttl: 2s", "lease_ttl: 100ms"), "c.yaml: election.lease_ttl: '100ms' is too short"),
+        # the VIP's kernel lifetime is whole seconds below the deadline: TTL 1s left 0 s,
+        # so a node won the lease and never added the VIP
+        (("lease_ttl: 2s", "lease_ttl: 1s"), "c.yaml: election.lease_ttl: '1s' is too short"),
+        (("lease_ttl: 2s", "lease_ttl: 2500ms"),
+         "c.yaml: election.lease_ttl: '2500ms' is not a whole number of seconds"),
         (("10.0.0.50/24", "10.0.0.500/24"), "c.yaml: vip.address:"),
         (("lease_ttl: 2s", "lease_ttl: 2s, etcd_loss: hope"),
          "c.yaml: election.etcd_loss: 'hope': expected release or failsafe"),
