@@ -53,7 +53,8 @@ def test_drills_move_the_vip_and_report_what_clients_saw(cluster: SwitchedLab) -
     reports = []
     plan = [("switchover", "n1", "n2", ["--max-outage", "1.5"]),
             ("freeze-active", "n2", "n1", ["--seconds", "4", "--max-outage", "4"]),
-            ("isolate-active", "n1", "n2", ["--seconds", "4", "--max-outage", "4"])]  # fmt: skip
+            ("isolate-active", "n1", "n2", ["--seconds", "4", "--max-outage", "4"]),
+            ("stall-active", "n2", "n1", ["--seconds", "3", "--max-outage", "4"])]  # fmt: skip
     for scenario, old, new, extra in plan:
         done = _drill(cluster, "--scenario", scenario, "--json", *extra)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -67,18 +68,19 @@ def test_drills_move_the_vip_and_report_what_clients_saw(cluster: SwitchedLab) -
               f"{report['vip_move_seconds']}s, takeover {report['takeover_seconds']}s")  # fmt: skip
         # the faulted node comes back as a registered standby before the next drill
         wait_for(lambda o=old: _standby_again(cluster, o), 20, f"{old} to be a standby again")
-    switchover, freeze, _ = reports
+    switchover, freeze, _, stall = reports
     assert switchover["failed_requests"] == 0
     assert freeze["old_active_now"] in ("standby", "unreachable")
+    assert stall["old_active_now"] == "standby"  # alive, handed over: it could not serve
 
     # kill-active with a threshold no crash can meet: the drill itself reports failure
     done = _drill(cluster, "--scenario", "kill-active", "--max-outage", "0.05")
     assert done.returncode == 3, done.stdout + done.stderr
-    assert "FAILED: outage" in done.stdout and "n2 -> n1" in done.stdout
-    assert cluster.procs["n2"].wait(5) == 70  # exited on its own, without cleanup
+    assert "FAILED: outage" in done.stdout and "n1 -> n2" in done.stdout
+    assert cluster.procs["n1"].wait(5) == 70  # exited on its own, without cleanup
     log = [json.loads(line) for line in (cluster.workdir / "drills.jsonl").read_text().splitlines()]
     assert [r["scenario"] for r in log] == [
-        "switchover", "freeze-active", "isolate-active", "kill-active"]  # fmt: skip
+        "switchover", "freeze-active", "isolate-active", "stall-active", "kill-active"]  # fmt: skip
     assert log[-1]["verdict"].startswith("FAILED: outage")
 
 
