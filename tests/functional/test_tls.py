@@ -259,7 +259,11 @@ async def test_resumed_sessions_keep_their_identity(
     backend = await backends("a")
     port = free_port()
     extra = "      client_auth: {ca: root, verify: optional}"
-    await proxy(tls_yaml(port, backend.address, certs="[app]", tls_extra=extra), pki.dir)
+    plane = await proxy(tls_yaml(port, backend.address, certs="[app]", tls_extra=extra), pki.dir)
+
+    def server_stats() -> object:  # for the failure message: what the server's cache saw
+        tls = plane.listeners[("127.0.0.1", port)].proxy.route.tls
+        return tls.selector.default.session_stats() if tls is not None else None
 
     def context(cert: str | None) -> ssl.SSLContext:
         ctx = client_context(pki, cert)
@@ -276,7 +280,7 @@ async def test_resumed_sessions_keep_their_identity(
         session = sock.session  # (TLS 1.3: the ticket arrived with the response)
         sock.close()
         _, resumed = await asyncio.to_thread(_blocking_get, port, ctx, session)
-        assert resumed.session_reused, f"{kind}: session was not resumed"
+        assert resumed.session_reused, f"{kind}: session was not resumed: {server_stats()}"
         resumed.close()
         assert backend.headers[-1]["X-SSL-Client-Verify"] == [expected], kind
 
