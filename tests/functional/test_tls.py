@@ -275,11 +275,19 @@ async def test_resumed_sessions_keep_their_identity(
 
     # A resumed handshake has no CertificateRequest, so what the client could offer the
     # second time does not matter; the server must report what the session proved.
+    # A session whose connection the client closed without close_notify can be dropped
+    # from the server's cache before the next ClientHello is read (OpenSSL; measured
+    # here: ~2% of tries, with or without floatgate's self-check probes): up to three
+    # tries for a resumed session, then what it proved is asserted.
     for ctx, expected in ((context("client.pem"), "SUCCESS"), (context(None), "NONE")):
-        _, sock = await asyncio.to_thread(_blocking_get, port, ctx, None)
-        session = sock.session  # (TLS 1.3: the ticket arrived with the response)
-        sock.close()
-        _, resumed = await asyncio.to_thread(_blocking_get, port, ctx, session)
+        for _ in range(3):
+            _, sock = await asyncio.to_thread(_blocking_get, port, ctx, None)
+            session = sock.session  # (TLS 1.3: the ticket arrived with the response)
+            sock.close()
+            _, resumed = await asyncio.to_thread(_blocking_get, port, ctx, session)
+            if resumed.session_reused:
+                break
+            resumed.close()
         assert resumed.session_reused, f"{kind}: session was not resumed: {server_stats()}"
         resumed.close()
         assert backend.headers[-1]["X-SSL-Client-Verify"] == [expected], kind
