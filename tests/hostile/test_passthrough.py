@@ -47,7 +47,9 @@ async def test_client_leaving_the_queue_frees_its_place(floatgate_process: Any) 
     echo = Echo()
     await echo.start()
     port = free_port()
-    process = floatgate_process(_yaml(port, echo.port))
+    # timeout.client shorter than the wait in the queue: the connections of queued
+    # clients end while they wait (the old code then leaked the slot they were given)
+    process = floatgate_process(_yaml(port, echo.port, "    timeout: {client: 1s}"))
     process.wait_listening(port)
     before = rss_kib(process)
     holder_r, holder_w = await asyncio.open_connection("127.0.0.1", port)
@@ -59,7 +61,7 @@ async def test_client_leaving_the_queue_frees_its_place(floatgate_process: Any) 
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(_hello("a.test"))
         leavers.append(writer)
-    await asyncio.sleep(0.3)  # queued
+    await asyncio.sleep(1.5)  # queued, longer than timeout.client
     for writer in leavers:
         writer.transport.abort()
     await asyncio.sleep(0.3)
