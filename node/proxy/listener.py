@@ -232,11 +232,7 @@ class Listener:
             if tls is None:
                 await self.loop.connect_accepted_socket(factory, client)
             else:
-                handshakes = (
-                    self._meters.handshakes
-                    if not probe
-                    else dict.fromkeys(("ok", "failed", "timeout", "aborted"), 0)
-                )
+                handshakes = self._meters.handshakes
                 try:
                     await self.loop.connect_accepted_socket(
                         factory,
@@ -245,9 +241,11 @@ class Listener:
                         ssl_handshake_timeout=tls.config.handshake_timeout,
                     )
                 except BaseException as exc:
-                    handshakes[handshake_result(exc)] += 1
+                    if not probe:  # the node's own probes are not counted
+                        handshakes[handshake_result(exc)] += 1
                     raise
-                handshakes["ok"] += 1
+                if not probe:
+                    handshakes["ok"] += 1
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, ProxyHeaderError) as exc:
             log.debug("frontend %s: connection start failed: %r", self.name, exc)
             if not handed:
