@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from node.config import parse_cluster
-from node.proxy.runtime import DataPlane
+from node.proxy.plane import DataPlane
 from node.tls.material import load_tls
 from tests.functional.pki import Pki, make_pki
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from election.client import close_client
+from election.etcdclient import close_client
 from node.bundle.build import CLUSTER_FILE, load_bundle
 from node.bundle.errors import BundleError
 from node.bundle.format import unseal

@@ -87,7 +87,7 @@ def write_bundle(bundle: Bundle, directory: Path) -> Path:
 
 def load_bundle(bundle: Bundle, directory: Path) -> tuple[ClusterConfig, TlsMaterial]:
     """Write and load: the configuration and certificates, checked, or BundleInvalid."""
-    from node.daemon import load_all
+    from node.app.daemon import load_all
 
     cluster_path = write_bundle(bundle, directory)
     try:

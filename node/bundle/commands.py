@@ -17,8 +17,8 @@ from node.bundle.errors import BundleError, BundleInvalid
 from node.bundle.format import Bundle, seal, unseal
 from node.bundle.store import BundleStore
 from node.config.errors import ConfigError
+from node.config.etcd import EtcdAccessError, etcd_access
 from node.config.model import NodeConfig
-from node.etcdaccess import EtcdAccessError, etcd_access
 from node.tls.tickets import TICKET_KEY_FILE, new_key_file
 
 

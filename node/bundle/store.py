@@ -19,8 +19,8 @@ from typing import Any
 
 import aetcd
 
-from election.client import EtcdAccess
 from election.errors import EtcdUnavailable
+from election.etcdclient import EtcdAccess
 from node.bundle.errors import BundleError, PushConflict
 
 ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)

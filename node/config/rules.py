@@ -1,5 +1,5 @@
 """Request rules on http frontends: parsing and validation (evaluation is in
-node/proxy/rules.py).
+node/proxy/http/rules.py).
 
     rules:
       - if: {path_beg: /ghost/, client_cert: false}

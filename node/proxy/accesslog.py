@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from node.metrics import Meters
+    from node.observe.metrics import Meters
 
 
 @dataclass(slots=True)
@@ -65,7 +65,7 @@ class AccessLog:
     def __init__(
         self, enabled: bool, meters: Meters | None = None, logger: logging.Logger | None = None
     ) -> None:
-        from node.metrics import Meters
+        from node.observe.metrics import Meters
 
         self.logger = logger or logging.getLogger("floatgate.access")
         self.enabled = enabled

@@ -17,17 +17,17 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from node.config.model import HostPort
-from node.proxy.connection import BUSY, IDLE
 from node.proxy.errors import ListenError
-from node.proxy.headers import is_trusted
-from node.proxy.http import HttpProxy
-from node.proxy.proxyproto import ProxyHeaderError, decode, needed
-from node.proxy.synfilter import accept_queue, hold_syns, release_syns
+from node.proxy.http.connection import BUSY, IDLE
+from node.proxy.http.handler import HttpProxy
+from node.proxy.http.headers import is_trusted
 from node.proxy.tcp import TcpProxy
+from node.proxy.wire.proxyproto import ProxyHeaderError, decode, needed
+from node.proxy.wire.synfilter import accept_queue, hold_syns, release_syns
 from node.tls.material import FrontendTlsRuntime
 
 if TYPE_CHECKING:
-    from node.metrics import FrontendMeters
+    from node.observe.metrics import FrontendMeters
 
 log = logging.getLogger("floatgate.listener")
 

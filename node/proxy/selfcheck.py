@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from node.config.model import HostPort, SelfCheckConfig
-from node.proxy.health import HealthState
+from node.proxy.upstream.health import HealthState
 
 if TYPE_CHECKING:
     from node.proxy.listener import Listener

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
-from node.proxy.clienthello import MalformedHello, NotTls, parse_client_hello
-from node.proxy.connection import BUSY, READING
 from node.proxy.errors import ProxyError
-from node.proxy.pool import BackendPool, Server, ServerSlot
-from node.proxy.proxyproto import encode as encode_proxy_header
+from node.proxy.http.connection import BUSY, READING
+from node.proxy.upstream.pool import BackendPool, Server, ServerSlot
+from node.proxy.wire.clienthello import MalformedHello, NotTls, parse_client_hello
+from node.proxy.wire.proxyproto import encode as encode_proxy_header
 
 if TYPE_CHECKING:
     from node.proxy.listener import Listener

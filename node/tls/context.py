@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from node.tls.bundle import CertBundle
+from node.tls.certfile import CertBundle
 
 Policy = Literal["intermediate", "modern"]
 Verify = Literal["none", "optional", "required"]

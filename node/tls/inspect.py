@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 
-from node.tls.bundle import describe, fingerprint, load_bundle
+from node.tls.certfile import describe, fingerprint, load_bundle
 from node.tls.errors import CertificateError
 
 

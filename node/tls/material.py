@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from node.config.model import ClusterConfig, FrontendTls
-from node.tls.bundle import CertBundle, load_bundle, load_ca, load_crl
+from node.tls.certfile import CertBundle, load_bundle, load_ca, load_crl
 from node.tls.context import ClientAuth, SniSelector, client_context, server_context
 from node.tls.errors import CertificateError
 from node.tls.tickets import TICKET_KEY_FILE, TicketKeyError, parse_key_file, set_ticket_key

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from node.proxy.headers import HeaderList
+from node.proxy.http.headers import HeaderList
 
 
 @dataclass(frozen=True, slots=True)

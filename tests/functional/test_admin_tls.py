@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from node.adminclient import AdminClient, AdminClientError, PlainTokenRefused
+from node.admin.client import AdminClient, AdminClientError, PlainTokenRefused
 from node.config import ConfigError, load_node
 from node.config.model import NodeConfig
 from node.tls.devca import write_etcd_pki

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from election.client import EtcdAccess, EtcdTlsFiles
 from election.decide import Me
+from election.elector import EtcdElection
 from election.errors import ElectionError
-from election.etcd import EtcdElection
+from election.etcdclient import EtcdAccess, EtcdTlsFiles
 from node.tls.devca import cert_pem, issue, key_pem
 from tests.etcd import EtcdProcess, EtcdTlsSetup
 

@@ -7,7 +7,7 @@ import asyncio
 import socket
 from typing import Any
 
-from node.proxy.proxyproto import decode, encode_v1, encode_v2, needed
+from node.proxy.wire.proxyproto import decode, encode_v1, encode_v2, needed
 from tests.conftest import cluster_yaml, free_port
 from tests.functional.pki import Pki
 from tests.functional.rawhttp import RecordingBackend, raw_exchange

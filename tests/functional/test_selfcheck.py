@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from node.proxy.runtime import DataPlane
+from node.proxy.plane import DataPlane
 from tests.conftest import cluster_yaml, free_port
 from tests.functional.pki import Pki
 from tests.hostile.kit import served

@@ -113,7 +113,7 @@ async def test_notify_ready_watchdog_and_stopping(
 
 
 def test_no_notify_socket_means_no_messages(tmp_path: Path) -> None:
-    from node.sdnotify import Notifier
+    from node.observe.sdnotify import Notifier
 
     quiet = Notifier({})
     assert not quiet.enabled and quiet.watchdog_interval is None

@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 from node.config import parse_cluster
-from node.proxy.runtime import DataPlane
+from node.proxy.plane import DataPlane
 
 
 async def test_a_failing_accept_loop_is_restarted(caplog: Any) -> None:

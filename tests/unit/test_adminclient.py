@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.admin import plain_token_refused
-from node.adminclient import (
+from node.admin.api import plain_token_refused
+from node.admin.client import (
     AdminClientError,
     AdminTarget,
     advertised_address,

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from node.proxy.clienthello import (
+from node.proxy.wire.clienthello import (
     MalformedHello,
     NotTls,
     build_client_hello,

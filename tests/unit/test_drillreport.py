@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.drillreport import NodeSample, Probe, double_holders, outage, verdict, vip_moved_at
+from node.ops.drill.report import NodeSample, Probe, double_holders, outage, verdict, vip_moved_at
 
 
 def _probes(results: list[tuple[float, bool]]) -> list[Probe]:

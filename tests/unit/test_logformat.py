@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from node.logformat import JsonFormatter, configure_logging
+from node.observe.logformat import JsonFormatter, configure_logging
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:

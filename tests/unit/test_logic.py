@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from node.proxy.accesslog import AccessEntry
-from node.proxy.balance import ConsistentHash, LeastConnections, SmoothRoundRobin
-from node.proxy.headers import (
+from node.proxy.http.headers import (
     UnsupportedCoding,
     add_forwarded,
     end_to_end,
@@ -20,7 +19,8 @@ from node.proxy.headers import (
     is_websocket_upgrade,
     serialize,
 )
-from node.proxy.health import HealthState
+from node.proxy.upstream.balance import ConsistentHash, LeastConnections, SmoothRoundRobin
+from node.proxy.upstream.health import HealthState
 
 
 @dataclass
@@ -145,7 +145,7 @@ def test_access_log_format() -> None:
 
 
 def test_aiohttp_too_old_is_refused_with_what_to_do() -> None:
-    from node.daemon import aiohttp_problem
+    from node.app.daemon import aiohttp_problem
 
     assert aiohttp_problem("3.14.5", ["max_headers", "read_timeout"]) is None
     assert aiohttp_problem("4.0.0a1", ["max_headers"]) is not None  # not tested on 4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.metrics import Meters
+from node.observe.metrics import Meters
 from node.proxy.accesslog import AccessEntry
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.proxy.proxyproto import (
+from node.proxy.wire.proxyproto import (
     ProxyHeaderError,
     decode,
     encode_v1,

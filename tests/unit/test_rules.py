@@ -6,7 +6,7 @@ import pytest
 
 from node.config import ConfigError, parse_cluster
 from node.config.rules import Rule
-from node.proxy.rules import RequestFacts, evaluate
+from node.proxy.http.rules import RequestFacts, evaluate
 from node.tls.peer import ClientIdentity
 
 BASE = """

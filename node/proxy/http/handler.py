@@ -18,7 +18,7 @@ from yarl import URL
 
 from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
-from node.proxy.connection import ClientConnection, error_head
+from node.proxy.http.connection import ClientConnection, error_head
 
 if TYPE_CHECKING:
     from node.proxy.listener import Listener
@@ -29,7 +29,7 @@ from node.proxy.errors import (
     ProxyError,
     ServerTimeout,
 )
-from node.proxy.headers import (
+from node.proxy.http.headers import (
     IDEMPOTENT_METHODS,
     UnsupportedCoding,
     add_forwarded,
@@ -41,16 +41,16 @@ from node.proxy.headers import (
     is_websocket_upgrade,
     serialize,
 )
-from node.proxy.pool import BackendPool, Server, ServerSlot
-from node.proxy.proxyproto import encode as encode_proxy_header
-from node.proxy.rules import Decision, RequestFacts, evaluate
-from node.proxy.tunnel import open_tunnel
-from node.proxy.upstream import (
+from node.proxy.http.rules import Decision, RequestFacts, evaluate
+from node.proxy.http.tunnel import open_tunnel
+from node.proxy.upstream.exchange import (
     ConnectError,
     RequestBody,
     StaleConnection,
     UpstreamResponse,
 )
+from node.proxy.upstream.pool import BackendPool, Server, ServerSlot
+from node.proxy.wire.proxyproto import encode as encode_proxy_header
 from node.tls.material import FrontendTlsRuntime
 
 log = logging.getLogger("floatgate.proxy")

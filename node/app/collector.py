@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from node.daemon import Daemon
+    from node.app.daemon import Daemon
 
 ROLES = ("active", "standby", "standalone")
 

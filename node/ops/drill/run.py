@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 
-from node.adminclient import AdminClient, AdminClientError, PlainTokenRefused
-from node.clusterctl import ClusterCtlError, read_election
+from node.admin.client import AdminClient, AdminClientError, PlainTokenRefused
 from node.config.model import NodeConfig
-from node.drillreport import NodeSample, Probe, double_holders, outage, verdict, vip_moved_at
+from node.ops.clusterctl import ClusterCtlError, read_election
+from node.ops.drill.report import NodeSample, Probe, double_holders, outage, verdict, vip_moved_at
 
 SCENARIOS = ("switchover", "kill-active", "freeze-active", "isolate-active", "stall-active")
 BASELINE = 2.0  # seconds of probes before the fault

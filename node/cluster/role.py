@@ -1,6 +1,6 @@
 """A node's cluster role: the election and the VIP manager around a data plane.
 
-Joined here (and only from node/daemon.py): campaign only while the data plane is
+Joined here (and only from node/app/daemon.py): campaign only while the data plane is
 healthy; hold the VIP only until the leadership deadline; hand over in the order of
 DESIGN invariant 7 (stop accepting, remove the VIP, resign, then drain).
 """
@@ -16,14 +16,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from election.decide import Me
+from election.elector import EtcdElection
 from election.errors import ElectionError
-from election.etcd import EtcdElection
-from node.adminclient import AdminClient, AdminClientError, PlainTokenRefused, advertised_address
-from node.admintoken import read_token
+from node.admin.auth import read_token
+from node.admin.client import AdminClient, AdminClientError, PlainTokenRefused, advertised_address
+from node.config.etcd import EtcdAccessError, etcd_access
 from node.config.model import ClusterConfig, NodeConfig
-from node.etcdaccess import EtcdAccessError, etcd_access
-from node.metrics import Meters
-from node.proxy.runtime import DataPlane
+from node.observe.metrics import Meters
+from node.proxy.plane import DataPlane
 
 if TYPE_CHECKING:
     from node.bundle.apply import BundleApplier
@@ -113,7 +113,7 @@ class ClusterRole:
         its admin API, not to campaign for ``seconds`` (granted only by a node that
         cannot reach etcd either). Any refusal, silence, missing token, or a peer that
         could only be asked over plain HTTP (the token would cross the network in
-        clear: see node.adminclient): False."""
+        clear: see node.admin.client): False."""
         token = self._admin_token
         peers = [m for m in self.election.known_members if m.name != self.node.name]
         if token is None:

@@ -9,13 +9,13 @@ import time
 from dataclasses import replace
 
 from node.config.model import ClusterConfig, FrontendConfig
-from node.metrics import Meters
+from node.observe.metrics import Meters
 from node.proxy.accesslog import AccessLog
-from node.proxy.http import HttpProxy, Route
+from node.proxy.http.handler import HttpProxy, Route
 from node.proxy.listener import Listener
-from node.proxy.pool import BackendPool
 from node.proxy.selfcheck import SelfCheck, probe_path
 from node.proxy.tcp import TcpProxy, TcpRoute
+from node.proxy.upstream.pool import BackendPool
 from node.tls.material import TlsMaterial
 
 log = logging.getLogger("floatgate.runtime")

@@ -10,10 +10,10 @@ import aetcd
 
 from election.errors import EtcdUnavailable
 from election.view import Keys, snapshot
-from node.adminclient import AdminClient, AdminClientError, PlainTokenRefused, parse_target
+from node.admin.client import AdminClient, AdminClientError, PlainTokenRefused, parse_target
 from node.bundle.store import BundleKeys, parse_record
+from node.config.etcd import EtcdAccessError, etcd_access
 from node.config.model import NodeConfig
-from node.etcdaccess import EtcdAccessError, etcd_access
 
 
 class ClusterCtlError(Exception):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from node.metrics import FrontendMeters, Meters
-from node.proxy.runtime import DataPlane
+from node.observe.metrics import FrontendMeters, Meters
+from node.proxy.plane import DataPlane
 
 
 def frontend_table(plane: DataPlane, meters: Meters) -> list[dict[str, object]]:

@@ -15,17 +15,17 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from node.admin import start_admin
-from node.clusterrole import ClusterConfigError, ClusterRole
+from node.admin.api import start_admin
+from node.admin.status import frontend_table
+from node.app.collector import StateCollector
+from node.cluster.role import ClusterConfigError, ClusterRole
 from node.config import ConfigError, load_cluster
 from node.config.model import ClusterConfig, NodeConfig
-from node.metrics import Meters
-from node.metricstate import StateCollector
+from node.observe.metrics import Meters
+from node.observe.sdnotify import Notifier
 from node.proxy.errors import ListenError
-from node.proxy.pool import server_table
-from node.proxy.runtime import DataPlane
-from node.sdnotify import Notifier
-from node.statusdata import frontend_table
+from node.proxy.plane import DataPlane
+from node.proxy.upstream.pool import server_table
 from node.tls.material import TlsConfigError, TlsMaterial, load_tls
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ The per-request counters are plain integers on the event loop's thread (one ``+=
 each), turned into metric families only when scraped: prometheus-client's locked
 counters cost the proxy about 12% of its request rate (measured with bench/http.py).
 Rare events (etcd requests, takeovers) use prometheus-client's own types. Gauges that
-describe the current state are read at scrape time by :mod:`node.metricstate`. Each
+describe the current state are read at scrape time by :mod:`node.app.collector`. Each
 daemon owns its registry: nothing here is module-level state. Label values are bounded:
 names from the configuration, HTTP status classes, fixed result words -- never client
 addresses or paths.

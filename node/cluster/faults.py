@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from node.bundle.store import BundleStore
-    from node.clusterrole import ClusterRole
+    from node.cluster.role import ClusterRole
 
 log = logging.getLogger("floatgate.drill")
 

@@ -8,7 +8,7 @@ import asyncio
 import ssl
 from typing import Any
 
-from node.adminclient import AdminClient
+from node.admin.client import AdminClient
 
 PEER_TIMEOUT = 0.8  # seconds per peer: a dead peer must not stall the page
 
@@ -17,7 +17,7 @@ async def cluster_status(
     own: dict[str, Any], members: list[dict[str, Any]], context: ssl.SSLContext
 ) -> dict[str, Any]:
     """{"served_by": name, "nodes": {name: status or {"error": ...}}}. ``context``: for
-    peers that advertise https:// (see node.adminclient)."""
+    peers that advertise https:// (see node.admin.client)."""
     name = str(own.get("node", "standalone"))
     nodes: dict[str, Any] = {name: own}
     peers = {

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from node.config.model import Timeouts
 from node.proxy.errors import BadResponse, ServerTimeout
-from node.proxy.upstream import ConnectError
+from node.proxy.upstream.exchange import ConnectError
 from node.tls.material import BackendTlsRuntime
 
 if TYPE_CHECKING:
-    from node.proxy.connection import ClientConnection
+    from node.proxy.http.connection import ClientConnection
 
 _HIGH_WATER = 1 << 20
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import aetcd
 
-from election.client import EtcdAccess, close_client
 from election.decide import (
     Candidate,
     Decision,
@@ -40,6 +39,7 @@ from election.decide import (
     won,
 )
 from election.errors import ElectionError, EtcdUnavailable
+from election.etcdclient import EtcdAccess, close_client
 from election.lease import LeaseClock, default_margin
 from election.view import (
     ClusterView,

@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from node.adminclient import is_loopback
-from node.admintoken import read_token
-from node.clusterrole import SwitchoverError
+from node.admin.auth import read_token
+from node.admin.client import is_loopback
+from node.admin.peers import cluster_status
+from node.cluster.faults import inject
+from node.cluster.role import SwitchoverError
 from node.config.model import NodeConfig
-from node.drillfaults import inject
-from node.peerstatus import cluster_status
 from node.tls.admin import admin_client_context, admin_server_context
 
 if TYPE_CHECKING:
-    from node.daemon import Daemon
+    from node.app.daemon import Daemon
 
 log = logging.getLogger("floatgate.admin")
 
@@ -85,7 +85,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
     async def status(request: web.Request) -> web.Response:
         return web.json_response(daemon.status())
 
-    page = files("node").joinpath("static/status.html").read_bytes()
+    page = files("node.admin").joinpath("static/status.html").read_bytes()
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/html", charset="utf-8",
@@ -150,7 +150,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
         return web.json_response({"result": result, "to": to})
 
     async def drill(request: web.Request) -> web.Response:
-        """Carry out a drill fault on this node (see node/drillfaults.py)."""
+        """Carry out a drill fault on this node (see node/cluster/faults.py)."""
         if not authorized(request):
             return web.json_response({"error": "a valid admin token is required"}, status=401)
         try:

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from node.config.model import BackendConfig, ServerConfig
-from node.proxy.balance import Balancer, make_balancer
 from node.proxy.errors import NoServerAvailable, QueueFull, QueueTimeout
-from node.proxy.health import HealthState, Transition, probe
-from node.proxy.proxyproto import local_header
-from node.proxy.upstream import ServerConnections
+from node.proxy.upstream.balance import Balancer, make_balancer
+from node.proxy.upstream.exchange import ServerConnections
+from node.proxy.upstream.health import HealthState, Transition, probe
+from node.proxy.wire.proxyproto import local_header
 from node.tls.material import BackendTlsRuntime
 
 if TYPE_CHECKING:
-    from node.metrics import Meters
+    from node.observe.metrics import Meters
 
 log = logging.getLogger("floatgate.health")
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from node.config.model import HealthCheck, HostPort
-from node.proxy.clienthello import build_client_hello, is_server_hello
+from node.proxy.wire.clienthello import build_client_hello, is_server_hello
 from node.tls.material import BackendTlsRuntime
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from election.client import EtcdAccess, EtcdTlsFiles
 from election.errors import ElectionError
+from election.etcdclient import EtcdAccess, EtcdTlsFiles
 from node.config.model import EtcdConfig
 
 

@@ -27,7 +27,7 @@ from node.proxy.errors import ClientTimeout
 from node.tls.peer import ClientIdentity, client_cert_headers, client_identity
 
 if TYPE_CHECKING:
-    from node.proxy.http import HttpProxy
+    from node.proxy.http.handler import HttpProxy
     from node.proxy.listener import Listener
 
 log = logging.getLogger("floatgate.listener")

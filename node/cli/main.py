@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from node.admintoken import read_token
+from node.admin.auth import read_token
 from node.config import ConfigError, load_cluster, load_node
 from node.config.model import ClusterConfig, NodeConfig
 from node.config.summary import summarize, summary_lines
-from node.logformat import FORMATS, configure_logging
+from node.observe.logformat import FORMATS, configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     drill = commands.add_parser("drill", help="fail over on purpose and measure what clients saw")
     drill.add_argument("--node", type=Path, required=True, help="node.yaml (etcd, token)")
     drill.add_argument("--cluster-name", required=True)
-    from node.drill import SCENARIOS as scenarios
+    from node.ops.drill.run import SCENARIOS as scenarios
 
     drill.add_argument("--scenario", required=True, choices=scenarios)
     drill.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return _clusterctl(args)
     if args.command in ("push", "history", "rollback", "secret", "diff"):
         return _bundles(args)
-    from node.demo import run_demo
+    from node.ops.demo import run_demo
 
     return run_demo(args.requests, args.port)
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 def _clusterctl(args: argparse.Namespace) -> int:
     import asyncio
 
-    from node.clusterctl import ClusterCtlError, cluster_status, format_status, switchover
+    from node.ops.clusterctl import ClusterCtlError, cluster_status, format_status, switchover
 
     try:
         node = load_node(args.node)
@@ -199,8 +199,8 @@ def _admin_token(given: Path | None, node: NodeConfig) -> str | None:
 def _drill(args: argparse.Namespace) -> int:
     import asyncio
 
-    from node.drill import DrillFailed, DrillPlan, format_report, run_drill
-    from node.drillrecord import record_drill
+    from node.ops.drill.record import record_drill
+    from node.ops.drill.run import DrillFailed, DrillPlan, format_report, run_drill
 
     try:
         node = load_node(args.node)
@@ -398,10 +398,6 @@ def _run(
             return 2
         certs_dir = cluster.parent
     assert certs_dir is not None
-    from node.daemon import run_standalone
+    from node.app.daemon import run_standalone
 
     return run_standalone(cluster, certs_dir, access_log, node_config)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
