@@ -17,6 +17,8 @@ echo "== ruff"
 .venv/bin/ruff format --check node election vip tests bench deploy
 echo "== mypy"
 .venv/bin/mypy
+echo "== import contracts (imports only go down: docs/architecture.md)"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 set +e
 .venv/bin/pytest -q -p no:cacheprovider "$@"

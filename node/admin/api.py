@@ -23,7 +23,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -31,17 +31,36 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from node.admin.auth import read_token
 from node.admin.client import is_loopback
 from node.admin.peers import cluster_status
-from node.cluster.faults import inject
-from node.cluster.role import SwitchoverError
 from node.config.model import NodeConfig
 from node.tls.admin import admin_client_context, admin_server_context
-
-if TYPE_CHECKING:
-    from node.app.daemon import Daemon
 
 log = logging.getLogger("floatgate.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ControlRefused(Exception):
+    """The node cannot do what was asked; nothing was done (the client gets 409)."""
+
+
+class NodeControl(Protocol):
+    """What the admin API asks of the node it serves (node.app.daemon.Daemon)."""
+
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def clustered(self) -> bool: ...
+    def status(self) -> dict[str, Any]: ...
+    def ready(self) -> bool: ...
+    def exposition(self) -> bytes: ...
+    async def promise(self, leader: str, seconds: float) -> str | None:
+        """None: promised not to campaign for ``seconds``; else why not."""
+
+    async def switchover(self, to: str | None) -> str:
+        """Hand over (raises ControlRefused); returns what happened."""
+
+    def drill(self, fault: str, seconds: float) -> str:
+        """Schedule a drill fault (raises ControlRefused); returns what will happen."""
 
 
 def plain_token_refused(secure: bool, peer: str | None, authorization: str | None) -> bool:
@@ -68,7 +87,7 @@ async def _refuse_plain_tokens(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner | None:
+async def start_admin(node: NodeConfig | None, control: NodeControl) -> web.AppRunner | None:
     if node is None or node.admin is None:
         return None
 
@@ -83,7 +102,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
         )
 
     async def status(request: web.Request) -> web.Response:
-        return web.json_response(daemon.status())
+        return web.json_response(control.status())
 
     page = files("node.admin").joinpath("static/status.html").read_bytes()
 
@@ -92,22 +111,18 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
                             headers={"Cache-Control": "no-store"})  # fmt: skip
 
     async def cluster(request: web.Request) -> web.Response:
-        own = daemon.status()
+        own = control.status()
         return web.json_response(await cluster_status(own, own.get("members", []), peer_context))
 
     async def metrics(request: web.Request) -> web.Response:
-        body = daemon.meters.exposition()
+        body = control.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        plane = daemon.plane
-        if daemon.role is not None:
-            ready = daemon.role.healthy()
-        else:
-            ready = plane is not None and not plane.frontend_problems()
+        ready = control.ready()
         return web.Response(
             status=200 if ready else 503, text="ready\n" if ready else "not ready\n"
         )
@@ -123,7 +138,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
         failsafe). Granted only when this node cannot reach etcd either."""
         if not authorized(request):
             return web.json_response({"error": "a valid admin token is required"}, status=401)
-        if daemon.role is None:
+        if not control.clustered:
             return web.json_response({"error": "standalone node: no cluster"}, status=409)
         try:
             leader = request.query["leader"]
@@ -132,7 +147,7 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
             return web.json_response({"error": "leader and seconds are required"}, status=400)
         if not 0 < seconds <= 60:
             return web.json_response({"error": "seconds must be in (0, 60]"}, status=400)
-        refused = await daemon.role.election.promise(leader, seconds)
+        refused = await control.promise(leader, seconds)
         if refused is not None:
             return web.json_response({"error": refused}, status=409)
         return web.json_response({"promised": leader, "seconds": seconds})
@@ -140,12 +155,12 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
     async def switchover(request: web.Request) -> web.Response:
         if not authorized(request):
             return web.json_response({"error": "a valid admin token is required"}, status=401)
-        if daemon.role is None:
+        if not control.clustered:
             return web.json_response({"error": "standalone node: no cluster"}, status=409)
         to = request.query.get("to") or None
         try:
-            result = await daemon.role.switchover(to)
-        except SwitchoverError as exc:
+            result = await control.switchover(to)
+        except ControlRefused as exc:
             return web.json_response({"error": str(exc)}, status=409)
         return web.json_response({"result": result, "to": to})
 
@@ -155,12 +170,10 @@ async def start_admin(node: NodeConfig | None, daemon: Daemon) -> web.AppRunner 
             return web.json_response({"error": "a valid admin token is required"}, status=401)
         try:
             seconds = float(request.query.get("seconds", "0"))
-            store = daemon.bundles.store if daemon.bundles is not None else None
-            what = inject(daemon.role, request.query.get("fault", ""), seconds, store)
-        except ValueError as exc:  # DrillError or a bad number
+            what = control.drill(request.query.get("fault", ""), seconds)
+        except (ControlRefused, ValueError) as exc:  # refused, or not a number
             return web.json_response({"error": str(exc)}, status=409)
-        return web.json_response({"node": daemon.node.name if daemon.node else None,
-                                  "doing": what}, status=202)  # fmt: skip
+        return web.json_response({"node": control.name, "doing": what}, status=202)
 
     app = web.Application(middlewares=[_refuse_plain_tokens])
     app.router.add_post("/drill", drill)

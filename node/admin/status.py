@@ -9,7 +9,7 @@ from node.proxy.plane import DataPlane
 def frontend_table(plane: DataPlane, meters: Meters) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for listener in plane.listeners.values():
-        frontend = listener.proxy.route.frontend
+        frontend = listener.handler.route.frontend
         counts = meters.frontends.get(frontend.name) or FrontendMeters()
         rows.append({
             "frontend": frontend.name, "mode": frontend.mode, "bind": str(frontend.bind),

@@ -6,13 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from node.app.daemon import Daemon
+    from node.bundle.apply import BundleApplier
+    from node.cluster.role import ClusterRole
+    from node.proxy.plane import DataPlane
+
+
+class NodeParts(Protocol):
+    """The running parts the gauges read (node.app.daemon.Daemon has them)."""
+
+    plane: DataPlane | None
+    role: ClusterRole | None
+    bundles: BundleApplier | None
+    restart_needed: list[str]
+
 
 ROLES = ("active", "standby", "standalone")
 
@@ -25,7 +37,7 @@ def _version() -> str:
 
 
 class StateCollector(Collector):
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: NodeParts) -> None:
         self.daemon = daemon
         self.version = _version()
 
@@ -87,7 +99,7 @@ class StateCollector(Collector):
         if plane is not None:
             problems = plane.frontend_problems()
             for listener in plane.listeners.values():
-                frontend = listener.proxy.route.frontend
+                frontend = listener.handler.route.frontend
                 sessions.add_metric([frontend.name], len(listener.connections))
                 limit.add_metric([frontend.name], frontend.maxconn)
                 serving.add_metric([frontend.name], 0 if frontend.name in problems else 1)

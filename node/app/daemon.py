@@ -1,8 +1,8 @@
-"""The node daemon: wires configuration, the data plane and signals together.
+"""The node daemon, the one composition root: it wires the data plane, the cluster role
+(election + VIP), bundles, the admin API, metrics and signals together.
 
-Standalone mode (no etcd in node.yaml): one proxy, no election, no VIP. The cluster
-wiring (election + VIP) joins here in its own issue; this is the only module that
-knows about all the parts.
+Standalone mode (no etcd in node.yaml): one proxy, no election, no VIP. This is the only
+module that knows about all the parts; the parts reach each other through it.
 """
 
 from __future__ import annotations
@@ -10,96 +10,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from node.admin.api import start_admin
+from node.admin.api import ControlRefused, start_admin
 from node.admin.status import frontend_table
 from node.app.collector import StateCollector
-from node.cluster.role import ClusterConfigError, ClusterRole
-from node.config import ConfigError, load_cluster
+from node.bundle.apply import BundleApplier
+from node.bundle.commands import store_for
+from node.bundle.errors import BundleError
+from node.bundle.secret import load as load_secret
+from node.cluster.faults import DrillError, inject
+from node.cluster.role import ClusterRole, SwitchoverError
+from node.config import ConfigError
 from node.config.model import ClusterConfig, NodeConfig
 from node.observe.metrics import Meters
 from node.observe.sdnotify import Notifier
-from node.proxy.errors import ListenError
 from node.proxy.plane import DataPlane
 from node.proxy.upstream.pool import server_table
-from node.tls.material import TlsConfigError, TlsMaterial, load_tls
-
-if TYPE_CHECKING:
-    from node.bundle.apply import BundleApplier
+from node.snapshot import load as load_snapshot
+from node.tls.material import TlsMaterial
 
 log = logging.getLogger("floatgate.daemon")
-
-
-class ParserCheckError(RuntimeError):
-    """aiohttp cannot run the data plane: its pure-Python HTTP parser, or too old."""
-
-
-def require_c_parser() -> None:
-    """The pure-Python parser has had request-smuggling bugs; refuse to run on it."""
-    from aiohttp import http_parser
-
-    if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
-        raise ParserCheckError(
-            "aiohttp is using its pure-Python HTTP parser (AIOHTTP_NO_EXTENSIONS set, or "
-            "the C extension is missing). floatgate refuses to run on it: reinstall aiohttp "
-            "from a wheel for this platform and unset AIOHTTP_NO_EXTENSIONS."
-        )
-
-
-AIOHTTP_MINIMUM = (3, 14)  # the data plane uses aiohttp internals tested on this series
-
-
-def aiohttp_problem(version: str, response_params: Collection[str]) -> str | None:
-    """Why this aiohttp cannot run floatgate's data plane (None: it can)."""
-    try:
-        found = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        found = (0, 0)
-    wanted = ".".join(map(str, AIOHTTP_MINIMUM))
-    if not AIOHTTP_MINIMUM <= found < (4, 0) or "max_headers" not in response_params:
-        return (
-            f"floatgate needs aiohttp {wanted} or newer (below 4), found {version}: "
-            f"install it with: pip install 'aiohttp>={wanted},<4'"
-        )
-    return None
-
-
-def require_aiohttp() -> None:
-    import inspect
-
-    import aiohttp
-    from aiohttp.client_proto import ResponseHandler
-
-    params = inspect.signature(ResponseHandler.set_response_params).parameters
-    problem = aiohttp_problem(aiohttp.__version__, params)
-    if problem is not None:
-        raise ParserCheckError(problem)
-
-
-def install_event_loop_policy() -> str:
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
-
-
-def load_all(cluster_path: Path, certs_dir: Path) -> tuple[ClusterConfig, TlsMaterial]:
-    """The configuration and every certificate it names, all checked, or ConfigError
-    listing every problem (nothing is applied)."""
-    config = load_cluster(cluster_path)
-    try:
-        tls = load_tls(config, certs_dir)
-    except TlsConfigError as exc:
-        raise ConfigError(exc.errors) from exc
-    for warning in tls.warnings:
-        log.warning("%s", warning)
-    return config, tls
 
 
 class Daemon:
@@ -181,15 +114,10 @@ class Daemon:
         node = self.node
         if node is None or node.etcd is None or node.secret_file is None:
             return None
-        from node.bundle.apply import BundleApplier
-        from node.bundle.commands import store_for
-        from node.bundle.errors import BundleError
-        from node.bundle.secret import load
-
         try:
             store = store_for(node, config.cluster)
             store.on_request = self.meters.etcd_request
-            self.bundles = BundleApplier(store, load(node.secret_file), Path(node.data_dir),
+            self.bundles = BundleApplier(store, load_secret(node.secret_file), Path(node.data_dir),
                                          self._apply_bundle)  # fmt: skip
         except BundleError as exc:
             log.error("bundles disabled: %s", exc)
@@ -228,6 +156,45 @@ class Daemon:
             data["frontend_problems"] = plane.frontend_problems()
         return data
 
+    # -- what the admin API asks of this node (node.admin.api.NodeControl) ----------
+
+    @property
+    def name(self) -> str | None:
+        return self.node.name if self.node else None
+
+    @property
+    def clustered(self) -> bool:
+        return self.role is not None
+
+    def ready(self) -> bool:
+        """/readyz: a cluster node may campaign; a standalone one serves every frontend."""
+        if self.role is not None:
+            return self.role.healthy()
+        return self.plane is not None and not self.plane.frontend_problems()
+
+    def exposition(self) -> bytes:
+        return self.meters.exposition()
+
+    async def promise(self, leader: str, seconds: float) -> str | None:
+        if self.role is None:
+            return "standalone node: no cluster"
+        return await self.role.election.promise(leader, seconds)
+
+    async def switchover(self, to: str | None) -> str:
+        if self.role is None:
+            raise ControlRefused("standalone node: no cluster")
+        try:
+            return await self.role.switchover(to)
+        except SwitchoverError as exc:
+            raise ControlRefused(str(exc)) from exc
+
+    def drill(self, fault: str, seconds: float) -> str:
+        store = self.bundles.store if self.bundles is not None else None
+        try:
+            return inject(self.role, fault, seconds, store)
+        except DrillError as exc:
+            raise ControlRefused(str(exc)) from exc
+
     async def _reload_loop(self) -> None:
         while True:
             await self._reloads.get()
@@ -237,7 +204,7 @@ class Daemon:
         """Re-read the cluster file. An invalid file changes nothing."""
         assert self.plane is not None
         try:
-            config, tls = load_all(self.cluster_path, self.certs_dir)
+            config, tls = load_snapshot(self.cluster_path, self.certs_dir)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration:\n%s", exc)
             return False
@@ -247,31 +214,3 @@ class Daemon:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return False
         return True
-
-
-def run_standalone(
-    cluster_path: Path, certs_dir: Path, access_log: bool = True, node: NodeConfig | None = None
-) -> int:
-    try:
-        require_aiohttp()
-        require_c_parser()
-        config, tls = load_all(cluster_path, certs_dir)
-        if node is not None and node.etcd is not None:
-            ClusterRole.validate(node, config)
-    except ClusterConfigError as exc:
-        print(f"floatgate: cannot run as a cluster node: {exc}", file=sys.stderr)
-        return 2
-    except ParserCheckError as exc:
-        print(f"floatgate: {exc}", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(f"floatgate: configuration is invalid, not starting:\n{exc}", file=sys.stderr)
-        return 2
-    loop_name = install_event_loop_policy()
-    log.info("event loop: %s", loop_name)
-    try:
-        asyncio.run(Daemon(cluster_path, certs_dir, access_log, node).run(config, tls))
-    except (ListenError, OSError) as exc:
-        print(f"floatgate: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -87,10 +87,10 @@ def write_bundle(bundle: Bundle, directory: Path) -> Path:
 
 def load_bundle(bundle: Bundle, directory: Path) -> tuple[ClusterConfig, TlsMaterial]:
     """Write and load: the configuration and certificates, checked, or BundleInvalid."""
-    from node.app.daemon import load_all
+    from node.snapshot import load
 
     cluster_path = write_bundle(bundle, directory)
     try:
-        return load_all(cluster_path, directory)
+        return load(cluster_path, directory)
     except ConfigError as exc:
         raise BundleInvalid(exc.errors) from exc

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from node.admin.auth import read_token
-from node.config import ConfigError, load_cluster, load_node
+from node.config import ConfigError, load_cluster
 from node.config.model import ClusterConfig, NodeConfig
 from node.config.summary import summarize, summary_lines
 from node.observe.logformat import FORMATS, configure_logging
+from node.snapshot import load_node
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,6 +399,6 @@ def _run(
             return 2
         certs_dir = cluster.parent
     assert certs_dir is not None
-    from node.app.daemon import run_standalone
+    from node.app.boot import run_standalone
 
     return run_standalone(cluster, certs_dir, access_log, node_config)

@@ -7,11 +7,9 @@ after validation; the rest of the program never sees raw YAML.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from node.config.rules import Rule
+from typing import Any, Literal
 
 BalanceAlgorithm = Literal["roundrobin", "leastconn", "source", "uri"]
 CheckType = Literal["http", "tcp", "ssl-hello"]
@@ -147,6 +145,50 @@ class SniRoute:
 
     sni: str
     backend: str
+
+
+# -- request rules (parsed by node.config.rules, evaluated by node.proxy.http.rules) --
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One matcher: ``kind`` is a key of _MATCHERS; ``values`` its accepted values."""
+
+    kind: str
+    values: tuple[Any, ...]
+
+    def describe(self) -> str:
+        shown = [v.pattern if isinstance(v, re.Pattern) else str(v) for v in self.values]
+        return f"{self.kind} {'|'.join(shown)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``all`` of matches and sub-conditions; ``any_of`` alternatives; ``negate`` for not."""
+
+    matches: tuple[Match, ...] = ()
+    all_of: tuple[Condition, ...] = ()
+    any_of: tuple[Condition, ...] = ()
+    negate: Condition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    code: int
+    location: str | None = None
+    prefix: str | None = None
+    keep_query: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    index: int
+    condition: Condition | None
+    redirect: Redirect | None = None
+    deny_status: int | None = None
+    use_backend: str | None = None
+    set_header: tuple[str, str] | None = None
+    del_header: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +19,6 @@ from node.config.model import (
     NodeConfig,
 )
 from node.config.reader import Reader
-from node.tls.admin import admin_tls_problems
 
 LOOPBACK = "127.0.0.1"  # where a bare admin.listen port listens
 _VERIFY = ("none", "optional", "required")
@@ -26,16 +26,25 @@ _VERIFY = ("none", "optional", "required")
 _TOP = {"name", "etcd", "interface", "admin", "secret_file", "data_dir", "priority", "log_format"}
 
 
-def load_node(path: str | Path) -> NodeConfig:
+# What a node.yaml reader may ask of the TLS room above: ``(key path, message)`` for each
+# admin.tls file that cannot be used (node.snapshot passes node.tls.admin's check).
+AdminTlsCheck = Callable[[AdminTls], list[tuple[str, str]]]
+
+
+def load_node(path: str | Path, check_admin_tls: AdminTlsCheck | None = None) -> NodeConfig:
+    """node.yaml, validated. With ``check_admin_tls`` the admin.tls files are checked
+    too (node.snapshot.load_node does that); without, only the file's own content."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from exc
-    return parse_node(text, source)
+    return parse_node(text, source, check_admin_tls)
 
 
-def parse_node(text: str, source: str = "<memory>") -> NodeConfig:
+def parse_node(
+    text: str, source: str = "<memory>", check_admin_tls: AdminTlsCheck | None = None
+) -> NodeConfig:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -47,7 +56,7 @@ def parse_node(text: str, source: str = "<memory>") -> NodeConfig:
         name=r.name(m, "name", ""),
         etcd=_etcd(r, m["etcd"]) if "etcd" in m else None,
         interface=_optional_string(r, m, "interface"),
-        admin=_admin(r, m["admin"]) if "admin" in m else None,
+        admin=_admin(r, m["admin"], check_admin_tls) if "admin" in m else None,
         secret_file=_optional_string(r, m, "secret_file"),
         data_dir=r.string(m, "data_dir", "", "/var/lib/floatgate"),
         priority=r.integer(m, "priority", "", 100, 0, 1000),
@@ -92,10 +101,10 @@ def _etcd(r: Reader, value: Any) -> EtcdConfig:
     return EtcdConfig(tuple(endpoints), tls, user, password_file)
 
 
-def _admin(r: Reader, value: Any) -> AdminConfig | None:
+def _admin(r: Reader, value: Any, check: AdminTlsCheck | None) -> AdminConfig | None:
     m = r.mapping(value, "admin", {"listen", "token_file", "tls"}, {"listen"})
     listen = _admin_listen(r, m)
-    tls = _admin_tls(r, m["tls"]) if "tls" in m else None
+    tls = _admin_tls(r, m["tls"], check) if "tls" in m else None
     if listen is None:
         return None
     token_file = _optional_string(r, m, "token_file", "admin")
@@ -118,7 +127,7 @@ def _admin_listen(r: Reader, m: Any) -> HostPort | None:
     return HostPort(LOOPBACK, port)
 
 
-def _admin_tls(r: Reader, value: Any) -> AdminTls | None:
+def _admin_tls(r: Reader, value: Any, check: AdminTlsCheck | None) -> AdminTls | None:
     before = len(r.errors)
     m = r.mapping(value, "admin.tls", {"cert", "key", "ca", "verify"}, {"cert", "key"})
     verify = r.string(m, "verify", "admin.tls", "none")
@@ -136,6 +145,6 @@ def _admin_tls(r: Reader, value: Any) -> AdminTls | None:
                                 "client certificates)")  # fmt: skip
     if len(r.errors) > before:
         return None
-    for error in admin_tls_problems(tls):
+    for error in check(tls) if check is not None else ():
         r.error(*error)
     return tls if len(r.errors) == before else None

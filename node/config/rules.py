@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from node.config.model import Network
+from node.config.model import Condition, Match, Network, Redirect, Rule
 from node.config.reader import Reader
 
 _MATCHERS = {
@@ -33,47 +32,6 @@ _MATCHERS = {
 _COMBINERS = {"all", "any", "not"}
 _ACTIONS = {"redirect", "deny", "use_backend", "set_header", "del_header"}
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
-
-
-@dataclass(frozen=True, slots=True)
-class Test:
-    """One matcher: ``kind`` is a key of _MATCHERS; ``values`` its accepted values."""
-
-    kind: str
-    values: tuple[Any, ...]
-
-    def describe(self) -> str:
-        shown = [v.pattern if isinstance(v, re.Pattern) else str(v) for v in self.values]
-        return f"{self.kind} {'|'.join(shown)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """``all`` of tests and sub-conditions; ``any_of`` alternatives; ``negate`` for not."""
-
-    tests: tuple[Test, ...] = ()
-    all_of: tuple[Condition, ...] = ()
-    any_of: tuple[Condition, ...] = ()
-    negate: Condition | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Redirect:
-    code: int
-    location: str | None = None
-    prefix: str | None = None
-    keep_query: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    index: int
-    condition: Condition | None
-    redirect: Redirect | None = None
-    deny_status: int | None = None
-    use_backend: str | None = None
-    set_header: tuple[str, str] | None = None
-    del_header: str | None = None
 
 
 def parse_rules(r: Reader, value: Any, path: str, backends: set[str]) -> tuple[Rule, ...]:
@@ -153,7 +111,7 @@ def _listed(value: Any) -> list[Any]:
 
 def _condition(r: Reader, value: Any, path: str) -> Condition:
     m = r.mapping(value, path, _MATCHERS | _COMBINERS)
-    tests: list[Test] = []
+    matches: list[Match] = []
     all_of: list[Condition] = []
     any_of: list[Condition] = []
     negate = None
@@ -166,10 +124,10 @@ def _condition(r: Reader, value: Any, path: str) -> Condition:
         elif key == "not":
             negate = _condition(r, raw, where)
         elif key in _MATCHERS:
-            tests.append(Test(key, _values(r, key, raw, where)))
-    if not (tests or all_of or any_of or negate):
+            matches.append(Match(key, _values(r, key, raw, where)))
+    if not (matches or all_of or any_of or negate):
         r.error(path, "is empty")
-    return Condition(tuple(tests), tuple(all_of), tuple(any_of), negate)
+    return Condition(tuple(matches), tuple(all_of), tuple(any_of), negate)
 
 
 def _values(r: Reader, kind: str, raw: Any, path: str) -> tuple[Any, ...]:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-
-from node.proxy.accesslog import AccessEntry
 
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 HANDSHAKE_RESULTS = ("ok", "failed", "timeout", "aborted")
@@ -48,6 +47,20 @@ RESPONSE_BUCKETS = (
 )
 ETCD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 10.0, 30.0)
+
+
+class Finished(Protocol):
+    """What the meters read of one finished request or passthrough connection (the data
+    plane's access-log entry has these fields)."""
+
+    frontend: str
+    backend: str
+    server: str
+    status: int
+    bytes_out: int
+    bytes_in: int
+    response: float  # seconds from sending the request to the response head
+    mode: str  # "http" or "tcp"
 
 
 def code_class(status: int) -> str:
@@ -130,7 +143,7 @@ class Meters(Collector):
             meters = self.backends[name] = BackendMeters()
         return meters
 
-    def request(self, entry: AccessEntry) -> None:
+    def request(self, entry: Finished) -> None:
         """One finished request (mode http) or connection (mode tcp)."""
         frontend = self.frontend(entry.frontend)
         frontend.bytes_out += entry.bytes_out

@@ -14,16 +14,14 @@ import logging
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from node.config.model import HostPort
 from node.proxy.errors import ListenError
-from node.proxy.http.connection import BUSY, IDLE
-from node.proxy.http.handler import HttpProxy
-from node.proxy.http.headers import is_trusted
-from node.proxy.tcp import TcpProxy
+from node.proxy.session import Handler, Phase, Served
 from node.proxy.wire.proxyproto import ProxyHeaderError, decode, needed
 from node.proxy.wire.synfilter import accept_queue, hold_syns, release_syns
+from node.proxy.wire.trust import is_trusted
 from node.tls.material import FrontendTlsRuntime
 
 if TYPE_CHECKING:
@@ -35,23 +33,9 @@ MAX_HANDSHAKES = 1024  # TLS handshakes in progress per frontend
 IP_FREEBIND = 15  # linux/in.h
 
 
-class Served(Protocol):
-    """What the listener needs of a connection it serves (HTTP or passthrough)."""
-
-    phase: int
-    tunnel: Any
-    closing: bool
-    proxied: tuple[str, int] | None  # the client address a PROXY header named
-
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
-    def expire(self, now: float) -> None: ...
-    def quiet(self, now: float) -> bool: ...
-
-
 class Listener:
-    def __init__(self, proxy: HttpProxy | TcpProxy, loop: asyncio.AbstractEventLoop) -> None:
-        self.proxy = proxy
+    def __init__(self, handler: Handler, loop: asyncio.AbstractEventLoop) -> None:
+        self._handler = handler
         self.loop = loop
         self.connections: set[Served] = set()
         self._slot_freed = asyncio.Event()
@@ -71,15 +55,15 @@ class Listener:
 
     @property
     def name(self) -> str:
-        return self.proxy.route.frontend.name
+        return self._handler.route.frontend.name
 
     @property
     def bind(self) -> HostPort:
-        return self.proxy.route.frontend.bind
+        return self._handler.route.frontend.bind
 
     @property
     def _meters(self) -> FrontendMeters:
-        return self.proxy.route.access.meters.frontend(self.name)
+        return self._handler.route.access.meters.frontend(self.name)
 
     def start(self) -> None:
         self._socket = open_socket(self.bind)
@@ -89,9 +73,13 @@ class Listener:
         ]
         log.info("frontend %s listening on %s", self.name, self.bind)
 
-    def update(self, proxy: HttpProxy | TcpProxy) -> None:
+    @property
+    def handler(self) -> Handler:
+        return self._handler
+
+    def update(self, handler: Handler) -> None:
         """Reload: new requests use the new route; existing connections stay open."""
-        self.proxy = proxy
+        self._handler = handler
         self._slot_freed.set()
 
     def connection_closed(self, conn: Served) -> None:
@@ -116,7 +104,7 @@ class Listener:
 
     def saturated(self) -> bool:
         """At maxconn: new clients wait in the backlog (serving at capacity, not broken)."""
-        return len(self.connections) >= self.proxy.route.frontend.maxconn
+        return len(self.connections) >= self._handler.route.frontend.maxconn
 
     def stall(self, seconds: float) -> None:
         """Drill fault: stop accepting for ``seconds`` (connections wait in the backlog)."""
@@ -189,12 +177,12 @@ class Listener:
 
     async def _serve_accepted(self, client: socket.socket, probe: bool = False) -> None:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tls = self.proxy.route.tls
-        frontend = self.proxy.route.frontend
+        tls = self._handler.route.tls
+        frontend = self._handler.route.frontend
         if tls is None and not frontend.accept_proxy:
             try:
                 await self.loop.connect_accepted_socket(
-                    lambda: self.proxy.new_protocol(self), client
+                    lambda: self._handler.new_protocol(self, None), client
                 )
             except Exception as exc:
                 raise _HandedOver(exc) from exc
@@ -224,10 +212,8 @@ class Listener:
             source = await self._proxy_header(client) if expect_header else None
             handed = True  # from here on a transport owns (and closes) the socket
 
-            def factory() -> asyncio.Protocol:
-                protocol = self.proxy.new_protocol(self)
-                protocol.proxied = source
-                return protocol
+            def factory() -> asyncio.BaseProtocol:
+                return self._handler.new_protocol(self, source)
 
             if tls is None:
                 await self.loop.connect_accepted_socket(factory, client)
@@ -258,7 +244,7 @@ class Listener:
     async def _proxy_header(self, client: socket.socket) -> tuple[str, int] | None:
         """Consume exactly one PROXY header (peek, then read its length) and return
         the client address it names (None for LOCAL/UNKNOWN)."""
-        deadline = self.proxy.route.frontend.hello_timeout
+        deadline = self._handler.route.frontend.hello_timeout
         async with asyncio.timeout(deadline):
             while True:
                 await self._readable(client)
@@ -285,7 +271,7 @@ class Listener:
 
     async def _sweep_loop(self) -> None:
         while True:
-            timeouts = self.proxy.route.frontend.timeouts
+            timeouts = self._handler.route.frontend.timeouts
             shortest = min(timeouts.client, timeouts.request_headers, timeouts.keep_alive,
                            timeouts.tunnel_idle)  # fmt: skip
             await asyncio.sleep(min(1.0, max(0.02, shortest / 4)))
@@ -313,7 +299,7 @@ class Listener:
     def close_idle(self) -> None:
         """Close keep-alive connections that are between requests."""
         for conn in list(self.connections):
-            if conn.phase == IDLE and conn.tunnel is None:
+            if conn.phase is Phase.IDLE and conn.tunnel is None:
                 conn.close()
 
     def stop_accepting(self) -> None:
@@ -331,7 +317,7 @@ class Listener:
         self.stop_accepting()
         for conn in list(self.connections):
             conn.closing = True
-            if conn.phase != BUSY and conn.tunnel is None:
+            if conn.phase is not Phase.BUSY and conn.tunnel is None:
                 conn.close()
         deadline = time.monotonic() + grace
         while self.connections and time.monotonic() < deadline:

@@ -11,10 +11,10 @@ from dataclasses import replace
 from node.config.model import ClusterConfig, FrontendConfig
 from node.observe.metrics import Meters
 from node.proxy.accesslog import AccessLog
-from node.proxy.http.handler import HttpProxy, Route
+from node.proxy.http.handler import HttpHandler, HttpRoute
 from node.proxy.listener import Listener
 from node.proxy.selfcheck import SelfCheck, probe_path
-from node.proxy.tcp import TcpProxy, TcpRoute
+from node.proxy.tcp import TcpHandler, TcpRoute
 from node.proxy.upstream.pool import BackendPool
 from node.tls.material import TlsMaterial
 
@@ -42,15 +42,15 @@ class DataPlane:
 
     def _proxy(
         self, frontend: FrontendConfig, pools: dict[str, BackendPool], tls: TlsMaterial
-    ) -> HttpProxy | TcpProxy:
+    ) -> HttpHandler | TcpHandler:
         if frontend.mode == "tcp":
-            return TcpProxy(TcpRoute.build(frontend, pools, self.access))
+            return TcpHandler(TcpRoute.build(frontend, pools, self.access))
         if frontend.tls is not None and frontend.name not in tls.frontends:
             raise ValueError(f"frontend {frontend.name}: TLS material was not loaded")
         pool = pools[frontend.default_backend]
         tls_runtime = tls.frontends.get(frontend.name)
-        return HttpProxy(
-            Route(frontend, pool, self.access, tls_runtime, pools, self.self_check.path)
+        return HttpHandler(
+            HttpRoute(frontend, pool, self.access, tls_runtime, pools, self.self_check.path)
         )
 
     def _build_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:
@@ -105,14 +105,14 @@ class DataPlane:
         while True:
             now = loop.time()
             for listener in self.listeners.values():
-                proxy = listener.proxy
+                proxy = listener.handler
                 tls = proxy.route.tls
-                if not isinstance(proxy, HttpProxy) or tls is None or tls.ticket_key:
+                if not isinstance(proxy, HttpHandler) or tls is None or tls.ticket_key:
                     continue  # a cluster-wide key rotates with a push, not here
                 name = proxy.route.frontend.name
                 deadline = due.setdefault(name, now + tls.config.ticket_rotation)
                 if now >= deadline:
-                    listener.update(HttpProxy(replace(proxy.route, tls=tls.rotated())))
+                    listener.update(HttpHandler(replace(proxy.route, tls=tls.rotated())))
                     due[name] = now + tls.config.ticket_rotation
                     log.info("frontend %s: TLS session-ticket keys rotated", name)
             await asyncio.sleep(max(0.05, min([*(d - now for d in due.values()), 1.0])))
@@ -130,7 +130,7 @@ class DataPlane:
         for frontend in config.frontends:
             key = (frontend.bind.host, frontend.bind.port)
             current = self.listeners.get(key)
-            if current is not None and current.proxy.route.frontend.mode != frontend.mode:
+            if current is not None and current.handler.route.frontend.mode != frontend.mode:
                 raise ValueError(
                     f"frontend {frontend.name}: changing mode on {frontend.bind} needs a restart"
                 )

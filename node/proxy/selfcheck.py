@@ -102,7 +102,7 @@ async def _exchange(listener: Listener, host: str, path: str) -> str | None:
         source = sock.getsockname()[:2]
         listener.probes.add(source)  # not counted as a client connection
         await asyncio.get_running_loop().sock_connect(sock, (host, listener.bind.port))
-        route = listener.proxy.route
+        route = listener.handler.route
         tls = route.tls
         if route.frontend.mode == "tcp" or (tls is not None and tls.client_auth):
             # The kernel completes a TCP handshake by itself: wait until the accept

@@ -10,26 +10,30 @@ both directions are done, or either side resets.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
 from node.proxy.errors import ProxyError
-from node.proxy.http.connection import BUSY, READING
+from node.proxy.session import Host, Phase
 from node.proxy.upstream.pool import BackendPool, Server, ServerSlot
 from node.proxy.wire.clienthello import MalformedHello, NotTls, parse_client_hello
 from node.proxy.wire.proxyproto import encode as encode_proxy_header
 
-if TYPE_CHECKING:
-    from node.proxy.listener import Listener
-
 log = logging.getLogger("floatgate.tcp")
 
-HELLO, CONNECTING, RELAY = 0, 1, 2
+
+class TcpState(enum.Enum):
+    HELLO = "hello"  # reading the ClientHello (hello_timeout)
+    CONNECTING = "connecting"  # a server is being connected
+    RELAY = "relay"  # bytes flow both ways (timeout.tunnel)
+
+
+HELLO, CONNECTING, RELAY = TcpState.HELLO, TcpState.CONNECTING, TcpState.RELAY
 
 
 @dataclass(frozen=True)
@@ -65,31 +69,32 @@ class TcpRoute:
         return self.pools.get(name) if name else None
 
 
-class TcpProxy:
+class TcpHandler:
     def __init__(self, route: TcpRoute) -> None:
         self.route = route
 
-    def new_protocol(self, listener: Listener) -> TcpClient:
-        return TcpClient(listener, self.route)
+    def new_protocol(self, listener: Host, proxied: tuple[str, int] | None) -> TcpClient:
+        return TcpClient(listener, self.route, proxied)
 
 
 class TcpClient(asyncio.Protocol):
     """The client side of one passthrough connection."""
 
-    def __init__(self, listener: Listener, route: TcpRoute) -> None:
+    def __init__(
+        self, listener: Host, route: TcpRoute, proxied: tuple[str, int] | None = None
+    ) -> None:
         self.listener = listener
         self.route = route
         self.transport: asyncio.Transport | None = None
         self.server: TcpServerSide | None = None
-        self.state = HELLO
-        self.phase = READING  # the sweeper applies hello_timeout, then idleness
+        self.state: TcpState = HELLO
         self.since = time.monotonic()
         self.tunnel = None
         self.closing = False
         self.buffer = bytearray()
         self.client_eof = self.server_eof = False
         self.remote = "-"
-        self.proxied: tuple[str, int] | None = None  # set from a PROXY header
+        self.proxied = proxied  # the client address a PROXY header named
         self.peer: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         self.entry: AccessEntry | None = None
@@ -98,6 +103,12 @@ class TcpClient(asyncio.Protocol):
         self.ended_at: float | None = None  # closed on a deadline at this time
 
     # -- client side -------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        """READING while the ClientHello arrives (hello_timeout applies), then BUSY: a
+        drain lets the relay finish within the grace period."""
+        return Phase.READING if self.state is HELLO else Phase.BUSY
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -110,14 +121,14 @@ class TcpClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.since = time.monotonic()
-        if self.state == RELAY:
+        if self.state is RELAY:
             assert self.server is not None and self.server.transport is not None
             self.server.transport.write(data)
             if self.entry is not None:
                 self.entry.bytes_in += len(data)
             return
         self.buffer += data
-        if self.state == CONNECTING:
+        if self.state is CONNECTING:
             return
         try:
             hello = parse_client_hello(bytes(self.buffer))
@@ -137,7 +148,6 @@ class TcpClient(asyncio.Protocol):
             self._refuse(f"no route for SNI {hello_sni!r}")
             return
         self.state = CONNECTING
-        self.phase = BUSY  # a drain lets it finish within the grace period
         assert self.transport is not None
         self.transport.pause_reading()
         self.entry = AccessEntry(
@@ -148,7 +158,7 @@ class TcpClient(asyncio.Protocol):
         self._connecting = asyncio.get_running_loop().create_task(self._connect(pool))
 
     def eof_received(self) -> bool:
-        if self.state != RELAY:
+        if self.state is not RELAY:
             self.close()
             return False
         self.client_eof = True
@@ -270,7 +280,7 @@ class TcpClient(asyncio.Protocol):
             self._slot = None
         if self.entry is not None:
             self.entry.finished = time.monotonic()
-            self.entry.status = 200 if self.state == RELAY else 503
+            self.entry.status = 200 if self.state is RELAY else 503
             self.route.access.write(self.entry)
             self.entry = None
 
@@ -293,20 +303,20 @@ class TcpClient(asyncio.Protocol):
     def expire(self, now: float) -> None:
         """Sweeper: hello_timeout before a route is chosen, ``timeout.tunnel`` idleness
         once relaying (waiting for a server is bounded by timeout.queue/connect)."""
-        if self.state == CONNECTING:
+        if self.state is CONNECTING:
             return
         if self.ended_at is not None:
             if now - self.ended_at >= 1.0:  # a peer that does not read keeps the close waiting
                 self.abort()
             return
         frontend = self.route.frontend
-        allowed = frontend.hello_timeout if self.state == HELLO else frontend.timeouts.tunnel_idle
+        allowed = frontend.hello_timeout if self.state is HELLO else frontend.timeouts.tunnel_idle
         if now - self.since >= allowed:
-            if self.state == RELAY:
+            if self.state is RELAY:
                 meters = self.route.access.meters.frontend(frontend.name)
                 meters.timeouts["tunnel"] += 1
             self.ended_at = now
-            self._refuse("ClientHello timeout" if self.state == HELLO else "idle timeout")
+            self._refuse("ClientHello timeout" if self.state is HELLO else "idle timeout")
 
 
 class TcpServerSide(asyncio.Protocol):
@@ -333,5 +343,5 @@ class TcpServerSide(asyncio.Protocol):
             self.client.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.client.transport is not None and self.client.state == RELAY:
+        if self.client.transport is not None and self.client.state is RELAY:
             self.client.transport.resume_reading()

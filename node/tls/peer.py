@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from node.proxy.http.headers import HeaderList
-
 
 @dataclass(frozen=True, slots=True)
 class ClientIdentity:
@@ -39,7 +37,9 @@ def client_identity(ssl_object: ssl.SSLObject | None) -> ClientIdentity:
     )
 
 
-def client_cert_headers(ssl_object: ssl.SSLObject | None, forward_pem: bool) -> HeaderList:
+def client_cert_headers(
+    ssl_object: ssl.SSLObject | None, forward_pem: bool
+) -> list[tuple[bytes, bytes]]:
     """X-SSL-Client-Verify (SUCCESS/NONE), -Subject, -Issuer, -SHA256 and optionally
     -Cert (URL-encoded PEM). A certificate is only ever present here after the
     handshake verified it (an invalid one fails the handshake)."""

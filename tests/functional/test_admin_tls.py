@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from node.admin.client import AdminClient, AdminClientError, PlainTokenRefused
-from node.config import ConfigError, load_node
+from node.config import ConfigError
 from node.config.model import NodeConfig
+from node.snapshot import load_node
 from node.tls.devca import write_etcd_pki
 from tests.conftest import REPO, FloatgateProcess, free_port
 from tests.functional.pki import Pki

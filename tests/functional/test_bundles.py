@@ -27,7 +27,7 @@ from node.bundle.apply import BundleApplier, cached
 from node.bundle.commands import store_for
 from node.bundle.errors import PushConflict
 from node.bundle.format import Bundle, seal
-from node.config import load_node
+from node.snapshot import load_node
 from node.tls.devca import crl
 from tests.conftest import free_port
 from tests.etcd import EtcdProcess

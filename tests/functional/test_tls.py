@@ -262,7 +262,7 @@ async def test_resumed_sessions_keep_their_identity(
     plane = await proxy(tls_yaml(port, backend.address, certs="[app]", tls_extra=extra), pki.dir)
 
     def server_stats() -> object:  # for the failure message: what the server's cache saw
-        tls = plane.listeners[("127.0.0.1", port)].proxy.route.tls
+        tls = plane.listeners[("127.0.0.1", port)].handler.route.tls
         return tls.selector.default.session_stats() if tls is not None else None
 
     def context(cert: str | None) -> ssl.SSLContext:

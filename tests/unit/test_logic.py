@@ -15,12 +15,12 @@ from node.proxy.http.headers import (
     end_to_end,
     framing_problem,
     is_ambiguous,
-    is_trusted,
     is_websocket_upgrade,
     serialize,
 )
 from node.proxy.upstream.balance import ConsistentHash, LeastConnections, SmoothRoundRobin
 from node.proxy.upstream.health import HealthState
+from node.proxy.wire.trust import is_trusted
 
 
 @dataclass
@@ -145,7 +145,7 @@ def test_access_log_format() -> None:
 
 
 def test_aiohttp_too_old_is_refused_with_what_to_do() -> None:
-    from node.app.daemon import aiohttp_problem
+    from node.app.boot import aiohttp_problem
 
     assert aiohttp_problem("3.14.5", ["max_headers", "read_timeout"]) is None
     assert aiohttp_problem("4.0.0a1", ["max_headers"]) is not None  # not tested on 4

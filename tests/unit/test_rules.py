@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from node.config import ConfigError, parse_cluster
-from node.config.rules import Rule
+from node.config.model import Rule
 from node.proxy.http.rules import RequestFacts, evaluate
 from node.tls.peer import ClientIdentity
 

@@ -14,7 +14,7 @@ import collections
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
@@ -24,15 +24,14 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from node.config.model import ClientAuthConfig
 from node.proxy.errors import ClientTimeout
+from node.proxy.session import Host, Phase
 from node.tls.peer import ClientIdentity, client_cert_headers, client_identity
 
 if TYPE_CHECKING:
-    from node.proxy.http.handler import HttpProxy
-    from node.proxy.listener import Listener
+    from aiohttp.http_parser import RawRequestMessage
 
 log = logging.getLogger("floatgate.listener")
 
-IDLE, READING, BUSY = 0, 1, 2
 _PIPELINE_PAUSE, _PIPELINE_RESUME = 32, 16
 _UPGRADE_TAIL_LIMIT = 1 << 16  # bytes held behind an upgrade request until its 101
 _LINGER = 1.0  # seconds a connection closed on a deadline may take to flush, then cut
@@ -56,13 +55,21 @@ class _ParseFailure:
         self.exc = exc
 
 
-class ClientConnection(BaseProtocol):
-    """States: IDLE (between requests), READING (a request's head is arriving), BUSY
-    (being served). The frontend's sweeper applies ``timeout.client`` to the first two."""
+class RequestHandler(Protocol):
+    """What serves the requests parsed here (node.proxy.http.handler.HttpHandler)."""
 
-    def __init__(self, listener: Listener) -> None:
+    async def handle(
+        self, conn: ClientConnection, message: RawRequestMessage, payload: StreamReader
+    ) -> bool: ...
+
+
+class ClientConnection(BaseProtocol):
+    """Phases (node.proxy.session.Phase): IDLE between requests, READING while a request's
+    head arrives, BUSY while it is served. ``expire`` applies the deadline of each."""
+
+    def __init__(self, listener: Host, proxied: tuple[str, int] | None = None) -> None:
         super().__init__(listener.loop)
-        frontend = listener.proxy.route.frontend
+        frontend = listener.handler.route.frontend
         self.listener = listener
         self.uri_limit = frontend.max_uri_length
         self.parser = HttpRequestParser(
@@ -78,13 +85,13 @@ class ClientConnection(BaseProtocol):
         self._parser = self.parser  # BaseProtocol pauses and resumes it with the transport
         self.queue: collections.deque[tuple[Any, StreamReader]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
-        self.phase = IDLE
+        self.phase = Phase.IDLE
         self.since = time.monotonic()
         self.served = 0  # requests answered on this connection
         self.request_started: float | None = None
         self.closing = False  # answer "Connection: close" and close after this response
         self.remote: str | None = None
-        self.proxied: tuple[str, int] | None = None  # set from a PROXY header
+        self.proxied = proxied  # the client address a PROXY header named
         self.peer: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         self.upgraded = False
@@ -95,7 +102,7 @@ class ClientConnection(BaseProtocol):
         self.ssl_object: ssl.SSLObject | None = None
         self._cert_headers: list[tuple[bytes, bytes]] | None = None
         self._identity: ClientIdentity | None = None
-        self._meters = listener.proxy.route.access.meters.frontend(frontend.name)
+        self._meters = listener.handler.route.access.meters.frontend(frontend.name)
         self.last_read = self.since  # the client's last byte (progress of a request body)
         self.last_write = self.since  # the last byte relayed to the client (tunnels)
         self.write_paused_since: float | None = None  # the client stopped reading
@@ -121,7 +128,7 @@ class ClientConnection(BaseProtocol):
             payload.set_exception(ConnectionResetError("client closed the connection"))
         if self.tunnel is not None:
             self.tunnel.client_closed()
-        elif self.task is not None and self.phase == BUSY:
+        elif self.task is not None and self.phase is Phase.BUSY:
             # Nobody is left to answer: stop waiting (a queued request gives up its
             # place in the server queue, an exchange in flight is cut).
             self.task.cancel()
@@ -139,8 +146,8 @@ class ClientConnection(BaseProtocol):
             if len(self.upgrade_tail) > _UPGRADE_TAIL_LIMIT and self.transport is not None:
                 self.transport.pause_reading()  # resumed once the tunnel is open
             return
-        if self.phase == IDLE and data:
-            self.phase = READING
+        if self.phase is Phase.IDLE and data:
+            self.phase = Phase.READING
             self.since = self.request_started = self.last_read
         try:
             messages, upgraded, tail = self.parser.feed_data(data)
@@ -234,12 +241,12 @@ class ClientConnection(BaseProtocol):
                 if isinstance(message, _ParseFailure):
                     self._refuse(message.exc)
                     return
-                self.phase = BUSY
+                self.phase = Phase.BUSY
                 self._current_payload = payload
-                # The listener's current proxy (reloads swap it); an HTTP listener's is
-                # always an HttpProxy (a frontend cannot change mode on reload).
-                proxy = cast("HttpProxy", self.listener.proxy)
-                keep = await proxy.handle(self, message, payload)
+                # The listener's current handler (reloads swap it); an HTTP listener's is
+                # always an HttpHandler (a frontend cannot change mode on reload).
+                handler = cast("RequestHandler", self.listener.handler)
+                keep = await handler.handle(self, message, payload)
                 self._current_payload = None
                 if payload is not EMPTY_PAYLOAD and not payload.is_eof():
                     keep = False  # an unread request body: the stream position is unknown
@@ -250,7 +257,7 @@ class ClientConnection(BaseProtocol):
                 if self.input_ended and not self.queue:
                     self.close()
                     return
-                self.phase = IDLE
+                self.phase = Phase.IDLE
                 self.served += 1
                 self.since = time.monotonic()
                 self.request_started = None
@@ -289,11 +296,11 @@ class ClientConnection(BaseProtocol):
     def quiet(self, now: float) -> bool:
         """Between requests: idle after at least one answer, or connected for a while
         without sending anything (a fresh connection's request is about to arrive)."""
-        return self.phase == IDLE and (self.served > 0 or now - self.since > 0.05)
+        return self.phase is Phase.IDLE and (self.served > 0 or now - self.since > 0.05)
 
     def expire(self, now: float) -> None:
         """The sweeper's deadline check (every phase of a connection has one)."""
-        timeouts = self.listener.proxy.route.frontend.timeouts
+        timeouts = self.listener.handler.route.frontend.timeouts
         transport = self.transport
         if transport is None:
             return
@@ -311,12 +318,12 @@ class ClientConnection(BaseProtocol):
                 self._expired("tunnel", "left its tunnel idle (or stopped reading it)")
                 self.abort()
             return
-        if self.phase == IDLE:
+        if self.phase is Phase.IDLE:
             limit = timeouts.keep_alive if self.served else timeouts.request_headers
             if now - self.since >= limit:
                 self._end(now)  # nothing was asked: close quietly, as HAProxy does
             return
-        if self.phase == READING:
+        if self.phase is Phase.READING:
             if now - self.since >= timeouts.request_headers:
                 self._expired("http_request", "too slow to send its request headers: 408")
                 transport.write(error_head(408, "Request Timeout"))

@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -18,10 +17,6 @@ from yarl import URL
 
 from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
-from node.proxy.http.connection import ClientConnection, error_head
-
-if TYPE_CHECKING:
-    from node.proxy.listener import Listener
 from node.proxy.errors import (
     BadResponse,
     ClientTimeout,
@@ -29,6 +24,7 @@ from node.proxy.errors import (
     ProxyError,
     ServerTimeout,
 )
+from node.proxy.http.connection import ClientConnection, error_head
 from node.proxy.http.headers import (
     IDEMPOTENT_METHODS,
     UnsupportedCoding,
@@ -37,12 +33,12 @@ from node.proxy.http.headers import (
     framing_problem,
     header_value,
     is_ambiguous,
-    is_trusted,
     is_websocket_upgrade,
     serialize,
 )
 from node.proxy.http.rules import Decision, RequestFacts, evaluate
 from node.proxy.http.tunnel import open_tunnel
+from node.proxy.session import Host
 from node.proxy.upstream.exchange import (
     ConnectError,
     RequestBody,
@@ -51,6 +47,7 @@ from node.proxy.upstream.exchange import (
 )
 from node.proxy.upstream.pool import BackendPool, Server, ServerSlot
 from node.proxy.wire.proxyproto import encode as encode_proxy_header
+from node.proxy.wire.trust import is_trusted
 from node.tls.material import FrontendTlsRuntime
 
 log = logging.getLogger("floatgate.proxy")
@@ -88,7 +85,7 @@ class NotImplementedCoding(ProxyError):
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class HttpRoute:
     """What one frontend does with a request (swapped whole on reload)."""
 
     frontend: FrontendConfig
@@ -103,12 +100,12 @@ class ClientBodyError(Exception):
     """Reading the client's request body failed (malformed chunk, client gone)."""
 
 
-class HttpProxy:
-    def __init__(self, route: Route) -> None:
+class HttpHandler:
+    def __init__(self, route: HttpRoute) -> None:
         self.route = route
 
-    def new_protocol(self, listener: Listener) -> ClientConnection:
-        return ClientConnection(listener)
+    def new_protocol(self, listener: Host, proxied: tuple[str, int] | None) -> ClientConnection:
+        return ClientConnection(listener, proxied)
 
     async def handle(
         self, conn: ClientConnection, message: RawRequestMessage, payload: StreamReader
@@ -169,7 +166,7 @@ class HttpProxy:
         conn: ClientConnection,
         message: RawRequestMessage,
         payload: StreamReader,
-        route: Route,
+        route: HttpRoute,
         entry: AccessEntry,
     ) -> bool:
         raw = message.raw_headers

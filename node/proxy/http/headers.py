@@ -6,10 +6,7 @@ second, explicit layer against request smuggling that does not depend on parser 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
-
-from node.config.model import Network
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -109,16 +106,6 @@ def end_to_end(raw_headers: RawHeaders, drop: frozenset[bytes] = frozenset()) ->
     if any(name.lower() == b"connection" for name, _ in raw_headers):
         skip = skip | connection_tokens(raw_headers)
     return [(name, value) for name, value in raw_headers if name.lower() not in skip]
-
-
-def is_trusted(client_ip: str | None, trusted: Sequence[Network]) -> bool:
-    if not client_ip or not trusted:
-        return False
-    try:
-        address = ipaddress.ip_address(client_ip)
-    except ValueError:
-        return False
-    return any(address in network for network in trusted)
 
 
 def add_forwarded(

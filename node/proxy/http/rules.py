@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 
-from node.config.rules import Condition, Rule, Test
+from node.config.model import Condition, Match, Rule
 from node.tls.peer import ClientIdentity
 
 
@@ -71,7 +71,7 @@ def _location(rule: Rule, facts: RequestFacts) -> str:
 
 
 def matches(condition: Condition, facts: RequestFacts) -> bool:
-    if not all(_test(t, facts) for t in condition.tests):
+    if not all(_matches(m, facts) for m in condition.matches):
         return False
     if not all(matches(c, facts) for c in condition.all_of):
         return False
@@ -80,7 +80,7 @@ def matches(condition: Condition, facts: RequestFacts) -> bool:
     return condition.negate is None or not matches(condition.negate, facts)
 
 
-def _test(test: Test, facts: RequestFacts) -> bool:
+def _matches(test: Match, facts: RequestFacts) -> bool:
     kind, values = test.kind, test.values
     identity = facts.identity
     if kind == "path_beg":
@@ -115,7 +115,7 @@ def _test(test: Test, facts: RequestFacts) -> bool:
 
 
 def describe(condition: Condition) -> str:
-    parts = [t.describe() for t in condition.tests]
+    parts = [m.describe() for m in condition.matches]
     parts += [f"all[{describe(c)}]" for c in condition.all_of]
     if condition.any_of:
         parts.append("any[" + " | ".join(describe(c) for c in condition.any_of) + "]")
