@@ -53,14 +53,25 @@ class Finished(Protocol):
     """What the meters read of one finished request or passthrough connection (the data
     plane's access-log entry has these fields)."""
 
-    frontend: str
-    backend: str
-    server: str
-    status: int
-    bytes_out: int
-    bytes_in: int
-    response: float  # seconds from sending the request to the response head
-    mode: str  # "http" or "tcp"
+    @property
+    def frontend(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def server(self) -> str: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def response(self) -> float:
+        """Seconds from sending the request to the response head."""
+
+    @property
+    def mode(self) -> str:
+        """ "http" or "tcp"."""
 
 
 def code_class(status: int) -> str:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from node.observe.metrics import Meters
+from node.observe.metrics import Finished, Meters
+
+
+class Loggable(Finished, Protocol):
+    """A finished request (node.proxy.http.context) or passthrough connection: what the
+    meters read, and the log line it makes."""
+
+    def log_entry(self) -> AccessEntry: ...
 
 
 @dataclass(slots=True)
@@ -33,9 +39,10 @@ class AccessEntry:
     finished: float = 0.0
     retries: int = 0
     termination: str = "-"
-    close_client: bool = False  # never reuse the client connection after this request
-    response_started: bool = False  # response bytes were written: no error page possible
     mode: str = "http"  # "tcp": one entry per passthrough connection
+
+    def log_entry(self) -> AccessEntry:
+        return self
 
     def format(self) -> str:
         tq = _ms(self.headers_done - self.started)
@@ -65,15 +72,14 @@ class AccessLog:
     def __init__(
         self, enabled: bool, meters: Meters | None = None, logger: logging.Logger | None = None
     ) -> None:
-        from node.observe.metrics import Meters
-
         self.logger = logger or logging.getLogger("floatgate.access")
         self.enabled = enabled
         self.meters = meters or Meters()
 
-    def write(self, entry: AccessEntry) -> None:
-        self.meters.request(entry)
+    def write(self, finished: Loggable) -> None:
+        self.meters.request(finished)
         if self.enabled and self.logger.isEnabledFor(logging.INFO):
+            entry = finished.log_entry()
             self.logger.info("%s", entry.format(), extra={"event": "access", **entry.fields()})
 
 

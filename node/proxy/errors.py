@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
+_KNOWN_STATUSES = frozenset(s.value for s in HTTPStatus)
+
 
 class ProxyError(Exception):
     status = 502
@@ -56,3 +60,22 @@ class ClientTimeout(ProxyError):
 
     status = 408
     message = "Request Timeout"
+
+
+class BadRequest(ProxyError):
+    status = 400
+    message = "Bad Request"
+
+
+class Denied(ProxyError):
+    """A deny rule matched: its status, with the standard phrase."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.message = HTTPStatus(status).phrase if status in _KNOWN_STATUSES else "Denied"
+
+
+class NotImplementedCoding(ProxyError):
+    status = 501
+    message = "Not Implemented: only the chunked transfer coding is supported"

@@ -1,4 +1,4 @@
-"""Pure rule evaluation: request facts in, a decision with a reason sentence out."""
+"""Pure rule evaluation: request facts in, a verdict with a reason sentence out."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class RequestFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class RuleVerdict:
     action: str  # "forward", "redirect", "deny"
     reason: str
     backend: str | None = None
@@ -31,7 +31,7 @@ class Decision:
     del_headers: tuple[str, ...] = ()
 
 
-def evaluate(rules: tuple[Rule, ...], facts: RequestFacts) -> Decision:
+def evaluate(rules: tuple[Rule, ...], facts: RequestFacts) -> RuleVerdict:
     set_headers: list[tuple[str, str]] = []
     del_headers: list[str] = []
     for rule in rules:
@@ -46,15 +46,17 @@ def evaluate(rules: tuple[Rule, ...], facts: RequestFacts) -> Decision:
         why = f"rule {rule.index}" + (f" ({describe(rule.condition)})" if rule.condition else "")
         if rule.redirect is not None:
             location = _location(rule, facts)
-            decision = Decision("redirect", f"{why}: redirect {rule.redirect.code} to {location}",
+            verdict = RuleVerdict("redirect", f"{why}: redirect {rule.redirect.code} to {location}",
                                 status=rule.redirect.code, location=location)  # fmt: skip
         elif rule.deny_status is not None:
-            decision = Decision("deny", f"{why}: deny {rule.deny_status}", status=rule.deny_status)
+            verdict = RuleVerdict(
+                "deny", f"{why}: deny {rule.deny_status}", status=rule.deny_status
+            )
         else:
-            decision = Decision("forward", f"{why}: use backend {rule.use_backend}",
+            verdict = RuleVerdict("forward", f"{why}: use backend {rule.use_backend}",
                                 backend=rule.use_backend)  # fmt: skip
-        return replace(decision, set_headers=tuple(set_headers), del_headers=tuple(del_headers))
-    return Decision("forward", "no rule decided: default backend",
+        return replace(verdict, set_headers=tuple(set_headers), del_headers=tuple(del_headers))
+    return RuleVerdict("forward", "no rule decided: default backend",
                     set_headers=tuple(set_headers), del_headers=tuple(del_headers))  # fmt: skip
 
 
@@ -124,4 +126,4 @@ def describe(condition: Condition) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["ClientIdentity", "Decision", "RequestFacts", "evaluate", "matches"]
+__all__ = ["ClientIdentity", "RequestFacts", "RuleVerdict", "evaluate", "matches"]

@@ -24,6 +24,8 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from node.config.model import HostPort, Timeouts
+from node.proxy.wire.chunked import LAST_CHUNK
+from node.proxy.wire.chunked import chunk as frame_chunk
 from node.tls.material import BackendTlsRuntime
 
 IDLE_SECONDS = 30.0  # close pooled connections idle for longer than this
@@ -195,12 +197,9 @@ async def _write_request(
             continue
         if transport.is_closing():
             raise aiohttp.ServerDisconnectedError()
-        if body.chunked:
-            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-        else:
-            transport.write(chunk)
+        transport.write(frame_chunk(chunk) if body.chunked else chunk)
         if protocol.writing_paused:
             async with asyncio.timeout(server_timeout):
                 await protocol._drain_helper()
     if body.chunked:
-        transport.write(b"0\r\n\r\n")
+        transport.write(LAST_CHUNK)
