@@ -79,7 +79,8 @@ class DataPlane:
         """Probe every frontend through its own listener, forever (health means
         serving); transitions are logged."""
         while True:
-            config = self.self_check.config = self.config.self_check
+            config = self.config.self_check
+            self.self_check.reconfigure(config)  # a reload may bring new rise/fall
             started = time.monotonic()
             try:
                 for verdict in await self.self_check.run_once(list(self.listeners.values())):

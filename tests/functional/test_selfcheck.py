@@ -8,6 +8,7 @@ import asyncio
 import time
 from typing import Any
 
+from node.config import parse_cluster
 from node.proxy.plane import DataPlane
 from tests.conftest import cluster_yaml, free_port
 from tests.functional.pki import Pki
@@ -112,6 +113,25 @@ async def test_a_frontend_at_maxconn_is_busy_not_broken(backends: Any, proxy: An
     for _, writer in held:
         writer.close()
     await served(port)
+
+
+async def test_a_reload_applies_new_self_check_rise_and_fall(backends: Any, proxy: Any) -> None:
+    """self_check fall 100 -> 1 by reload: a frontend that stops answering is noticed
+    after one failed probe, not after a hundred counted with the old fall."""
+    backend = await backends("a")
+    port = free_port()
+    base = cluster_yaml(port, [backend.address])
+    slow = "self_check: {interval: 100ms, timeout: 100ms, fall: 100, rise: 1}\n"
+    plane = await proxy(base + slow)
+    await asyncio.sleep(0.5)  # probe states exist, with fall 100
+    await plane.reload(parse_cluster(base + slow.replace("fall: 100", "fall: 1")), plane.tls)
+    listener = plane.listeners[("127.0.0.1", port)]
+    listener.hold_new(True)  # no probe gets through; the accept loop itself is fine
+    try:
+        await _until(plane, True, limit=8.0)  # 100 failed probes take 20 s
+    finally:
+        listener.hold_new(False)
+    await _until(plane, False)
 
 
 def test_probe_target_follows_the_routing_table_not_bind() -> None:
