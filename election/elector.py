@@ -39,7 +39,7 @@ from election.decide import (
     won,
 )
 from election.errors import ElectionError, EtcdUnavailable
-from election.etcdclient import EtcdAccess, close_client
+from election.etcdclient import ETCD_ERRORS, EtcdAccess, close_client
 from election.lease import LeaseClock, default_margin
 from election.view import (
     ClusterView,
@@ -53,7 +53,6 @@ from election.view import (
 
 log = logging.getLogger("floatgate.election")
 
-ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
 _DIGITS = re.compile(r"[0-9.]+")
 PROMISE_CHECK = 0.25  # how long a peer tries etcd before promising (failsafe)
 

@@ -21,6 +21,10 @@ from aetcd import rpc, watcher
 
 from election.errors import ElectionError, EtcdUnavailable
 
+# What a failed etcd call raises (aetcd's errors, timeouts, sockets): one tuple for every
+# caller that must survive etcd being away.
+ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
+
 # gRPC shares subchannels between channels and backs off reconnecting (up to minutes):
 # a fresh client made after a failure would inherit that backoff and fail at once for
 # a while after etcd is back. Each channel gets its own subchannel and short backoff.
@@ -76,7 +80,7 @@ class EtcdAccess:
             try:
                 async with asyncio.timeout(timeout):
                     return await work(client)
-            except (TimeoutError, aetcd.ClientError, OSError) as exc:
+            except ETCD_ERRORS as exc:
                 failures.append(f"{host}:{port}: {type(exc).__name__} {exc}".strip())
             finally:
                 await close_client(client)
@@ -89,7 +93,7 @@ async def close_client(client: aetcd.Client, timeout: float = 2.0) -> None:
     try:
         async with asyncio.timeout(timeout):
             await client.close()
-    except (TimeoutError, aetcd.ClientError, OSError):
+    except ETCD_ERRORS:
         pass
 
 

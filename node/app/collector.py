@@ -113,8 +113,8 @@ class StateCollector(Collector):
                     server_status.add_metric([pool.name, s.name], 1 if s.up else 0)
                     server_sessions.add_metric([pool.name, s.name], s.active)
                     server_total.add_metric([pool.name, s.name], s.total)
-            for name, bundle in sorted(plane.tls.bundles.items()):
-                expiry.add_metric([name], bundle.not_after.timestamp())
+            for name, cert in sorted(plane.tls.certs.items()):
+                expiry.add_metric([name], cert.not_after.timestamp())
         yield from (
             sessions,
             limit,

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from election.etcdclient import close_client
+from election.etcdclient import ETCD_ERRORS, close_client
 from node.bundle.build import CLUSTER_FILE, load_bundle
 from node.bundle.errors import BundleError
 from node.bundle.format import unseal
-from node.bundle.store import ETCD_ERRORS, BundleStore
+from node.bundle.store import BundleStore
 from node.config.model import ClusterConfig
 from node.tls.material import TlsMaterial
 

@@ -23,7 +23,6 @@ from election.errors import EtcdUnavailable
 from election.etcdclient import EtcdAccess
 from node.bundle.errors import BundleError, PushConflict
 
-ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
 KEEP = 20  # revisions kept in history (their documents too)
 
 

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     etcd_pki.add_argument("--admin", action="append", default=[], metavar="NAME=ADDRESS",
                           help="an admin API certificate for a node and the address of its "
                                "admin listener (admin.tls; repeat)")  # fmt: skip
-    inspect = certs_commands.add_parser("inspect", help="show and check a PEM bundle")
+    inspect = certs_commands.add_parser("inspect", help="show and check a PEM certificate file")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--key", type=Path, help="key file, if not in the bundle")
     inspect.add_argument("--json", action="store_true")

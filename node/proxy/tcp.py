@@ -23,6 +23,7 @@ from node.proxy.session import Host, Phase
 from node.proxy.upstream.pool import BackendPool, Server, ServerSlot
 from node.proxy.wire.clienthello import MalformedHello, NotTls, parse_client_hello
 from node.proxy.wire.proxyproto import encode as encode_proxy_header
+from node.tls.names import NameTable
 
 log = logging.getLogger("floatgate.tcp")
 
@@ -42,30 +43,18 @@ class TcpRoute:
     pools: Mapping[str, BackendPool]
     access: AccessLog
     tls: None = None  # passthrough never terminates TLS
-    exact: dict[str, str] = field(default_factory=dict)
-    wildcard: dict[str, str] = field(default_factory=dict)
+    names: NameTable[str] = field(default_factory=lambda: NameTable(()))  # SNI -> backend
 
     @classmethod
     def build(
         cls, frontend: FrontendConfig, pools: Mapping[str, BackendPool], access: AccessLog
     ) -> TcpRoute:
-        exact: dict[str, str] = {}
-        wildcard: dict[str, str] = {}
-        for route in frontend.routes:
-            if route.sni.startswith("*."):
-                wildcard.setdefault(route.sni[2:], route.backend)
-            else:
-                exact.setdefault(route.sni, route.backend)
-        return cls(frontend, pools, access, None, exact, wildcard)
+        names = NameTable((route.sni, route.backend) for route in frontend.routes)
+        return cls(frontend, pools, access, None, names)
 
     def choose(self, sni: str | None) -> BackendPool | None:
         """Exact SNI, then wildcard (one label), then the default backend, else None."""
-        name = None
-        if sni:
-            name = self.exact.get(sni)
-            if name is None and "." in sni:
-                name = self.wildcard.get(sni.split(".", 1)[1])
-        name = name or self.frontend.default_backend
+        name = self.names.lookup(sni) or self.frontend.default_backend
         return self.pools.get(name) if name else None
 
 

@@ -1,1 +1,1 @@
-"""TLS: certificate bundles, server contexts (policy, SNI, client authentication)."""
+"""TLS: certificate files, server contexts (policy, SNI, client authentication)."""

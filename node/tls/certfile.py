@@ -1,4 +1,4 @@
-"""Certificate bundles: HAProxy-style PEM files (leaf + chain + key in one file, or
+"""Certificate files: HAProxy-style PEM files (leaf + chain + key in one file, or
 separate certificate and key files), loaded and checked with ``cryptography``.
 
 Checks: the key matches the leaf; the chain is ordered, each certificate signed by the
@@ -27,7 +27,7 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pri
 
 
 @dataclass(frozen=True)
-class CertBundle:
+class CertFile:
     source: str
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...]  # intermediates, in order, after the leaf
@@ -54,15 +54,6 @@ class CertBundle:
         )
         return certs + self.key_pem
 
-    def matches(self, server_name: str) -> bool:
-        name = server_name.lower().rstrip(".")
-        for pattern in self.names:
-            if pattern == name:
-                return True
-            if pattern.startswith("*.") and "." in name and name.split(".", 1)[1] == pattern[2:]:
-                return True
-        return False
-
 
 def describe(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -75,13 +66,13 @@ def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def load_bundle(
+def load_cert_file(
     path: str | Path,
     key_path: str | Path | None = None,
     now: datetime.datetime | None = None,
     require_san: bool = True,
-) -> CertBundle:
-    """Load and check a bundle; ``key_path`` when the key is in a file of its own.
+) -> CertFile:
+    """Load and check a certificate file; ``key_path`` when the key is in a file of its own.
     ``require_san``: a certificate floatgate serves needs DNS names; a client
     certificate it presents to backends does not."""
     source = str(path)
@@ -93,16 +84,16 @@ def load_bundle(
         raise CertificateError(f"{source}: no readable PEM certificate ({exc})") from exc
     key = _load_key(key_data, str(key_path or path))
     moment = now or datetime.datetime.now(datetime.UTC)
-    return check_bundle(source, certs, key, moment, require_san)
+    return check_cert_file(source, certs, key, moment, require_san)
 
 
-def check_bundle(
+def check_cert_file(
     source: str,
     certs: list[x509.Certificate],
     key: PrivateKey,
     now: datetime.datetime,
     require_san: bool = True,
-) -> CertBundle:
+) -> CertFile:
     leaf, chain = certs[0], certs[1:]
     if _spki(key.public_key()) != _spki(leaf.public_key()):
         raise CertificateError(f"{source}: key does not match certificate {describe(leaf)}")
@@ -139,7 +130,7 @@ def check_bundle(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return CertBundle(source, leaf, tuple(chain), key_pem, names, tuple(warnings))
+    return CertFile(source, leaf, tuple(chain), key_pem, names, tuple(warnings))
 
 
 def load_ca(path: str | Path) -> list[x509.Certificate]:

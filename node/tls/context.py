@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from node.tls.certfile import CertBundle
+from node.tls.certfile import CertFile
+from node.tls.names import NameTable
 
 Policy = Literal["intermediate", "modern"]
 Verify = Literal["none", "optional", "required"]
@@ -35,7 +36,7 @@ class ClientAuth:
 
 
 def server_context(
-    bundle: CertBundle, policy: Policy, client_auth: ClientAuth | None
+    cert: CertFile, policy: Policy, client_auth: ClientAuth | None
 ) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = (
@@ -44,7 +45,7 @@ def server_context(
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     context.set_alpn_protocols(["http/1.1"])
-    _load_chain(context, bundle.pem())
+    _load_chain(context, cert.pem())
     if client_auth is not None and client_auth.verify != "none":
         context.verify_mode = (
             ssl.CERT_REQUIRED if client_auth.verify == "required" else ssl.CERT_OPTIONAL
@@ -79,7 +80,7 @@ def _load_crl(context: ssl.SSLContext, pem: bytes) -> None:
 
 
 def client_context(
-    verify: bool, ca_pem: bytes | None, certificate: CertBundle | None
+    verify: bool, ca_pem: bytes | None, certificate: CertFile | None
 ) -> ssl.SSLContext:
     """For connections to backends: verify against ``ca_pem`` (or the system store)."""
     context = ssl.create_default_context(cadata=ca_pem.decode("ascii") if ca_pem else None)
@@ -96,28 +97,15 @@ def client_context(
 class SniSelector:
     """Picks the context whose certificate covers the requested server name."""
 
-    def __init__(self, entries: Sequence[tuple[CertBundle, ssl.SSLContext]]) -> None:
+    def __init__(self, entries: Sequence[tuple[CertFile, ssl.SSLContext]]) -> None:
         self.default = entries[0][1]
-        self._exact: dict[str, ssl.SSLContext] = {}
-        self._wildcard: dict[str, ssl.SSLContext] = {}
-        for bundle, context in entries:
-            for name in bundle.names:
-                if name.startswith("*."):
-                    self._wildcard.setdefault(name[2:], context)
-                else:
-                    self._exact.setdefault(name, context)
+        self._names = NameTable((name, context) for cert, context in entries for name in cert.names)
         if len(entries) > 1:
             for _, context in entries:
                 context.sni_callback = self._select
 
     def choose(self, server_name: str | None) -> ssl.SSLContext:
-        if not server_name:
-            return self.default
-        name = server_name.lower().rstrip(".")
-        found = self._exact.get(name)
-        if found is None and "." in name:
-            found = self._wildcard.get(name.split(".", 1)[1])
-        return found or self.default
+        return self._names.lookup(server_name) or self.default
 
     def _select(
         self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext

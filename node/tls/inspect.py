@@ -1,4 +1,4 @@
-"""``floatgate certs inspect FILE``: what a PEM bundle holds, and whether it is usable."""
+"""``floatgate certs inspect FILE``: what a PEM certificate file holds, and whether it is usable."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 
-from node.tls.certfile import describe, fingerprint, load_bundle
+from node.tls.certfile import describe, fingerprint, load_cert_file
 from node.tls.errors import CertificateError
 
 
@@ -36,10 +36,10 @@ def inspect_file(path: Path, key: Path | None = None) -> dict[str, Any]:
     except x509.ExtensionNotFound:
         report["names"] = []
     try:
-        bundle = load_bundle(path, key)
+        cert = load_cert_file(path, key)
     except CertificateError as exc:
         return {**report, "usable": False, "error": str(exc)}
-    return {**report, "usable": True, "key_matches": True, "warnings": list(bundle.warnings)}
+    return {**report, "usable": True, "key_matches": True, "warnings": list(cert.warnings)}
 
 
 def format_report(report: dict[str, Any]) -> list[str]:

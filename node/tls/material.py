@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from node.config.model import ClusterConfig, FrontendTls
-from node.tls.certfile import CertBundle, load_bundle, load_ca, load_crl
+from node.tls.certfile import CertFile, load_ca, load_cert_file, load_crl
 from node.tls.context import ClientAuth, SniSelector, client_context, server_context
 from node.tls.errors import CertificateError
 from node.tls.tickets import TICKET_KEY_FILE, TicketKeyError, parse_key_file, set_ticket_key
@@ -32,14 +32,14 @@ class TlsConfigError(Exception):
 class FrontendTlsRuntime:
     selector: SniSelector
     config: FrontendTls
-    bundles: tuple[CertBundle, ...]
+    certs: tuple[CertFile, ...]
     auth: ClientAuth | None = None
     ticket_key: bytes | None = None  # shared by the cluster (bundle); None: per context
 
     def rotated(self) -> FrontendTlsRuntime:
         """Fresh contexts from the same material: OpenSSL gives each context new random
         session-ticket keys, so tickets issued before this point no longer resume."""
-        return build_frontend_tls(self.config, self.bundles, self.auth)
+        return build_frontend_tls(self.config, self.certs, self.auth)
 
     @property
     def client_auth(self) -> bool:
@@ -56,22 +56,22 @@ class BackendTlsRuntime:
 @dataclass(frozen=True)
 class TlsMaterial:
     frontends: dict[str, FrontendTlsRuntime]
-    bundles: dict[str, CertBundle]
+    certs: dict[str, CertFile]
     warnings: tuple[str, ...]
     backends: dict[str, BackendTlsRuntime] = field(default_factory=dict)
 
 
 def build_frontend_tls(
     config: FrontendTls,
-    bundles: tuple[CertBundle, ...],
+    certs: tuple[CertFile, ...],
     auth: ClientAuth | None,
     ticket_key: bytes | None = None,
 ) -> FrontendTlsRuntime:
-    contexts = [(b, server_context(b, config.policy, auth)) for b in bundles]
+    contexts = [(b, server_context(b, config.policy, auth)) for b in certs]
     if ticket_key is not None:
         for _, context in contexts:
             set_ticket_key(context, ticket_key)  # TicketKeyError: the caller decides
-    return FrontendTlsRuntime(SniSelector(contexts), config, bundles, auth, ticket_key)
+    return FrontendTlsRuntime(SniSelector(contexts), config, certs, auth, ticket_key)
 
 
 def load_tls(
@@ -85,11 +85,11 @@ def load_tls(
         return path if path.is_absolute() else certs_dir / path
 
     served = {name for f in config.frontends if f.tls for name in f.tls.certificates}
-    bundles: dict[str, CertBundle] = {}
+    certs: dict[str, CertFile] = {}
     for name, source in config.certificates.items():
         try:
             key = resolve(source.key) if source.key else None
-            bundles[name] = load_bundle(resolve(source.cert), key, moment, name in served)
+            certs[name] = load_cert_file(resolve(source.cert), key, moment, name in served)
         except CertificateError as exc:
             errors.append(f"certificates.{name}: {exc}")
     cas: dict[str, bytes] = {}
@@ -126,7 +126,7 @@ def load_tls(
         if tls.client_auth is not None:
             crl = crls[tls.client_auth.crl] if tls.client_auth.crl else None
             auth = ClientAuth(tls.client_auth.verify, cas[tls.client_auth.ca], crl)
-        chosen = tuple(bundles[name] for name in tls.certificates)
+        chosen = tuple(certs[name] for name in tls.certificates)
         try:
             try:
                 frontends[frontend.name] = build_frontend_tls(tls, chosen, auth, ticket_key)
@@ -145,10 +145,10 @@ def load_tls(
             context = client_context(
                 btls.verify == "required",
                 cas[btls.ca] if btls.ca else None,
-                bundles[btls.client_certificate] if btls.client_certificate else None,
+                certs[btls.client_certificate] if btls.client_certificate else None,
             )
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise TlsConfigError([f"backend {backend.name}: TLS setup failed: {exc}"]) from exc
         backends[backend.name] = BackendTlsRuntime(context, btls.sni)
-    found = tuple(w for b in bundles.values() for w in b.warnings) + tuple(warnings)
-    return TlsMaterial(frontends, bundles, found, backends)
+    found = tuple(w for b in certs.values() for w in b.warnings) + tuple(warnings)
+    return TlsMaterial(frontends, certs, found, backends)
