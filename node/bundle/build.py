@@ -45,6 +45,10 @@ def collect(
     except ConfigError as exc:
         raise BundleInvalid(exc.errors) from exc
     errors = []
+    if config.vip is None:
+        errors.append(f"{cluster_path}: vip: a bundle serves cluster nodes, and a "
+                      "cluster node needs the VIP it holds when active: add vip: "
+                      "{address: ...}")  # fmt: skip
     files: dict[str, bytes] = {}
     for name in referenced_files(config):
         path = PurePosixPath(name)

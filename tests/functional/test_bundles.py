@@ -62,6 +62,7 @@ data_dir: {tmp / "data"}
 def write_cluster(path: Path, cert: str, port: int, backend: str = "127.0.0.1:9") -> None:
     path.write_text(f"""
 cluster: edge
+vip: {{address: 192.0.2.10/24}}
 certificates: {{site: {cert}}}
 client_cas: {{root: ca.pem}}
 frontends:
@@ -130,6 +131,7 @@ def test_push_history_and_keys_encrypted_at_rest(
         ("mismatch", "certificates.site"),
         ("expired", "certificates.site"),
         ("crl", "crls.old"),
+        ("novip", "vip: a bundle serves cluster nodes"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_stored(
@@ -147,6 +149,8 @@ def test_bad_input_is_refused_and_nothing_stored(
         cluster.write_text(
             cluster.read_text().replace("client_cas:", "crls: {old: old-crl.pem}\nclient_cas:")
         )
+    elif damage == "novip":  # fine for a standalone node, never for a cluster's
+        cluster.write_text(cluster.read_text().replace("vip: {address: 192.0.2.10/24}\n", ""))
     else:
         write_cluster(cluster, f"{damage}.pem", free_port())
     refused = cli("push", "--cluster", str(cluster), "--certs", str(cluster.parent),
