@@ -22,7 +22,7 @@ from node.bundle.commands import store_for
 from node.bundle.errors import BundleError
 from node.bundle.secret import load as load_secret
 from node.cluster.faults import DrillError, inject
-from node.cluster.role import ClusterRole, SwitchoverError
+from node.cluster.role import ClusterConfigError, ClusterRole, SwitchoverError
 from node.config import ConfigError
 from node.config.model import ClusterConfig, NodeConfig
 from node.observe.metrics import Meters
@@ -33,6 +33,10 @@ from node.snapshot import load as load_snapshot
 from node.tls.material import TlsMaterial
 
 log = logging.getLogger("floatgate.daemon")
+
+
+class ReloadRefused(Exception):
+    """A new configuration cannot go live on this node; nothing changed."""
 
 
 class Daemon:
@@ -52,7 +56,8 @@ class Daemon:
         self._reloads: asyncio.Queue[None] = asyncio.Queue()
         self.plane: DataPlane | None = None
         self.bundles: BundleApplier | None = None
-        self.restart_needed: list[str] = []  # bundle settings applied only at a restart
+        self.restart_needed: list[str] = []  # settings applied only at a restart
+        self._applying = asyncio.Lock()  # one new configuration at a time (SIGHUP, bundles)
         self.meters = Meters()
         self.notifier = Notifier()
         self.meters.register(StateCollector(self))
@@ -118,30 +123,45 @@ class Daemon:
             store = store_for(node, config.cluster)
             store.on_request = self.meters.etcd_request
             self.bundles = BundleApplier(store, load_secret(node.secret_file), Path(node.data_dir),
-                                         self._apply_bundle)  # fmt: skip
+                                         self._apply, lock=self._applying,
+                                         applied=self._bundle_applied)  # fmt: skip
         except BundleError as exc:
             log.error("bundles disabled: %s", exc)
             return None
         return asyncio.create_task(self.bundles.run())
 
-    async def _apply_bundle(self, config: ClusterConfig, tls: TlsMaterial) -> None:
+    async def _apply(self, config: ClusterConfig, tls: TlsMaterial) -> None:
+        """The one way a new configuration goes live, for SIGHUP and for bundles (the
+        caller holds ``_applying``): checked against this node (a cluster node needs
+        what cluster mode needs, or it could not start again with it), swapped into the
+        data plane whole, and the election/vip settings only a restart applies noted
+        in restart_needed. Raises ReloadRefused, with nothing changed."""
         assert self.plane is not None
-        running = self.role.config if self.role is not None else self.plane.config
+        if self.role is not None and self.node is not None:
+            try:
+                ClusterRole.validate(self.node, config)
+            except ClusterConfigError as exc:
+                raise ReloadRefused(f"this node could not run it: {exc}") from exc
         await self.plane.reload(config, tls)
+        running = self.role.config if self.role is not None else config
         pending = [
             name for name in ("election", "vip") if getattr(config, name) != getattr(running, name)
         ]
         self.restart_needed = pending
         if pending:
             log.warning(
-                "the new bundle changes %s: this node keeps running with the old settings "
-                "until it restarts (restart nodes one at a time)", ", ".join(pending),
+                "the new configuration changes %s: this node keeps running with the old "
+                "settings until it restarts (restart nodes one at a time)", ", ".join(pending),
                 extra={"event": "bundle", "restart_needed": pending},
             )  # fmt: skip
+
+    async def _bundle_applied(self, record: dict[str, Any]) -> None:
+        """A bundle is the cache's ``current`` now: SIGHUP re-reads it from there, and
+        the active publishes the new revision under its fencing token."""
         cache = Path(self.node.data_dir if self.node else ".") / "current"
-        self.cluster_path, self.certs_dir = cache / "cluster.yaml", cache  # SIGHUP re-reads it
+        self.cluster_path, self.certs_dir = cache / "cluster.yaml", cache
         if self.role is not None and self.role.election.is_leader():
-            await self.role.election.update_leader()  # the new revision, under the token
+            await self.role.election.update_leader()
 
     def status(self) -> dict[str, Any]:
         plane = self.plane
@@ -201,16 +221,19 @@ class Daemon:
             await self.reload()
 
     async def reload(self) -> bool:
-        """Re-read the cluster file. An invalid file changes nothing."""
-        assert self.plane is not None
-        try:
-            config, tls = load_snapshot(self.cluster_path, self.certs_dir)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running configuration:\n%s", exc)
-            return False
-        try:
-            await self.plane.reload(config, tls)
-        except Exception as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
-            return False
+        """SIGHUP: re-read the cluster file (the cached bundle, when the node follows
+        bundles). An invalid file, or one this node could not run, changes nothing."""
+        async with self._applying:
+            try:
+                config, tls = load_snapshot(self.cluster_path, self.certs_dir)
+                await self._apply(config, tls)
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running configuration:\n%s", exc)
+                return False
+            except ReloadRefused as exc:
+                log.error("reload refused, keeping the running configuration: %s", exc)
+                return False
+            except Exception as exc:
+                log.error("reload failed, keeping the running configuration: %s", exc)
+                return False
         return True

@@ -26,6 +26,7 @@ log = logging.getLogger("floatgate.bundle")
 RECORD = "bundle.json"
 
 Apply = Callable[[ClusterConfig, TlsMaterial], Awaitable[None]]
+Applied = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def cached(data_dir: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -40,13 +41,27 @@ def cached(data_dir: Path) -> tuple[Path, dict[str, Any]] | None:
 
 class BundleApplier:
     def __init__(
-        self, store: BundleStore, secret: bytes, data_dir: Path, apply: Apply, poll: float = 5.0
+        self,
+        store: BundleStore,
+        secret: bytes,
+        data_dir: Path,
+        apply: Apply,
+        poll: float = 5.0,
+        *,
+        lock: asyncio.Lock | None = None,
+        applied: Applied | None = None,
     ) -> None:
+        """``apply`` puts a validated bundle into service (raising refuses it);
+        ``applied`` runs once its record is the cache's ``current``; ``lock``, when
+        given, is held from ``apply`` until then (the daemon's SIGHUP reload takes it
+        too, so the two never interleave)."""
         self.store = store
         self.secret = secret
         self.data_dir = data_dir
         self.apply = apply
         self.poll = poll
+        self.lock = lock or asyncio.Lock()
+        self.on_applied = applied
         found = cached(data_dir)
         self.applied: dict[str, Any] | None = found[1] if found else None
         self.error: str | None = None
@@ -158,13 +173,16 @@ class BundleApplier:
 
     async def _apply(self, sha: str, record: dict[str, Any]) -> None:
         staging, config, tls = await self._stage(sha, record)
-        try:
-            await self.apply(config, tls)
-        except Exception as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise BundleError(f"applying failed: {exc}") from exc
-        self._promote(staging, record)
-        log.info("bundle revision %s (%s) applied", record.get("revision"), sha[:12])
+        async with self.lock:
+            try:
+                await self.apply(config, tls)
+            except Exception as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise BundleError(f"applying failed: {exc}") from exc
+            self._promote(staging, record)
+            log.info("bundle revision %s (%s) applied", record.get("revision"), sha[:12])
+            if self.on_applied is not None:
+                await self.on_applied(record)
 
     def _promote(self, staging: Path, record: dict[str, Any]) -> None:
         (staging / RECORD).write_text(json.dumps(record, sort_keys=True))
