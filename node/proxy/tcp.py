@@ -20,6 +20,7 @@ from node.config.model import FrontendConfig
 from node.proxy.accesslog import AccessEntry, AccessLog
 from node.proxy.errors import ProxyError
 from node.proxy.session import Host, Phase
+from node.proxy.upstream.connect import ConnectError, connect_server
 from node.proxy.upstream.pool import BackendPool, Server, ServerSlot
 from node.proxy.wire.clienthello import MalformedHello, NotTls, parse_client_hello
 from node.proxy.wire.proxyproto import encode as encode_proxy_header
@@ -189,7 +190,6 @@ class TcpClient(asyncio.Protocol):
                 self._done(None)  # the client left meanwhile: free whatever was taken
 
     async def _connect_server(self, pool: BackendPool) -> None:
-        loop = asyncio.get_running_loop()
         exclude: Server | None = None
         assert self.entry is not None
         for attempt in range(pool.config.retries + 1):
@@ -202,15 +202,17 @@ class TcpClient(asyncio.Protocol):
             self.entry.server = server.name
             address = server.config.address
             started = time.monotonic()
+            version = pool.config.send_proxy
+            preamble = encode_proxy_header(version, self.peer, self.local) if version else b""
             try:
-                async with asyncio.timeout(pool.config.timeouts.connect):
-                    _, side = await loop.create_connection(
-                        lambda: TcpServerSide(self), address.host, address.port
-                    )
-            except (OSError, TimeoutError) as exc:
+                _, side = await connect_server(
+                    lambda: TcpServerSide(self), address, pool.config.timeouts.connect,
+                    preamble=preamble,
+                )  # fmt: skip
+            except ConnectError as exc:
                 slot.release()
                 self._slot = None
-                pool.connect_failed(server, str(exc) or type(exc).__name__)
+                pool.connect_failed(server, str(exc))
                 self.entry.retries = attempt
                 exclude = server
                 continue
@@ -221,9 +223,6 @@ class TcpClient(asyncio.Protocol):
                 return
             self.server = side
             assert side.transport is not None
-            version = pool.config.send_proxy
-            if version:
-                side.transport.write(encode_proxy_header(version, self.peer, self.local))
             side.transport.write(bytes(self.buffer))
             self.entry.bytes_in = len(self.buffer)
             self.buffer.clear()

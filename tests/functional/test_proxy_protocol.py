@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from typing import Any
 
 from node.proxy.wire.proxyproto import decode, encode_v1, encode_v2, needed
@@ -15,33 +16,60 @@ from tests.functional.test_tls import client_context
 
 
 class ProxyRequiringServer:
-    """Answers HTTP only after a valid PROXY header; records the client address."""
+    """Answers HTTP only after a valid PROXY header; records the client address. With
+    ``tls``, the header comes in clear and TLS after it, as HAProxy sends it and as
+    nginx's ``listen ... ssl proxy_protocol`` expects."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.sources: list[tuple[str, int] | None] = []
         self.refused = 0
         self.port = 0
+        self.tls = tls
 
     async def start(self) -> None:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The header is read from the socket a byte at a time, so nothing behind it (a
+        ClientHello) is consumed before TLS starts, as a real server must do."""
+        loop = asyncio.get_running_loop()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+
+        async def accept() -> None:
+            while True:
+                conn, _ = await loop.sock_accept(listener)
+                self._tasks.add(loop.create_task(serve(conn)))
+
+        async def serve(conn: socket.socket) -> None:
             data = b""
             while not (want := _complete(data)):
-                chunk = await reader.read(1)
-                if not chunk:
+                byte = await loop.sock_recv(conn, 1)
+                if not byte:
                     break
-                data += chunk
-            if not want:
+                data += byte
+            if want <= 0:  # closed early, or not a PROXY header (-1)
                 self.refused += 1
-                writer.close()
+                conn.close()
                 return
             self.sources.append(decode(data[:want]).src)
+            reader = asyncio.StreamReader()
+            try:
+                transport, protocol = await loop.connect_accepted_socket(
+                    lambda: asyncio.StreamReaderProtocol(reader), conn, ssl=self.tls
+                )
+            except (ssl.SSLError, OSError):
+                self.refused += 1
+                conn.close()
+                return
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             await reader.readuntil(b"\r\n\r\n")
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             await writer.drain()
             writer.close()
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
+        self._tasks: set[asyncio.Task[None]] = {loop.create_task(accept())}
 
 
 def _complete(data: bytes) -> int:
@@ -66,6 +94,27 @@ async def test_send_proxy_v1_to_http_server_and_checks(proxy: Any) -> None:
     clients = [s for s in server.sources if s is not None]
     assert len(clients) == 2 and all(s[0] == "127.0.0.1" for s in clients)
     assert None in server.sources  # the health checks named no client
+
+
+async def test_send_proxy_to_a_tls_server_goes_before_the_handshake(proxy: Any, pki: Pki) -> None:
+    """send_proxy with tls to the server: the PROXY header first, in clear, then TLS,
+    for requests and for health checks alike."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.path("app.pem"))
+    server = ProxyRequiringServer(context)
+    await server.start()
+    port = free_port()
+    extra = ("    send_proxy: v1\n    tls: {verify: required, ca: root, sni: app.test}\n"
+             "    check: {type: http, interval: 200ms, timeout: 1s, fall: 1, rise: 1}")  # fmt: skip
+    text = cluster_yaml(port, [f"127.0.0.1:{server.port}"], backend_extra=extra)
+    await proxy(text.replace("frontends:", "client_cas: {root: ca.pem}\nfrontends:"), pki.dir)
+    await asyncio.sleep(0.6)  # health checks, each with a header then a handshake
+    for _ in range(2):
+        reply = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert reply.status == 200 and reply.body == b"ok"
+    assert server.refused == 0
+    clients = [s for s in server.sources if s is not None]
+    assert len(clients) == 2 and all(s[0] == "127.0.0.1" for s in clients)
 
 
 async def test_send_proxy_v2_in_passthrough(proxy: Any) -> None:

@@ -59,8 +59,8 @@ from node.proxy.http.headers import (
 from node.proxy.http.rules import RequestFacts, RuleVerdict, evaluate
 from node.proxy.http.tunnel import open_tunnel
 from node.proxy.session import Host
+from node.proxy.upstream.connect import ConnectError
 from node.proxy.upstream.exchange import (
-    ConnectError,
     RequestBody,
     StaleConnection,
     UpstreamResponse,
@@ -247,12 +247,11 @@ class HttpHandler:
             ctx.server = server.name
             head = serialize(f"{message.method} {ctx.path} HTTP/1.1".encode("latin-1"),
                              ctx.headers)  # fmt: skip
-            address = (server.config.address.host, server.config.address.port)
             try:
                 ctx.response_started = True
                 ctx.status, ctx.bytes_out = await open_tunnel(
-                    ctx.conn, address, _proxy_preamble(pool, ctx.conn) + head,
-                    pool.config.timeouts, pool.tls,
+                    ctx.conn, server.config.address, head, pool.config.timeouts, pool.tls,
+                    _proxy_preamble(pool, ctx.conn),
                 )  # fmt: skip
             except ConnectError as exc:
                 ctx.response_started = False

@@ -10,9 +10,9 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from node.config.model import Timeouts
+from node.config.model import HostPort, Timeouts
 from node.proxy.errors import BadResponse, ServerTimeout
-from node.proxy.upstream.exchange import ConnectError
+from node.proxy.upstream.connect import open_server_stream
 from node.tls.material import BackendTlsRuntime
 
 if TYPE_CHECKING:
@@ -79,24 +79,15 @@ class Tunnel:
 
 async def open_tunnel(
     client: ClientConnection,
-    address: tuple[str, int],
+    address: HostPort,
     head: bytes,
     timeouts: Timeouts,
     tls: BackendTlsRuntime | None = None,
+    preamble: bytes = b"",
 ) -> tuple[int, int]:
     """Run an upgrade exchange. Returns (status, bytes sent to the client); the client
-    connection is finished (closed) when this returns."""
-    try:
-        async with asyncio.timeout(timeouts.connect):
-            if tls is None:
-                reader, writer = await asyncio.open_connection(*address, limit=1 << 16)
-            else:
-                reader, writer = await asyncio.open_connection(
-                    *address, limit=1 << 16, ssl=tls.context,
-                    server_hostname=tls.sni or address[0],
-                )  # fmt: skip
-    except (OSError, TimeoutError) as exc:
-        raise ConnectError(str(exc) or type(exc).__name__) from exc
+    connection is finished (closed) when this returns. ConnectError: nothing was sent."""
+    reader, writer = await open_server_stream(address, timeouts.connect, tls, preamble)
     try:
         # Nothing follows the upgrade request until the server agrees (101): bytes the
         # client sent behind it are held, and dropped if the server refuses.

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import socket
-import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from node.config.model import HostPort, Timeouts
+from node.proxy.upstream.connect import connect_server
 from node.proxy.wire.chunked import LAST_CHUNK
 from node.proxy.wire.chunked import chunk as frame_chunk
 from node.tls.material import BackendTlsRuntime
@@ -31,10 +30,6 @@ from node.tls.material import BackendTlsRuntime
 IDLE_SECONDS = 30.0  # close pooled connections idle for longer than this
 MAX_IDLE = 256  # pooled connections kept per server
 MAX_RESPONSE_LINE = 65536  # status line and each header line from servers
-
-
-class ConnectError(Exception):
-    """No connection could be established: nothing reached the server."""
 
 
 class StaleConnection(Exception):
@@ -74,33 +69,11 @@ class ServerConnections:
         self.tls = tls
         self._idle: collections.deque[tuple[ResponseHandler, float]] = collections.deque()
 
-    async def _connect(self) -> ResponseHandler:
+    async def _connect(self, preamble: bytes) -> ResponseHandler:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.timeouts.connect):
-                if self.tls is None:
-                    transport, protocol = await loop.create_connection(
-                        lambda: ResponseHandler(loop), self.address.host, self.address.port
-                    )
-                else:
-                    transport, protocol = await loop.create_connection(
-                        lambda: ResponseHandler(loop),
-                        self.address.host,
-                        self.address.port,
-                        ssl=self.tls.context,
-                        server_hostname=self.tls.sni or self.address.host,
-                    )
-        except ssl.SSLError as exc:
-            raise ConnectError(
-                f"TLS handshake with the server failed: {exc.reason or exc}"
-            ) from exc
-        except TimeoutError as exc:
-            raise ConnectError(f"connect timeout ({self.timeouts.connect:g}s)") from exc
-        except OSError as exc:
-            raise ConnectError(exc.strerror or str(exc)) from exc
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _, protocol = await connect_server(
+            lambda: ResponseHandler(loop), self.address, self.timeouts.connect, self.tls, preamble
+        )
         return protocol
 
     def _pooled(self) -> ResponseHandler | None:
@@ -141,8 +114,9 @@ class ServerConnections:
         reused = protocol is not None
         if protocol is None:
             started = time.monotonic()
-            protocol = await self._connect()
+            protocol = await self._connect(preamble)
             connect_seconds = time.monotonic() - started
+            preamble = b""  # sent: before the TLS handshake, if any
         protocol.set_response_params(
             skip_payload=method == "HEAD",
             read_until_eof=False,

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from node.config.model import HealthCheck, HostPort
+from node.proxy.upstream.connect import ConnectError, open_server_stream
 from node.proxy.wire.clienthello import build_client_hello, is_server_hello
 from node.tls.material import BackendTlsRuntime
 
@@ -65,11 +66,14 @@ async def probe(
             if check.type == "http":
                 ok, reason = await _probe_http(address, check, tls, preamble)
             elif check.type == "ssl-hello":
-                ok, reason = await _probe_ssl_hello(address, preamble)
+                ok, reason = await _probe_ssl_hello(address, preamble, check.timeout)
             else:
-                ok, reason = await _probe_tcp(address, tls, preamble)
+                ok, reason = await _probe_tcp(address, tls, preamble, check.timeout)
     except TimeoutError:
         ok, reason = False, f"check timed out after {check.timeout * 1000:.0f}ms"
+    except ConnectError as exc:
+        what = "TLS handshake failed" if exc.handshake else "connection problem"
+        ok, reason = False, f"{what}: {exc.detail}"
     except ssl.SSLError as exc:
         ok, reason = False, f"TLS handshake failed: {exc.reason or exc}"
     except OSError as exc:
@@ -77,24 +81,10 @@ async def probe(
     return ProbeResult(ok, reason, time.monotonic() - started)
 
 
-async def _connect(
-    address: HostPort, tls: BackendTlsRuntime | None, preamble: bytes
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open a check connection. A PROXY header (if the server expects one) goes first,
-    before TLS, so it is written on the raw connection, which is then upgraded."""
-    reader, writer = await asyncio.open_connection(address.host, address.port)
-    if preamble:
-        writer.write(preamble)
-        await writer.drain()
-    if tls is not None:
-        await writer.start_tls(tls.context, server_hostname=tls.sni or address.host)
-    return reader, writer
-
-
 async def _probe_tcp(
-    address: HostPort, tls: BackendTlsRuntime | None, preamble: bytes
+    address: HostPort, tls: BackendTlsRuntime | None, preamble: bytes, timeout: float
 ) -> tuple[bool, str]:
-    _, writer = await _connect(address, tls, preamble)
+    _, writer = await open_server_stream(address, timeout, tls, preamble)
     writer.close()
     await _closed(writer)
     return True, "Layer4 check passed" if tls is None else "Layer6 (TLS) check passed"
@@ -103,7 +93,8 @@ async def _probe_tcp(
 async def _probe_http(
     address: HostPort, check: HealthCheck, tls: BackendTlsRuntime | None, preamble: bytes
 ) -> tuple[bool, str]:
-    reader, writer = await _connect(address, tls, preamble)
+    timeout = check.timeout
+    reader, writer = await open_server_stream(address, timeout, tls, preamble)
     try:
         host = check.host or str(address)
         writer.write(
@@ -123,11 +114,11 @@ async def _probe_http(
     return False, f"Layer7 wrong status, code: {status}"
 
 
-async def _probe_ssl_hello(address: HostPort, preamble: bytes) -> tuple[bool, str]:
+async def _probe_ssl_hello(address: HostPort, preamble: bytes, timeout: float) -> tuple[bool, str]:
     """Send a ClientHello, expect a ServerHello (the server speaks TLS)."""
-    reader, writer = await asyncio.open_connection(address.host, address.port)
+    reader, writer = await open_server_stream(address, timeout, None, preamble)
     try:
-        writer.write(preamble + build_client_hello())
+        writer.write(build_client_hello())
         answer = await reader.read(16)
     finally:
         writer.close()
