@@ -1,4 +1,4 @@
-"""Leadership as a deadline (DESIGN invariant 2), on the monotonic clock.
+"""Leadership as a deadline, on the monotonic clock (docs/architecture.md: invariants).
 
 A node is leader only until ``last keepalive sent + TTL - margin``. The time recorded is
 when the request was *sent*, not when the answer came: etcd may have started the TTL

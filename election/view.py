@@ -75,12 +75,6 @@ class ClusterView:
             return self
         return replace(self, entries={**self.entries, key: entry})
 
-    def applied_all(self, events: Iterable[tuple[bytes, Entry]]) -> ClusterView:
-        view = self
-        for key, entry in events:
-            view = view.applied(key, entry)
-        return view
-
     def leader(self, keys: Keys) -> LeaderRecord | None:
         entry = self.entries.get(keys.leader)
         if entry is None or entry.value is None:

@@ -1,4 +1,5 @@
-"""Admin API on ``admin.listen`` (node.yaml): read-only status for people and tools.
+"""Admin API on ``admin.listen`` (node.yaml): status for people and tools, and the few
+writes an operator or a peer needs (switchover, drills, failsafe promises).
 
 GET / (the live status page: plain HTML, no external assets), /status (JSON: role,
 leader, lease, fencing token, frontends, backends, takeovers), /cluster (this node's status
@@ -6,8 +7,8 @@ and every member's, for the page), /metrics (Prometheus), /healthz (the process 
 /readyz (200 only when the data plane is healthy enough to campaign). Reading needs no
 token.
 POST /failsafe (a leader that lost etcd asks for a promise; etcd_loss: failsafe),
-POST /switchover[?to=NODE] (planned handover) and POST /drill?fault=exit|freeze|isolate
-&seconds=N (`floatgate drill`) need ``Authorization: Bearer <token>`` with the
+POST /switchover[?to=NODE] (planned handover) and POST /drill?fault=F&seconds=N
+(`floatgate drill`; F one of node.cluster.faults.FAULTS) need ``Authorization: Bearer <token>`` with the
 token from ``admin.token_file``; without a configured token it is refused. A wrong or
 missing token gets 401 and changes nothing.
 

@@ -60,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     drill.add_argument("--cluster-name", required=True)
     from node.ops.drill.run import SCENARIOS as scenarios
 
-    drill.add_argument("--scenario", required=True, choices=scenarios)
+    drill.add_argument("--scenario", required=True, choices=list(scenarios))
     drill.add_argument("--token-file", type=Path, help="default: admin.token_file of node.yaml")
     drill.add_argument("--url", help="what to probe (default: http://VIP:<http frontend port>/)")
     drill.add_argument("--rate", type=float, default=20.0, help="probe requests per second")
-    drill.add_argument("--seconds", type=float, default=10.0, help="freeze/isolate duration")
+    drill.add_argument(
+        "--seconds", type=float, default=10.0, help="how long a freeze, isolation or stall lasts"
+    )
     drill.add_argument("--timeout", type=float, default=30.0, help="wait this long for recovery")
     drill.add_argument("--probe-timeout", type=float, default=3.0,
                        help="a probe unanswered this long fails (default 3 s: a client "

@@ -1,8 +1,8 @@
 """A node's cluster role: the election and the VIP manager around a data plane.
 
 Joined here (and only from node/app/daemon.py): campaign only while the data plane is
-healthy; hold the VIP only until the leadership deadline; hand over in the order of
-DESIGN invariant 7 (stop accepting, remove the VIP, resign, then drain).
+healthy; hold the VIP only until the leadership deadline; hand over in the handover order
+(docs/architecture.md): hold new connections, remove the VIP, resign, then drain.
 """
 
 from __future__ import annotations

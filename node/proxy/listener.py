@@ -1,9 +1,11 @@
-"""Listening sockets for one HTTP frontend.
+"""The listening socket of one frontend (``mode: http`` or ``tcp``) and its accept loop.
 
 floatgate runs its own accept loop instead of ``loop.create_server`` so that
 ``maxconn`` works like HAProxy's: past the limit, new connections wait in the kernel's
-accept backlog instead of being accepted and starved. The socket is created here, which
-is also where the cluster will pre-bind to the VIP with ``IP_FREEBIND``.
+accept backlog instead of being accepted and starved. The socket is bound with
+``IP_FREEBIND``, so a standby binds the VIP before it holds it. Accepted sockets go to
+the frontend's handler (node.proxy.session.Handler); TLS handshakes and PROXY headers
+run in tasks of their own, bounded per frontend.
 """
 
 from __future__ import annotations

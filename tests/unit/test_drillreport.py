@@ -45,3 +45,11 @@ def test_verdicts() -> None:
     assert verdict(3.0, 2.0, 0.5, 0).startswith("FAILED: outage 3.00s exceeds")
     assert "did not move" in verdict(1.0, 2.0, None, 0)
     assert "two nodes" in verdict(1.0, 2.0, 0.5, 1)
+
+
+def test_every_drill_scenario_names_a_fault_the_node_carries_out() -> None:
+    from node.cluster.faults import FAULTS
+    from node.ops.drill.run import SCENARIOS
+
+    assert SCENARIOS["switchover"] is None  # asked for, not injected
+    assert {fault for fault in SCENARIOS.values() if fault is not None} <= set(FAULTS)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,15 @@ from node.config.model import NodeConfig
 from node.ops.clusterctl import ClusterCtlError, read_election
 from node.ops.drill.report import NodeSample, Probe, double_holders, outage, verdict, vip_moved_at
 
-SCENARIOS = ("switchover", "kill-active", "freeze-active", "isolate-active", "stall-active")
+# Each scenario and the fault the active carries out on itself (POST /drill, see
+# node/cluster/faults.py); a switchover is asked for, not injected.
+SCENARIOS: Mapping[str, str | None] = MappingProxyType({
+    "switchover": None,
+    "kill-active": "exit",
+    "freeze-active": "freeze",
+    "isolate-active": "isolate",
+    "stall-active": "frontend-stall",
+})  # fmt: skip
 BASELINE = 2.0  # seconds of probes before the fault
 SETTLE = 1.0  # seconds of probes after recovery
 
@@ -34,7 +43,7 @@ class DrillPlan:
     token: str
     url: str | None = None  # default: http://<VIP>:<first http frontend port>/
     rate: float = 20.0  # probes per second
-    seconds: float = 10.0  # freeze / isolate duration
+    seconds: float = 10.0  # how long a freeze, isolation or stall lasts
     timeout: float = 30.0  # give up waiting for recovery after this
     probe_timeout: float = 3.0
     max_outage: float | None = None
@@ -117,11 +126,10 @@ async def _status(client: AdminClient, address: str) -> dict[str, Any] | None:
 
 
 async def _inject(client: AdminClient, address: str, plan: DrillPlan) -> None:
-    if plan.scenario == "switchover":
+    fault = SCENARIOS[plan.scenario]
+    if fault is None:
         path, params = "/switchover", {}
     else:
-        fault = {"kill-active": "exit", "freeze-active": "freeze", "isolate-active": "isolate",
-                 "stall-active": "frontend-stall"}[plan.scenario]  # fmt: skip
         path, params = "/drill", {"fault": fault, "seconds": str(plan.seconds)}
     try:
         reply = await client.post(address, path, params, timeout=5)

@@ -1,4 +1,5 @@
-"""Server health: a pure rise/fall state machine, and the active probes (tcp, http)."""
+"""Server health: a pure rise/fall state machine, and the active probes (tcp, http,
+ssl-hello)."""
 
 from __future__ import annotations
 

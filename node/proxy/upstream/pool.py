@@ -281,7 +281,7 @@ class BackendPool:
 
 
 def server_table(pools: Sequence[BackendPool]) -> list[dict[str, object]]:
-    """A status snapshot for logs, the CLI and (later) the admin API."""
+    """Every server's state, for /status (the admin API and the status page)."""
     return [
         {
             "backend": pool.name,
