@@ -8,8 +8,9 @@ and every member's, for the page), /metrics (Prometheus), /healthz (the process 
 token.
 POST /failsafe (a leader that lost etcd asks for a promise; etcd_loss: failsafe),
 POST /switchover[?to=NODE] (planned handover) and POST /drill?fault=F&seconds=N
-(`floatgate drill`; F one of node.cluster.faults.FAULTS) need ``Authorization: Bearer <token>`` with the
-token from ``admin.token_file``; without a configured token it is refused. A wrong or
+(`floatgate drill`; F one of node.cluster.faults.FAULTS) need
+``Authorization: Bearer <token>`` with the token from ``admin.token_file``; without a
+configured token it is refused. A wrong or
 missing token gets 401 and changes nothing.
 
 With ``admin.tls`` the listener serves HTTPS only (client certificates per
