@@ -1,7 +1,7 @@
 """Pure load-balancing algorithms.
 
 A balancer picks one of the *eligible* servers (up, with a free slot), given as a
-sequence of :class:`Candidate`. It keeps only its own bookkeeping (round-robin weights,
+sequence of :class:`Weighted`. It keeps only its own bookkeeping (round-robin weights,
 a hash ring), never server health.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 
-class Candidate(Protocol):
+class Weighted(Protocol):
     @property
     def name(self) -> str: ...
     @property
@@ -23,7 +23,7 @@ class Candidate(Protocol):
 
 
 class Balancer(Protocol):
-    def pick(self, eligible: Sequence[Candidate], key: str) -> Candidate | None: ...
+    def pick(self, eligible: Sequence[Weighted], key: str) -> Weighted | None: ...
 
 
 class SmoothRoundRobin:
@@ -32,14 +32,14 @@ class SmoothRoundRobin:
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
 
-    def pick(self, eligible: Sequence[Candidate], key: str) -> Candidate | None:
+    def pick(self, eligible: Sequence[Weighted], key: str) -> Weighted | None:
         if not eligible:
             return None
         if len(eligible) == 1:
             return eligible[0]
         current = self._current
         total = 0
-        best: Candidate | None = None
+        best: Weighted | None = None
         best_weight = 0
         for candidate in eligible:
             weight = current.get(candidate.name, 0) + candidate.weight
@@ -58,12 +58,12 @@ class LeastConnections:
     def __init__(self) -> None:
         self._turn = 0
 
-    def pick(self, eligible: Sequence[Candidate], key: str) -> Candidate | None:
+    def pick(self, eligible: Sequence[Weighted], key: str) -> Weighted | None:
         if not eligible:
             return None
         self._turn += 1
         count = len(eligible)
-        best: Candidate | None = None
+        best: Weighted | None = None
         for offset in range(count):
             candidate = eligible[(self._turn + offset) % count]
             if best is None or candidate.active * best.weight < best.active * candidate.weight:
@@ -80,7 +80,7 @@ class ConsistentHash:
 
     POINTS_PER_WEIGHT = 64
 
-    def __init__(self, servers: Sequence[Candidate]) -> None:
+    def __init__(self, servers: Sequence[Weighted]) -> None:
         ring: list[tuple[int, str]] = []
         for server in servers:
             for point in range(server.weight * self.POINTS_PER_WEIGHT):
@@ -89,7 +89,7 @@ class ConsistentHash:
         self._hashes = [h for h, _ in ring]
         self._names = [n for _, n in ring]
 
-    def pick(self, eligible: Sequence[Candidate], key: str) -> Candidate | None:
+    def pick(self, eligible: Sequence[Weighted], key: str) -> Weighted | None:
         if not eligible or not self._hashes:
             return None
         by_name = {c.name: c for c in eligible}
@@ -106,7 +106,7 @@ def _hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def make_balancer(algorithm: str, servers: Sequence[Candidate]) -> Balancer:
+def make_balancer(algorithm: str, servers: Sequence[Weighted]) -> Balancer:
     if algorithm == "leastconn":
         return LeastConnections()
     if algorithm in ("source", "uri"):
