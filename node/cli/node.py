@@ -1,0 +1,120 @@
+"""``floatgate check`` and ``floatgate run``: configuration files and the node process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from node.cli.common import Commands, certs_dir
+from node.config import ConfigError, load_cluster
+from node.config.model import ClusterConfig
+from node.config.summary import summarize, summary_lines
+from node.observe.logformat import configure_logging
+from node.snapshot import load_node
+
+
+def add_commands(commands: Commands) -> None:
+    check = commands.add_parser("check", help="validate configuration files, like haproxy -c")
+    check.add_argument("cluster", type=Path, help="cluster.yaml")
+    check.add_argument("--node", type=Path, help="node.yaml (optional)")
+    check.add_argument(
+        "--certs", type=Path, help="certificates directory (default: next to cluster.yaml)"
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+
+    run = commands.add_parser("run", help="run a node (standalone when no etcd is configured)")
+    run.add_argument(
+        "--cluster", type=Path, help="cluster.yaml (omit with bundles: from etcd, or the cache)"
+    )
+    run.add_argument("--node", type=Path, help="node.yaml (optional)")
+    run.add_argument("--cluster-name", help="with bundles and no --cluster: which cluster")
+    run.add_argument(
+        "--certs", type=Path, help="certificates directory (default: next to cluster.yaml)"
+    )
+    run.add_argument("--no-access-log", action="store_true", help="do not log each request")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return _check(args.cluster, args.node, certs_dir(args), args.json)
+    certs = certs_dir(args) if args.cluster is not None else None
+    return _run(args.cluster, args.node, certs, not args.no_access_log, args.cluster_name,
+                args.log_level if args.log_format is None else None)  # fmt: skip
+
+
+def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> int:
+    errors: list[str] = []
+    warnings: list[str] = []
+    config: ClusterConfig | None = None
+    try:
+        config = load_cluster(cluster)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    if config is not None:
+        from node.tls.material import TlsConfigError, load_tls
+
+        try:
+            warnings.extend(load_tls(config, certs_dir).warnings)
+        except TlsConfigError as exc:
+            errors.extend(exc.errors)
+    if node is not None:
+        try:
+            load_node(node)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if as_json:
+        summary = summarize(config) if config is not None and not errors else None
+        document = {"valid": not errors, "errors": errors, "warnings": warnings, "summary": summary}
+        print(json.dumps(document, indent=2))
+        return 2 if errors else 0
+    if errors:
+        print(f"Configuration is invalid ({len(errors)} error(s)):", file=sys.stderr)
+        for error in errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    assert config is not None
+    print(f"Configuration file is valid: {cluster}")
+    for line in summary_lines(config):
+        print(f"  {line}")
+    for warning in warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _run(
+    cluster: Path | None,
+    node: Path | None,
+    certs_dir: Path | None,
+    access_log: bool,
+    cluster_name: str | None = None,
+    log_level: str | None = None,
+) -> int:
+    """``log_level``: set when --log-format was not given (node.yaml's log_format applies)."""
+    if node is not None:
+        try:
+            node_config = load_node(node)
+        except ConfigError as exc:
+            print(f"floatgate: configuration is invalid, not starting:\n{exc}", file=sys.stderr)
+            return 2
+        if log_level is not None:
+            configure_logging(log_level, node_config.log_format)
+    else:
+        node_config = None
+    if cluster is None:  # bundle mode: the cluster file comes from etcd (or the cache)
+        if node_config is None:
+            print("floatgate: give --cluster, or --node with etcd and secret_file", file=sys.stderr)
+            return 2
+        from node.bundle.startup import initial_bundle
+
+        try:
+            cluster = initial_bundle(node_config, cluster_name)
+        except Exception as exc:
+            print(f"floatgate: {exc}", file=sys.stderr)
+            return 2
+        certs_dir = cluster.parent
+    assert certs_dir is not None
+    from node.app.boot import run_standalone
+
+    return run_standalone(cluster, certs_dir, access_log, node_config)
