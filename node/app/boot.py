@@ -10,7 +10,8 @@ from collections.abc import Collection
 from pathlib import Path
 
 from node.app.daemon import Daemon
-from node.cluster.role import ClusterConfigError, ClusterRole
+from node.cluster.errors import ClusterConfigError
+from node.cluster.role import ClusterRole
 from node.config import ConfigError
 from node.config.model import NodeConfig
 from node.proxy.errors import ListenError

@@ -21,8 +21,9 @@ from node.bundle.apply import BundleApplier
 from node.bundle.commands import store_for
 from node.bundle.errors import BundleError
 from node.bundle.secret import load as load_secret
+from node.cluster.errors import ClusterConfigError, SwitchoverError
 from node.cluster.faults import DrillError, inject
-from node.cluster.role import ClusterConfigError, ClusterRole, SwitchoverError
+from node.cluster.role import ClusterRole
 from node.config import ConfigError
 from node.config.model import ClusterConfig, NodeConfig
 from node.observe.metrics import Meters

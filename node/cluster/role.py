@@ -19,7 +19,9 @@ from election.decide import Me
 from election.elector import EtcdElection
 from election.errors import ElectionError
 from node.admin.auth import read_token
-from node.admin.client import AdminClient, AdminClientError, PlainTokenRefused, advertised_address
+from node.admin.client import advertised_address
+from node.cluster.errors import ClusterConfigError, SwitchoverError
+from node.cluster.failsafe import ask_for_promises
 from node.config.etcd import EtcdAccessError, etcd_access
 from node.config.model import ClusterConfig, NodeConfig
 from node.observe.metrics import Meters
@@ -31,14 +33,6 @@ from vip.manager import VipManager
 from vip.netlink import NetlinkBackend
 
 log = logging.getLogger("floatgate.cluster")
-
-
-class ClusterConfigError(ValueError):
-    """node.yaml / cluster.yaml do not describe a runnable cluster node."""
-
-
-class SwitchoverError(Exception):
-    """A planned handover cannot be done (not active, no such standby, ...)."""
 
 
 class ClusterRole:
@@ -109,38 +103,8 @@ class ClusterRole:
         self.last_handover_reason: str | None = None
 
     async def _ask_peers(self, seconds: float) -> bool:
-        """etcd_loss: failsafe. Every other member known from etcd must promise, over
-        its admin API, not to campaign for ``seconds`` (granted only by a node that
-        cannot reach etcd either). Any refusal, silence, missing token, or a peer that
-        could only be asked over plain HTTP (the token would cross the network in
-        clear: see node.admin.client): False."""
-        token = self._admin_token
         peers = [m for m in self.election.known_members if m.name != self.node.name]
-        if token is None:
-            return False
-        addresses = [m.payload.get("admin") for m in peers]
-        if not all(isinstance(a, str) for a in addresses):
-            return False  # a peer that cannot be asked cannot promise
-        params = {"leader": self.node.name, "seconds": str(seconds)}
-
-        async def ask(client: AdminClient, address: str) -> bool:
-            try:
-                reply = await client.post(address, "/failsafe", params)
-            except PlainTokenRefused as exc:
-                log.warning("failsafe: cannot ask %s for a promise: %s", address, exc)
-                return False
-            except AdminClientError:
-                return False
-            return reply.status == 200
-
-        try:  # peers try etcd for 0.25 s first
-            client = AdminClient.for_node(self.node, token, timeout=0.45)
-        except AdminClientError as exc:
-            log.warning("failsafe: cannot ask the other members for a promise: %s", exc)
-            return False
-        async with client:
-            answers = await asyncio.gather(*(ask(client, str(a)) for a in addresses))
-        return all(answers)
+        return await ask_for_promises(self.node, self._admin_token, peers, seconds)
 
     def _claimed(self, announced: float) -> None:
         """The VIP was added and announced here: time the takeover from the old leader's
