@@ -164,10 +164,13 @@ class SelfCheck:
         return found
 
     def reconfigure(self, config: SelfCheckConfig) -> None:
+        """New settings (a reload): each frontend keeps what it is (a frontend that
+        cannot serve does not look fine for a moment) and counts on with the new rise
+        and fall."""
         if config != self.config:
             self.config = config
-            self._states.clear()  # new rise/fall: start over
-            self._reasons.clear()
+            for state in self._states.values():
+                state.rise, state.fall = config.rise, config.fall
 
     async def run_once(self, listeners: list[Listener], lag: float = 0.0) -> list[FrontendVerdict]:
         """Probe each listener once; returns the frontends whose state changed. ``lag``:

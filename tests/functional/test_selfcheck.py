@@ -129,6 +129,13 @@ async def test_a_reload_applies_new_self_check_rise_and_fall(backends: Any, prox
     listener.hold_new(True)  # no probe gets through; the accept loop itself is fine
     try:
         await _until(plane, True, limit=8.0)  # 100 failed probes take 20 s
+        # Another reload (fall 3) while it cannot serve: it must not look fine meanwhile.
+        changed = slow.replace("fall: 100", "fall: 3").replace("interval: 100ms", "interval: 150ms")
+        await plane.reload(parse_cluster(base + changed), plane.tls)
+        until = time.monotonic() + 1.0  # three failed probes would take ~0.75 s
+        while time.monotonic() < until:
+            assert plane.frontend_problems(), "after a reload it looked fine"
+            await asyncio.sleep(0.02)
     finally:
         listener.hold_new(False)
     await _until(plane, False)
