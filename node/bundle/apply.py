@@ -182,7 +182,10 @@ class BundleApplier:
             self._promote(staging, record)
             log.info("bundle revision %s (%s) applied", record.get("revision"), sha[:12])
             if self.on_applied is not None:
-                await self.on_applied(record)
+                try:  # the bundle is current now: nothing here may refuse it
+                    await self.on_applied(record)
+                except Exception:
+                    log.exception("after applying bundle revision %s", record.get("revision"))
 
     def _promote(self, staging: Path, record: dict[str, Any]) -> None:
         (staging / RECORD).write_text(json.dumps(record, sort_keys=True))
