@@ -45,10 +45,6 @@ def collect(
     except ConfigError as exc:
         raise BundleInvalid(exc.errors) from exc
     errors = []
-    if config.vip is None:
-        errors.append(f"{cluster_path}: vip: a bundle serves cluster nodes, and a "
-                      "cluster node needs the VIP it holds when active: add vip: "
-                      "{address: ...}")  # fmt: skip
     files: dict[str, bytes] = {}
     for name in referenced_files(config):
         path = PurePosixPath(name)
@@ -69,9 +65,15 @@ def collect(
 
 
 def validate(bundle: Bundle) -> None:
-    """The node's own loading, in a scratch directory: BundleInvalid, or nothing."""
+    """What is stored must serve cluster nodes (push, rollback): the node's own loading,
+    in a scratch directory, and a vip (a cluster node does not start without one).
+    BundleInvalid, or nothing."""
     with tempfile.TemporaryDirectory(prefix="floatgate-check-") as scratch:
-        load_bundle(bundle, Path(scratch))
+        config, _ = load_bundle(bundle, Path(scratch))
+    if config.vip is None:
+        raise BundleInvalid([f"{CLUSTER_FILE}: vip: a bundle serves cluster nodes, and a "
+                             "cluster node needs the VIP it holds when active: add vip: "
+                             "{address: ...}"])  # fmt: skip
 
 
 def write_bundle(bundle: Bundle, directory: Path) -> Path:

@@ -184,6 +184,30 @@ async def test_two_pushes_from_the_same_parent_cannot_both_win(
     assert forced["revision"] == 2 and forced["parent"] == 1
 
 
+def test_rollback_to_a_revision_without_vip_is_refused(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess
+) -> None:
+    """A revision stored before push checked for vip: rolling back to it is refused too
+    (a cluster node could not start with it), and nothing is stored."""
+    _, node_path = _setup(tmp_path, pki, etcd.client_port)
+    node = load_node(node_path)
+    key = secret_file.load(node.secret_file)
+    old = f"""cluster: edge
+frontends:
+  - {{name: web, bind: "127.0.0.1:{free_port()}", default_backend: app}}
+backends:
+  - {{name: app, servers: [{{name: s1, address: "127.0.0.1:9"}}]}}
+"""
+    meta = {"author": "old", "message": "no vip"}
+    asyncio.run(store_for(node, "edge").push(*seal(Bundle(old, {}, meta), key), meta, None, False))
+    refused = cli("rollback", "1", "--node", str(node_path), "--cluster-name", "edge")
+    assert refused.returncode == 2, refused.stderr
+    assert "vip: a bundle serves cluster nodes" in refused.stderr
+    assert "nothing was stored" in refused.stderr
+    history = cli("history", "--node", str(node_path), "--cluster-name", "edge", "--json")
+    assert [e["revision"] for e in json.loads(history.stdout)["revisions"]] == [1]
+
+
 def _tls_fingerprint(port: int, pki: Pki) -> str:
     context = ssl.create_default_context(cafile=pki.path("ca.pem"))
     context.check_hostname = False
