@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from node.config import ConfigError, load_cluster
-from node.config import load_node as read_node
 from node.config.model import ClusterConfig, NodeConfig
+from node.config.nodefile import load_node as read_node
 from node.tls.admin import admin_tls_problems
 from node.tls.material import TlsConfigError, TlsMaterial, load_tls
 
-log = logging.getLogger("floatgate.config")
+log = logging.getLogger("floatgate.daemon")  # the logger these warnings always had
 
 
 class Snapshot(NamedTuple):

@@ -30,7 +30,7 @@ def add_commands(commands: Commands) -> None:
                                "admin listener (admin.tls; repeat)")  # fmt: skip
     inspect = certs_commands.add_parser("inspect", help="show and check a PEM certificate file")
     inspect.add_argument("file", type=Path)
-    inspect.add_argument("--key", type=Path, help="key file, if not in the bundle")
+    inspect.add_argument("--key", type=Path, help="key file, if not in the PEM file")
     inspect.add_argument("--json", action="store_true")
 
 

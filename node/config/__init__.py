@@ -3,14 +3,13 @@
 from node.config.cluster import load_cluster, parse_cluster
 from node.config.errors import ConfigError
 from node.config.model import ClusterConfig, NodeConfig
-from node.config.nodefile import load_node, parse_node
+from node.config.nodefile import parse_node
 
 __all__ = [
     "ClusterConfig",
     "ConfigError",
     "NodeConfig",
     "load_cluster",
-    "load_node",
     "parse_cluster",
     "parse_node",
 ]

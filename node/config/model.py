@@ -115,7 +115,7 @@ class ForwardFor:
 
 @dataclass(frozen=True, slots=True)
 class CertificateSource:
-    """A PEM bundle (leaf + chain + key), or a certificate file and a key file."""
+    """One PEM file (leaf + chain + key), or a certificate file and a key file."""
 
     cert: str
     key: str | None = None

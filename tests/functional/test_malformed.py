@@ -1,6 +1,6 @@
 """Malformed and smuggling requests, as exact bytes, against a recording raw backend.
 
-Includes every case of the shared http-desync-guardian corpus (DESIGN.md): Severe ->
+Includes every case of the shared http-desync-guardian corpus (../shared/corpus): Severe ->
 400, client connection closed, nothing forwarded; Ambiguous -> 400 with nothing
 forwarded, or one request forwarded and both connections closed; Compliant and
 Acceptable -> forwarded (or, for Acceptable, refused by strict parsing)."""

@@ -5,9 +5,11 @@ aiohttp's ClientSession costs more CPU per request than the whole server side (c
 jar, URL handling, tracing, a request object per call). floatgate needs much less: write
 one request head, stream a body, parse one response. It reuses aiohttp's connection
 protocol, ``ResponseHandler`` (llhttp C response parser, payload StreamReader with flow
-control, socket read timeout), and skips the rest. This module is the only place that
-touches that aiohttp internal; aiohttp is pinned in constraints.txt and every
-functional test goes through here.
+control, socket read timeout), and skips the rest. This module and node/proxy/upstream/
+connect.py (which hands it a TLS transport after a PROXY header with
+``connection_made``) are the only places that touch that aiohttp internal; aiohttp is
+pinned in constraints.txt, every functional test goes through here, and
+tests/functional/test_proxy_protocol.py covers the TLS-after-PROXY path.
 """
 
 from __future__ import annotations
