@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,16 @@ async def push(
     seen = await store.current()  # read before preparing: the parent this push builds on
     ticket, why_new = None, "first bundle" if seen is None else "--rotate-ticket-key"
     previous: Bundle | None = None
+    carried: Bundle | None = None  # where the cluster's session-ticket key comes from
     if seen is not None:
+        document = await store.document(seen["sha"])
         try:
-            previous = unseal(seen["sha"], await store.document(seen["sha"]), key)
+            previous = carried = unseal(seen["sha"], document, key)
         except BundleError as exc:  # a damaged current bundle must not block a fix
             why_new = f"the current bundle is unreadable ({exc})"
-    if previous is not None and not rotate_ticket_key:  # keep the cluster's ticket key
-        ticket = previous.files.get(TICKET_KEY_FILE)
+            carried = _legacy(seen["sha"], document, key)
+    if carried is not None and not rotate_ticket_key:  # keep the cluster's ticket key
+        ticket = carried.files.get(TICKET_KEY_FILE)
         why_new = "the current bundle had none"
     extra = {TICKET_KEY_FILE: ticket or new_key_file()}
     bundle = collect(cluster_path, certs_dir, {**_meta(message), "cluster": name}, extra)
@@ -81,6 +85,19 @@ async def push(
     record["ticket_key"] = "kept" if ticket else f"new: {why_new}"
     record["changed"] = True
     return record
+
+
+def _legacy(sha: str, document: bytes, key: bytes) -> Bundle | None:
+    """A format-1 current bundle (no MAC): read only so that a push after an upgrade keeps
+    the session-ticket key, which is sealed (AES-GCM authenticates it with the secret)."""
+    try:
+        bundle = unseal(sha, document, key, legacy=True)
+        entry = json.loads(document)["files"].get(TICKET_KEY_FILE, {})
+    except (BundleError, ValueError, KeyError, AttributeError):
+        return None
+    if not isinstance(entry, dict) or "sealed" not in entry:
+        return None  # a ticket key in clear could be anyone's: never carried over
+    return bundle
 
 
 def _same_content(old: Bundle, new: Bundle) -> bool:

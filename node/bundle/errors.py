@@ -11,6 +11,10 @@ class SecretError(BundleError):
     """The cluster secret is missing, unreadable, malformed or not the one used."""
 
 
+class BundleUnauthenticated(SecretError):
+    """A bundle document's MAC is missing or does not verify with this cluster secret."""
+
+
 class BundleCorrupt(BundleError):
     """What etcd holds is not a bundle this secret and hash accept."""
 

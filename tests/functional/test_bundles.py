@@ -24,11 +24,13 @@ import pytest
 
 from node.bundle import secret as secret_file
 from node.bundle.apply import BundleApplier, cached
+from node.bundle.build import collect
 from node.bundle.commands import store_for
 from node.bundle.errors import PushConflict
-from node.bundle.format import Bundle, seal
+from node.bundle.format import Bundle, seal, unseal
 from node.snapshot import load_node
 from node.tls.devca import crl
+from node.tls.tickets import TICKET_KEY_FILE, new_key_file
 from tests.conftest import free_port
 from tests.etcd import EtcdProcess
 from tests.functional.pki import Pki
@@ -208,6 +210,41 @@ backends:
     assert [e["revision"] for e in json.loads(history.stdout)["revisions"]] == [1]
 
 
+async def test_the_first_push_after_an_upgrade_keeps_the_ticket_key(
+    tmp_path: Path, pki: Pki, etcd: EtcdProcess
+) -> None:
+    """The current bundle is format 1 (no MAC, pushed by an older floatgate): nodes refuse
+    it, and the next push keeps its sealed session-ticket key (sessions still resume)."""
+    cluster, node_path = _setup(tmp_path, pki, etcd.client_port)
+    node = load_node(node_path)
+    key = secret_file.load(node.secret_file)
+    meta = {"author": "old", "message": "format 1"}
+    bundle = collect(cluster, cluster.parent, meta, {TICKET_KEY_FILE: new_key_file()})
+    data = json.loads(seal(bundle, key)[1])
+    del data["mac"]
+    data["format"] = 1
+    old = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    store = store_for(node, "edge")
+    await store.push(hashlib.sha256(old).hexdigest(), old, meta, None, False)
+    done = await asyncio.to_thread(
+        cli,
+        "push",
+        "--cluster",
+        str(cluster),
+        "--certs",
+        str(cluster.parent),
+        "--node",
+        str(node_path),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ticket_key"] == "kept"
+    current = await store.current()
+    assert current is not None and current["revision"] == 2
+    new = unseal(current["sha"], await store.document(current["sha"]), key)
+    assert new.files[TICKET_KEY_FILE] == bundle.files[TICKET_KEY_FILE]
+
+
 def _tls_fingerprint(port: int, pki: Pki) -> str:
     context = ssl.create_default_context(cafile=pki.path("ca.pem"))
     context.check_hostname = False
@@ -255,20 +292,43 @@ async def test_node_applies_refuses_caches_and_rolls_back(
         and await asyncio.to_thread(_tls_fingerprint, port, pki) == b_print
     )
 
+    # forged in etcd by someone without the cluster secret: a new backend, a correct
+    # SHA-256, a current record pointing at it -- refused, B keeps serving
+    good_sha = (await applier.store.history())[1]["sha"]  # revision 2, B
+    data = json.loads(await applier.store.document(good_sha))
+    data["cluster_yaml"] = data["cluster_yaml"].replace("127.0.0.1:9", "127.0.0.1:1")
+    forged = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    sha = hashlib.sha256(forged).hexdigest()
+    etcd.etcdctl("put", f"/floatgate/edge/bundles/{sha}", forged.decode())
+    etcd.etcdctl(
+        "put",
+        "/floatgate/edge/bundle/current",
+        json.dumps(
+            {**current, "revision": current["revision"] + 1, "sha": sha, "author": "mallory"}
+        ),
+    )
+    assert not await applier.check()
+    assert "MAC does not verify" in str(applier.status()["error"])
+    assert (
+        applier.status()["revision"] == 2
+        and await asyncio.to_thread(_tls_fingerprint, port, pki) == b_print
+    )
+    assert "127.0.0.1:1" not in (Path(node.data_dir) / "current" / "cluster.yaml").read_text()
+
     # a node with another cluster secret refuses, and says why
     secret_file.generate(tmp_path / "other.secret")
     foreign = BundleApplier(applier.store, secret_file.load(tmp_path / "other.secret"),
                             tmp_path / "foreign", plane.reload)  # fmt: skip
     assert cli(*push, "-m", "D").returncode == 0
     assert not await foreign.check()
-    assert "does not decrypt with this cluster secret" in str(foreign.status()["error"])
+    assert "does not verify with this cluster secret" in str(foreign.status()["error"])
 
     # rollback to A: a new revision with A's content, applied
     back = cli("rollback", "1", "--node", str(node_path), "--cluster-name", "edge")
     assert back.returncode == 0, back.stderr
     assert await applier.check()
     assert await asyncio.to_thread(_tls_fingerprint, port, pki) == a_print
-    assert applier.status()["revision"] == 5
+    assert applier.status()["revision"] == 6  # 4 was the forged record, 5 push D
 
 
 def _resume(port_a: int, port_b: int, pki: Pki) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from node.bundle import secret as secret_file
-from node.bundle.errors import BundleCorrupt, SecretError
+from node.bundle.errors import BundleCorrupt, BundleUnauthenticated, SecretError
 from node.bundle.format import Bundle, seal, unseal
 
 KEY = b"k" * 32
@@ -35,7 +35,7 @@ def test_round_trip_and_keys_never_in_clear() -> None:
 
 def test_wrong_secret_is_named() -> None:
     sha, document = seal(BUNDLE, KEY)
-    with pytest.raises(SecretError, match="does not decrypt with this cluster secret"):
+    with pytest.raises(SecretError, match="does not verify with this cluster secret"):
         unseal(sha, document, b"x" * 32)
 
 
@@ -64,6 +64,37 @@ def test_consistent_but_forged_documents_are_refused() -> None:
     other = json.dumps({"format": 99}).encode()
     with pytest.raises(BundleCorrupt, match="format 99 unknown"):
         unseal(hashlib.sha256(other).hexdigest(), other, KEY)
+
+
+@pytest.mark.parametrize("part", ["cluster_yaml", "plain file", "meta", "added file"])
+def test_plaintext_changed_by_someone_without_the_secret_is_refused(part: str) -> None:
+    """Whoever can write to etcd but lacks the cluster secret can recompute the SHA-256,
+    not the MAC: a changed backend, CA list or author is refused, never applied."""
+    _, document = seal(BUNDLE, KEY)
+    data = json.loads(document)
+    if part == "cluster_yaml":
+        data["cluster_yaml"] = "cluster: edge\nbackends: [{servers: [evil]}]\n"
+    elif part == "plain file":
+        data["files"]["ca.pem"]["pem"] = "-----BEGIN CERTIFICATE-----\nEVIL\n"
+    elif part == "meta":
+        data["meta"]["author"] = "someone else"
+    else:
+        data["files"]["extra.pem"] = {"pem": "-----BEGIN CERTIFICATE-----\nEVIL\n"}
+    forged = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(BundleUnauthenticated, match="MAC"):
+        unseal(hashlib.sha256(forged).hexdigest(), forged, KEY)
+
+
+def test_a_document_without_a_mac_is_refused_with_what_to_do() -> None:
+    """Documents of format 1 (before bundles carried a MAC) cannot be told from forged
+    ones: refused, and the message says to push again."""
+    _, document = seal(BUNDLE, KEY)
+    data = json.loads(document)
+    del data["mac"]
+    data["format"] = 1
+    old = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(BundleUnauthenticated, match="push it again"):
+        unseal(hashlib.sha256(old).hexdigest(), old, KEY)
 
 
 def test_secret_file(tmp_path: Path) -> None:
