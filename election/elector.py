@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aetcd
@@ -83,7 +84,10 @@ class EtcdElection:
         self.ttl = ttl
         self.keys = Keys.of(cluster)
         self.request_timeout = max(0.2, ttl / 3)
+        self._margin = margin
         self.state = ElectionState(LeaseClock(float(ttl), margin or default_margin(ttl)))
+        self.granted_ttl: int | None = None  # what etcd granted for the last leader lease
+        self.ttl_note: str | None = None  # set when etcd grants more than ``ttl``
         self.fencing_token: int | None = None
         self.last_token: int | None = None  # this node's last reign, kept after it ends
         self.last_decision = Decision("wait", "not started")
@@ -456,6 +460,7 @@ class EtcdElection:
             await self._revoke_lease(lease.id)
             return Decision("follow", "campaign lost: another node created the leader key first")
         self._lease_id = lease.id
+        self._lead_on_granted(int(getattr(lease, "ttl", 0) or self.ttl))
         self.state = won(self.state, sent)
         self._yielding = False
         # The put's revision is the key's create revision (it did not exist): the token.
@@ -464,6 +469,28 @@ class EtcdElection:
         return Decision(
             "campaign", f"acquired the lease as leader (fencing token {self.fencing_token})"
         )
+
+    def _lead_on_granted(self, granted: int) -> None:
+        """Lead on the TTL etcd granted, not the one asked for: etcd grants at least its
+        minimum, ceil(1.5 x election timeout), and holds the key that long after the
+        last keepalive, so a deadline computed from it is still before anyone else can
+        win (and the VIP's lifetime follows the deadline). Said once in the log and in
+        ``ttl_note``."""
+        self.granted_ttl = granted
+        ttl = float(max(granted, self.ttl))  # never shorter than asked (etcd never is)
+        if ttl != self.state.lease.ttl:
+            margin = self._margin or default_margin(ttl)
+            self.state = replace(
+                self.state, lease=LeaseClock(ttl, margin, self.state.lease.last_sent)
+            )
+        if granted > self.ttl and self.ttl_note is None:
+            self.ttl_note = (
+                f"etcd grants {granted} s leases, more than election.lease_ttl {self.ttl} s "
+                "(etcd's minimum is ceil(1.5 x its election timeout)): this node leads on "
+                f"{granted} s and a takeover waits that long; set election.lease_ttl: "
+                f"{granted}s, or lower etcd's --election-timeout"
+            )
+            log.warning("%s: %s", self.me.name, self.ttl_note)
 
     async def _renew(self) -> bool:
         """One keepalive of the leader lease; True when etcd renewed it."""

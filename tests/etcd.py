@@ -32,7 +32,10 @@ class EtcdProcess:
         name: str = "t1",
         tls: EtcdTlsSetup | None = None,
         root_password: str | None = None,
+        election_timeout_ms: int = 100,
     ) -> None:
+        """``election_timeout_ms``: etcd's --election-timeout (heartbeat a tenth of it);
+        its minimum lease TTL is ceil(1.5 x that)."""
         self.name = name
         self.tls = tls
         self.auth: tuple[str, str] | None = None
@@ -50,7 +53,8 @@ class EtcdProcess:
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"{name}={peer}", "--initial-cluster-state", "new",
-             "--election-timeout", "100", "--heartbeat-interval", "20", *secure],
+             "--election-timeout", str(election_timeout_ms),
+             "--heartbeat-interval", str(max(10, election_timeout_ms // 5)), *secure],
             stdout=subprocess.DEVNULL, stderr=self.log.open("w"),
         )  # fmt: skip
         self._wait_ready()

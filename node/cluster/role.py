@@ -239,6 +239,8 @@ class ClusterRole:
             "promised_to": self.election.promised_to,
             "leader_changes": self.election.succession.changes,
             "lease_ttl": self.election.ttl,
+            "lease_ttl_granted": self.election.granted_ttl,
+            "lease_ttl_note": self.election.ttl_note,
             "takeovers": list(self.takeovers),
         }  # fmt: skip
 

@@ -114,6 +114,31 @@ async def test_silent_etcd_ends_leadership_by_the_deadline(nodes: Any, etcd: Etc
         etcd.thaw()
 
 
+async def test_a_longer_ttl_granted_by_etcd_is_what_the_leader_leads_on() -> None:
+    """etcd grants at least ceil(1.5 x its election timeout): 3 s with
+    --election-timeout 2000 for a lease_ttl of 2 s. The leader's deadline (and so the
+    VIP's lifetime) follows the granted TTL, which is what etcd holds the seat for, and
+    the election says so."""
+    etcd = EtcdProcess(election_timeout_ms=2000)
+    access = EtcdAccess((("127.0.0.1", etcd.client_port),))
+    election = EtcdElection(access, "test", Me("n1", 100, True), ttl=2)
+    task = asyncio.create_task(election.run(lambda: True))
+    try:
+        await _until(election.is_leader, 20)
+        assert election.granted_ttl == 3
+        assert election.state.lease.ttl == 3.0
+        assert election.ttl_note is not None and "etcd grants 3 s leases" in election.ttl_note
+        assert "election.lease_ttl: 3s" in election.ttl_note
+        lease = election.state.lease
+        assert lease.deadline is not None and lease.last_sent is not None
+        assert lease.deadline - lease.last_sent > 2.0  # 3 s - margin, not 2 s - margin
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await election.close()
+        etcd.stop()
+
+
 async def test_one_etcd_member_down_is_no_failover() -> None:
     """e) In a 3-member etcd, killing the member the leader talks to changes nothing:
     the next requests go to another member, leadership never lapses, same token."""
