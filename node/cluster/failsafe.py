@@ -19,10 +19,12 @@ async def ask_for_promises(
 ) -> bool:
     """Every member in ``peers`` must promise, over its admin API, not to campaign for
     ``seconds`` (granted only by a node that cannot reach etcd either). Any refusal,
-    silence, missing token, or a peer that could only be asked over plain HTTP (the
-    token would cross the network in clear: see node.admin.client): False."""
-    if token is None:
-        return False
+    silence, missing token, no peer known at all (an empty list would otherwise be
+    "everyone agreed" and the reign unbounded), or a peer that could only be asked over
+    plain HTTP (the token would cross the network in clear: see node.admin.client):
+    False."""
+    if token is None or not peers:
+        return False  # no token, or nobody known who could promise: no reign on promises
     addresses = [m.payload.get("admin") for m in peers]
     if not all(isinstance(a, str) for a in addresses):
         return False  # a peer that cannot be asked cannot promise
