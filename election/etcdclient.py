@@ -27,12 +27,16 @@ ETCD_ERRORS = (TimeoutError, aetcd.ClientError, OSError)
 
 # gRPC shares subchannels between channels and backs off reconnecting (up to minutes):
 # a fresh client made after a failure would inherit that backoff and fail at once for
-# a while after etcd is back. Each channel gets its own subchannel and short backoff.
+# a while after etcd is back. Each channel gets its own subchannel and short backoff
+# between attempts (initial/max). gRPC also takes min_reconnect_backoff as the deadline
+# of one connection attempt (TCP + HTTP/2 SETTINGS): 100 ms there meant no connection
+# ever completed over a 200 ms round trip. 2 s lets a slow link connect; the election's
+# own request timeouts still end a call much sooner.
 CHANNEL_OPTIONS = (
     ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 2000),
 )
 
 

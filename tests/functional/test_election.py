@@ -16,6 +16,7 @@ from election.elector import EtcdElection
 from election.errors import ElectionError
 from election.etcdclient import EtcdAccess, EtcdTlsFiles
 from node.tls.devca import cert_pem, issue, key_pem
+from tests.delayline import DelayLine
 from tests.etcd import EtcdProcess, EtcdTlsSetup
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed")
@@ -137,6 +138,30 @@ async def test_a_longer_ttl_granted_by_etcd_is_what_the_leader_leads_on() -> Non
         await asyncio.gather(task, return_exceptions=True)
         await election.close()
         etcd.stop()
+
+
+async def test_a_200ms_round_trip_to_etcd_keeps_a_steady_leader(etcd: EtcdProcess) -> None:
+    """100 ms each way between the node and etcd: the node becomes leader and keeps
+    the same reign. (gRPC's connect deadline was tied to its 100 ms minimum reconnect
+    backoff: no connection to etcd ever completed over such a link.)"""
+    line = DelayLine(etcd.client_port, 0.1)
+    await line.start()
+    access = EtcdAccess((("127.0.0.1", line.port),))
+    election = EtcdElection(access, "slow", Me("n1", 100, True), ttl=2)
+    task = asyncio.create_task(election.run(lambda: True))
+    try:
+        await _until(election.is_leader, 15)
+        token = election.fencing_token
+        started = time.monotonic()
+        while time.monotonic() - started < 5.0:  # several keepalives at 200 ms RTT
+            assert election.is_leader(), election.last_decision.reason
+            await asyncio.sleep(0.02)
+        assert election.fencing_token == token
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await election.close()
+        await line.close()
 
 
 async def test_one_etcd_member_down_is_no_failover() -> None:
