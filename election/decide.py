@@ -10,7 +10,10 @@ other waits ``grace`` for the better one to take the seat, then campaigns anyway
 better one may be alive in etcd but stuck). A node whose configuration is not the
 cluster's current one (``uptodate`` false) leaves the seat to any healthy up-to-date
 member, and campaigns alone only after a whole TTL of vacancy (an alarm). A leader
-with ``nopreempt`` off yields to a healthy member of strictly higher priority.
+that stays not up to date for a whole TTL (its new bundle was refused; applying one
+takes far less) hands over to the best healthy up-to-date member, nopreempt or not;
+with none it keeps the seat and says STALE. A leader with ``nopreempt`` off yields to a
+healthy, up-to-date member of strictly higher priority (never to a stale one).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class ElectionState:
     leading: bool = False
     vacant_since: float | None = None  # when we first saw no leader
     known_since: float | None = None  # since when etcd has been readable without a break
+    stale_since: float | None = None  # leading while not up to date, since then
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +154,32 @@ def _as_leader(state: ElectionState, seen: Observation, me: Me) -> tuple[Electio
         return _follower(state), Decision(
             "resign", "data plane unhealthy: resigning so a healthy node can take over"
         )
+    successors = sorted(
+        (m for m in seen.members if m.name != me.name and m.healthy and m.uptodate),
+        key=lambda m: (-m.priority, m.name),
+    )
+    if not seen.uptodate:
+        since = state.stale_since if state.stale_since is not None else now
+        state = replace(state, stale_since=since)
+        left = state.lease.remaining(now)
+        if not successors:
+            return state, Decision("renew", (
+                f"holding the lease ({left:.2f}s before the deadline) with a STALE "
+                "configuration: no healthy up-to-date member to hand over to (alarm)"))  # fmt: skip
+        best = successors[0]
+        wait = state.lease.ttl - (now - since)
+        if wait > 0:
+            return state, Decision("renew", (
+                f"holding the lease ({left:.2f}s before the deadline); this node's "
+                "configuration is not the cluster's current one: handing over to "
+                f"{best.name} in {wait:.2f}s unless it catches up"))  # fmt: skip
+        return state, Decision("yield", (
+            "this node's configuration is not the cluster's current one (a bundle was "
+            f"refused): handing over to {best.name}, which is up to date"), best.name)  # fmt: skip
+    if state.stale_since is not None:
+        state = replace(state, stale_since=None)
     if not me.nopreempt:
-        higher = sorted(
-            (m for m in seen.members if m.healthy and m.priority > me.priority),
-            key=lambda m: (-m.priority, m.name),
-        )
+        higher = [m for m in successors if m.priority > me.priority]
         if higher:
             best = higher[0]
             return state, Decision("yield", (

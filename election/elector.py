@@ -590,7 +590,18 @@ class EtcdElection:
         if self._yielding or self._on_yield is None:
             return
         self._yielding = True
-        self._spawn(self._on_yield(target))
+        self._spawn(self._yield_once(self._on_yield, target))
+
+    async def _yield_once(self, handler: Callable[[str], Awaitable[None]], target: str) -> None:
+        """Hand over once; if this node is still leader afterwards (the handover was
+        refused or failed), the next attempt may come a TTL later, not never."""
+        try:
+            await handler(target)
+        except Exception:
+            log.exception("%s: handing over to %s failed", self.me.name, target)
+        if self.is_leader():
+            await asyncio.sleep(float(self.ttl))
+        self._yielding = False
 
     async def _revoke(self) -> None:
         lease_id, self._lease_id = self._lease_id, None

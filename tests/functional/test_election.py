@@ -236,6 +236,27 @@ async def test_preemption_when_nopreempt_is_off(nodes: Any) -> None:
     assert "nopreempt is off" in low.last_decision.reason or low.last_decision.action == "follow"
 
 
+async def test_a_preemption_that_fails_is_tried_again(nodes: Any) -> None:
+    """The first handover to the higher-priority node does not happen (refused: the
+    role logs a SwitchoverError and returns): the leader tries again a TTL later,
+    instead of never again."""
+    low = await nodes("low", priority=100, nopreempt=False)
+    await _until(low.is_leader)
+    tries: list[float] = []
+
+    async def hand_over(target: str) -> None:
+        tries.append(time.monotonic())
+        if len(tries) == 1:
+            return  # refused
+        await low.name_successor(target)
+        await low.resign()
+
+    low.on_yield(hand_over)
+    high = await nodes("high", priority=900, nopreempt=False)
+    await _until(high.is_leader, timeout=10)
+    assert len(tries) == 2 and tries[1] - tries[0] >= 1.9  # one TTL (2 s) apart
+
+
 async def test_nopreempt_keeps_the_recovered_node_standby(nodes: Any) -> None:
     low = await nodes("low", priority=100)
     await _until(low.is_leader)

@@ -172,3 +172,39 @@ def test_a_stale_node_alone_campaigns_after_one_extra_ttl_with_an_alarm() -> Non
     assert d.action == "wait"
     state, d = decide(state, Observation(12.0, True, True, None, members, uptodate=False), ME)
     assert d.action == "campaign" and "STALE" in d.reason and "alarm" in d.reason
+
+
+def test_preemption_never_yields_to_a_stale_node() -> None:
+    """A higher-priority node that does not serve the cluster's current configuration
+    is no successor: the leader keeps the seat (nopreempt off)."""
+    state = won(fresh(), 10.0)
+    stale = (Candidate("n1", 100, True), Candidate("n2", 900, True, uptodate=False))
+    _, d = decide(state, Observation(10.5, True, True, "n1", stale), Me("n1", 100, False))
+    assert d.action == "renew"
+    fresh_too = (*stale, Candidate("n3", 500, True))
+    _, d = decide(state, Observation(10.5, True, True, "n1", fresh_too), Me("n1", 100, False))
+    assert d.action == "yield" and d.target == "n3"
+
+
+def test_a_stale_leader_hands_over_to_an_up_to_date_standby() -> None:
+    """The leader's own new bundle was refused (uptodate false for a whole TTL; applying
+    one takes far less): it hands over to the best healthy up-to-date member, nopreempt
+    or not; with none it keeps the seat and says STALE in every renewal."""
+    state = won(fresh(), 10.0)
+    members = (Candidate("n1", 900, True, uptodate=False), Candidate("n2", 100, True),
+               Candidate("n3", 50, False))  # fmt: skip
+    me = Me("n1", 900, nopreempt=True)
+    state, d = decide(state, Observation(10.2, True, True, "n1", members, uptodate=False), me)
+    assert d.action == "renew" and "handing over to n2 in 2.00s unless it catches up" in d.reason
+    state = renewed(state, 11.0)
+    state, d = decide(state, Observation(12.1, True, True, "n1", members, uptodate=False), me)
+    assert d.action == "renew"  # 1.9 s: an apply may still be under way
+    state = renewed(state, 12.1)
+    state, d = decide(state, Observation(12.2, True, True, "n1", members, uptodate=False), me)
+    assert d.action == "yield" and d.target == "n2"
+    assert "not the cluster's current one" in d.reason
+    state, d = decide(state, Observation(12.3, True, True, "n1", members), me)  # caught up
+    assert d.action == "renew" and state.stale_since is None
+    alone = Observation(12.4, True, True, "n1", members[:1], uptodate=False)
+    _, d = decide(state, alone, me)
+    assert d.action == "renew" and "STALE" in d.reason
