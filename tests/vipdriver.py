@@ -34,12 +34,27 @@ async def main(argv: list[str]) -> object:
                 frames.append([parsed[0], parsed[1].hex(":"), str(parsed[2]), str(parsed[3])])
         return frames
     vip = ipaddress.IPv4Interface(argv[2])
-    if op == "add":
-        await backend.add(vip, int(argv[3]))
+    if op == "add":  # hold for N whole seconds from now
+        await backend.add(vip, time.monotonic() + int(argv[3]) + 0.5)
     elif op == "remove":
         await backend.remove(vip)
     elif op == "announce":
         await backend.announce(vip, int(argv[3]), 0.05)
+    elif op == "stalled-add":  # leader for 1.6 s more; the process stalls 1 s (a GC
+        # pause, SIGSTOP) between planning and the kernel write: what gets armed?
+        class Stalled(NetlinkBackend):
+            async def _run(self, what: str, work: object) -> object:
+                if what.startswith("adding"):
+                    time.sleep(1.0)  # noqa: ASYNC251 -- the whole event loop stops: a freeze
+                return await super()._run(what, work)
+
+        deadline = time.monotonic() + 1.6
+        manager = VipManager(Stalled(interface), vip, lambda: deadline, arp_probe=0)
+        await manager.reconcile()
+        state = await backend.query(vip)
+        return {"present": state.present, "valid_lft": state.valid_lft,
+                "deadline_in": round(deadline - time.monotonic(), 3),
+                "garps": manager.garps_sent}  # fmt: skip
     elif op == "mac":
         return (await backend.mac()).hex(":")
     elif op == "probe":  # the MAC of a host answering for the VIP, or null

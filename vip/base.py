@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,7 +16,19 @@ class VipState:
 
 class VipBackend(Protocol):
     async def query(self, vip: ipaddress.IPv4Interface) -> VipState: ...
-    async def add(self, vip: ipaddress.IPv4Interface, lifetime: int) -> None: ...
+    async def add(self, vip: ipaddress.IPv4Interface, deadline: float) -> int:
+        """Hold ``vip`` until ``deadline`` (monotonic): the lifetime is computed from it
+        immediately before the kernel write (whole seconds, rounded down). Returns the
+        lifetime armed; 0 when under a second was left then (nothing written)."""
+
     async def remove(self, vip: ipaddress.IPv4Interface) -> None: ...
-    async def announce(self, vip: ipaddress.IPv4Interface, count: int, interval: float) -> None: ...
+    async def announce(
+        self,
+        vip: ipaddress.IPv4Interface,
+        count: int,
+        interval: float,
+        still: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Gratuitous ARPs, each sent only if ``still()`` is true right before it."""
+
     async def probe(self, vip: ipaddress.IPv4Interface, wait: float) -> bytes | None: ...

@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import Literal
 
 BROADCAST = b"\xff" * 6
@@ -79,11 +80,16 @@ def parse_arp(
     return operation, sender_mac, sender_ip, target_ip
 
 
-def send_frames(interface: str, frames: list[bytes]) -> None:
-    """Send raw frames on ``interface`` (needs CAP_NET_RAW)."""
+def send_frames(
+    interface: str, frames: list[bytes], still: Callable[[], bool] = lambda: True
+) -> None:
+    """Send raw frames on ``interface`` (needs CAP_NET_RAW), each only while ``still()``
+    holds right before it (an announcement stops the moment leadership ends)."""
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
         sock.bind((interface, 0))
         for frame in frames:
+            if not still():
+                return
             sock.send(frame)
 
 

@@ -72,20 +72,28 @@ class VipManager:
                 return self._conflict(holder)
             self.conflict = None
             action = plan(self.deadline(), time.monotonic(), actual)  # the probe took time
+        if action.step in ("add", "refresh"):
+            # The kernel lifetime comes from the absolute deadline as it is at the write
+            # (the backend computes it right before the netlink request), never from the
+            # plan: a stall in between cannot arm the VIP past the deadline.
+            deadline = self.deadline()
+            armed = await self.backend.add(self.vip, deadline) if deadline is not None else 0
+            if armed == 0:
+                action = VipAction("nothing", 0, (
+                    "leadership ended (or under 1 s was left) by the time of the kernel "
+                    "write: not arming the VIP"))  # fmt: skip
+        elif action.step == "remove":
+            await self.backend.remove(self.vip)
         self.present = action.step in ("add", "refresh") or (
             actual.present and action.step == "nothing"
         )
-        if action.step in ("add", "refresh"):
-            await self.backend.add(self.vip, action.lifetime)
-        elif action.step == "remove":
-            await self.backend.remove(self.vip)
         if action.step == "add" or (
             action.step != "remove" and actual.present
             and time.monotonic() - self._announced_at > self.reannounce_every
         ):  # fmt: skip
             self._announced_at = time.monotonic()
             count = self.garp_count if action.step == "add" else 1
-            await self.backend.announce(self.vip, count, self.garp_interval)
+            await self.backend.announce(self.vip, count, self.garp_interval, self._leading)
             self.garps_sent += count
         if action.step in ("add", "remove"):
             token = self.token()
@@ -98,6 +106,11 @@ class VipManager:
         if action.step != "nothing":
             self.actions = [*self.actions[-99:], action]
         return action
+
+    def _leading(self) -> bool:
+        """Announce only while still leader (checked right before each frame)."""
+        deadline = self.deadline()
+        return deadline is not None and time.monotonic() < deadline
 
     def _conflict(self, holder: bytes) -> VipAction:
         mac = holder.hex(":")

@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import math
+import time
+from collections.abc import Callable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -71,13 +74,23 @@ class NetlinkBackend:
         assert isinstance(state, VipState)
         return state
 
-    async def add(self, vip: ipaddress.IPv4Interface, lifetime: int) -> None:
-        if lifetime < 1:
-            raise VipError("a VIP lifetime must be at least 1 s")
-        cache = {"ifa_valid": lifetime, "ifa_preferred": lifetime}
-        await self._run(f"adding {vip}", lambda ipr, index: ipr.addr(
-            "replace", index=index, address=str(vip.ip), prefixlen=vip.network.prefixlen,
-            IFA_CACHEINFO=cache))  # fmt: skip
+    async def add(self, vip: ipaddress.IPv4Interface, deadline: float) -> int:
+        """The lifetime is computed in the worker thread, right before the netlink
+        request goes out: a stall of the event loop between the plan and the write (a
+        GC pause, SIGSTOP) cannot arm the address past the leadership deadline."""
+
+        def write(ipr: IPRoute, index: int) -> int:
+            lifetime = math.floor(deadline - time.monotonic())
+            if lifetime < 1:
+                return 0
+            cache = {"ifa_valid": lifetime, "ifa_preferred": lifetime}
+            ipr.addr("replace", index=index, address=str(vip.ip),
+                     prefixlen=vip.network.prefixlen, IFA_CACHEINFO=cache)  # fmt: skip
+            return lifetime
+
+        armed = await self._run(f"adding {vip}", write)
+        assert isinstance(armed, int)
+        return armed
 
     async def remove(self, vip: ipaddress.IPv4Interface) -> None:
         # A gratuitous ARP still being sent (its thread outlives a cancelled announce)
@@ -114,12 +127,20 @@ class NetlinkBackend:
         except OSError as exc:
             raise VipError(f"ARP probe on {self.interface}: {exc}") from exc
 
-    async def announce(self, vip: ipaddress.IPv4Interface, count: int, interval: float) -> None:
+    async def announce(
+        self,
+        vip: ipaddress.IPv4Interface,
+        count: int,
+        interval: float,
+        still: Callable[[], bool] = lambda: True,
+    ) -> None:
         mac = await self.mac()
         frames = [garp_frame(mac, vip.ip, "request"), garp_frame(mac, vip.ip, "reply")]
         for index in range(count):
+            if not still():
+                return
             self._sending = asyncio.ensure_future(
-                asyncio.to_thread(send_frames, self.interface, frames)
+                asyncio.to_thread(send_frames, self.interface, frames, still)
             )
             try:
                 await asyncio.shield(self._sending)

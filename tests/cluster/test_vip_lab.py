@@ -33,6 +33,15 @@ def test_vip_lifetime_fences_a_holder_that_stops(lab: TwoHostLab) -> None:
     assert lab.driver(lab.a, "query", lab.if_a, VIP) == {"present": False, "valid_lft": None}
 
 
+def test_a_stall_before_the_kernel_write_never_arms_past_the_deadline(lab: TwoHostLab) -> None:
+    """Planned with 1.6 s of leadership left (lifetime 1 s), then a 1 s stall before
+    the netlink write: 0.6 s are left when the kernel is written, so nothing may be
+    armed (the kernel counts whole seconds) and no gratuitous ARP may go out."""
+    found = lab.driver(lab.a, "stalled-add", lab.if_a, VIP)
+    assert found["deadline_in"] < 1.0, found
+    assert not found["present"] and found["garps"] == 0, found
+
+
 def test_refresh_keeps_the_vip_then_it_expires(lab: TwoHostLab) -> None:
     started = time.monotonic()
     while time.monotonic() - started < 3.0:
