@@ -51,6 +51,8 @@ def add_commands(commands: Commands) -> None:
     secret_commands = secret.add_subparsers(dest="secret_command", required=True)
     generate = secret_commands.add_parser("generate", help="write a new secret (mode 0600)")
     generate.add_argument("--out", type=Path, required=True)
+    for parser in (push, hist, back, changes, secret):
+        parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ def add_commands(commands: Commands) -> None:
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--key", type=Path, help="key file, if not in the PEM file")
     inspect.add_argument("--json", action="store_true")
+    certs.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

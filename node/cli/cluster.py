@@ -46,6 +46,8 @@ def add_commands(commands: Commands) -> None:
     drill.add_argument("--max-outage", type=float, help="exit 3 if the outage is longer (seconds)")
     drill.add_argument("--record", type=Path, help="drill log (default: data_dir/drills.jsonl)")
     drill.add_argument("--json", action="store_true")
+    for parser in (status, switch, drill):
+        parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

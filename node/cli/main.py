@@ -1,5 +1,6 @@
-"""``floatgate`` command line: the parser and the dispatch; each command group has its
-module (node.cli.node, cluster, bundles, certs)."""
+"""``floatgate`` command line: the parser; each command group has its module
+(node.cli.node, cluster, bundles, certs), which adds its commands and names the
+function that runs them (``set_defaults(run=...)``)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,6 @@ from collections.abc import Callable
 from node.cli import bundles, certs, cluster
 from node.cli import node as node_commands
 from node.observe.logformat import FORMATS, configure_logging
-
-RUN: dict[str, Callable[[argparse.Namespace], int]] = {
-    "check": node_commands.run, "run": node_commands.run,
-    "status": cluster.run, "switchover": cluster.run, "drill": cluster.run,
-    "push": bundles.run, "history": bundles.run, "rollback": bundles.run,
-    "diff": bundles.run, "secret": bundles.run,
-    "certs": certs.run,
-}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,12 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="start two backends and floatgate, show balancing")
     demo.add_argument("--requests", type=int, default=12)
     demo.add_argument("--port", type=int, default=18080)
+    demo.set_defaults(run=_demo)
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format or "text")
-    run = RUN.get(args.command)
-    if run is not None:
-        return run(args)
+    run: Callable[[argparse.Namespace], int] = args.run  # set by each command's parser
+    return run(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
     from node.ops.demo import run_demo
 
     return run_demo(args.requests, args.port)

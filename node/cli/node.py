@@ -24,16 +24,20 @@ def add_commands(commands: Commands) -> None:
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
-    run = commands.add_parser("run", help="run a node (standalone when no etcd is configured)")
-    run.add_argument(
+    run_parser = commands.add_parser(
+        "run", help="run a node (standalone when no etcd is configured)"
+    )
+    run_parser.add_argument(
         "--cluster", type=Path, help="cluster.yaml (omit with bundles: from etcd, or the cache)"
     )
-    run.add_argument("--node", type=Path, help="node.yaml (optional)")
-    run.add_argument("--cluster-name", help="with bundles and no --cluster: which cluster")
-    run.add_argument(
+    run_parser.add_argument("--node", type=Path, help="node.yaml (optional)")
+    run_parser.add_argument("--cluster-name", help="with bundles and no --cluster: which cluster")
+    run_parser.add_argument(
         "--certs", type=Path, help="certificates directory (default: next to cluster.yaml)"
     )
-    run.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    run_parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    for parser in (check, run_parser):
+        parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,15 +4,15 @@ WebSocket tunnels, passthrough and health checks.
 Order on the wire: TCP connect, then the PROXY header (``send_proxy``) in clear, then
 the TLS handshake when the server is reached over TLS (``tls`` on the backend). That is
 what HAProxy sends for ``send-proxy ... ssl`` and what a server such as nginx's
-``listen ... ssl proxy_protocol`` expects. TCP_NODELAY is set on every connection; the
-whole connect, header and handshake included, has one deadline.
+``listen ... ssl proxy_protocol`` expects. The whole connect, header and handshake
+included, has one deadline. (TCP_NODELAY: asyncio and uvloop set it on every TCP
+transport they make, so it is not set again here.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -84,7 +84,6 @@ async def connect_server(
                         raise ConnectionResetError("the server closed during the TLS handshake")
                     transport = secure
                     protocol.connection_made(transport)
-    _nodelay(transport)
     return transport, protocol
 
 
@@ -110,11 +109,4 @@ async def open_server_stream(
                     writer.write(preamble)
                 if tls is not None:
                     await writer.start_tls(tls.context, server_hostname=tls.sni or address.host)
-    _nodelay(writer.transport)
     return reader, writer
-
-
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
