@@ -168,6 +168,7 @@ class Daemon:
         plane = self.plane
         data: dict[str, Any] = self.role.status() if self.role else {"role": "standalone"}
         data.setdefault("node", self.node.name if self.node else "standalone")
+        data["restart_needed"] = self.restart_needed  # election/vip settings not yet running
         if self.bundles is not None:
             data["bundle"] = {**self.bundles.status(), "restart_needed": self.restart_needed}
         if plane is not None:

@@ -6,6 +6,7 @@ and clients are served again; never two holders."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -73,3 +74,18 @@ def test_an_active_that_cannot_serve_hands_over(
     assert outcome["longest_outage"] < 5.0, outcome  # not until the 8 s probe ended
     recovered = _admin(cluster, "n2", "/status")
     assert recovered["role"] == "active" and recovered["healthy"] is True
+
+
+def test_a_sighup_that_changes_election_settings_says_a_restart_is_needed(
+    cluster: SwitchedLab,
+) -> None:
+    """SIGHUP and bundles share one reload path: a cluster.yaml whose election settings
+    changed is served, and the node says (in /status and the log) that those settings
+    wait for a restart. The SIGHUP path used to skip that."""
+    path = cluster.workdir / "cluster.yaml"
+    path.write_text(path.read_text().replace("lease_ttl: 2s", "lease_ttl: 3s"))
+    cluster.signal("n1", signal.SIGHUP)
+    wait_for(lambda: _admin(cluster, "n1", "/status").get("restart_needed") == ["election"],
+             10, "n1 to report restart_needed")  # fmt: skip
+    assert "until it restarts (restart nodes one at a time)" in cluster.log("n1")
+    assert _admin(cluster, "n1", "/status")["lease_ttl"] == 2  # still the running TTL
