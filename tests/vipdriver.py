@@ -10,7 +10,8 @@ import socket
 import sys
 import time
 
-from vip.garp import ETH_P_ARP, parse_arp
+from vip.fence import BpfFence
+from vip.garp import ETH_P_ARP, parse_arp, probe
 from vip.manager import VipManager
 from vip.netlink import NetlinkBackend
 
@@ -55,6 +56,36 @@ async def main(argv: list[str]) -> object:
         return {"present": state.present, "valid_lft": state.valid_lft,
                 "deadline_in": round(deadline - time.monotonic(), 3),
                 "garps": manager.garps_sent}  # fmt: skip
+    elif op == "fence-arm":  # attach the fence, open it for N s, and exit: the kernel
+        fence = BpfFence(interface, vip.ip)  # alone ends it (no floatgate code runs)
+        await fence.install()
+        deadline = time.monotonic() + float(argv[3])
+        fence.arm(deadline)
+        return {"deadline": deadline, "kernel_deadline_ns": fence.deadline()}
+    elif op == "fence-announce":  # a fresh (shut) fence, then gratuitous ARPs: dropped?
+        fenced = NetlinkBackend(interface, BpfFence(interface, vip.ip))
+        await fenced.install()
+        await fenced.announce(vip, int(argv[3]), 0.05)
+        return "sent"
+    elif op == "watch-arp":  # every 20 ms for N s: does anyone answer for the VIP?
+        mac = await backend.mac()
+        end = time.monotonic() + float(argv[3])
+        answers = []
+        while time.monotonic() < end:
+            asked = time.monotonic()
+            holder = await asyncio.to_thread(probe, interface, mac, vip.ip, 0.02)
+            answers.append([round(asked, 4), holder.hex(":") if holder else None])
+        return answers
+    elif op == "connect":  # TCP to the VIP: "refused" (a host answered), "timeout", ...
+        with socket.socket() as sock:
+            sock.settimeout(float(argv[3]))
+            try:
+                sock.connect((str(vip.ip), 9))
+            except ConnectionRefusedError:
+                return "refused"
+            except TimeoutError:
+                return "timeout"
+            return "connected"
     elif op == "mac":
         return (await backend.mac()).hex(":")
     elif op == "probe":  # the MAC of a host answering for the VIP, or null

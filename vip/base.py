@@ -15,11 +15,14 @@ class VipState:
 
 
 class VipBackend(Protocol):
+    sub_second: bool  # an exact kernel fence guards reigns shorter than a second
+
+    async def install(self) -> None: ...
     async def query(self, vip: ipaddress.IPv4Interface) -> VipState: ...
-    async def add(self, vip: ipaddress.IPv4Interface, deadline: float) -> int:
-        """Hold ``vip`` until ``deadline`` (monotonic): the lifetime is computed from it
-        immediately before the kernel write (whole seconds, rounded down). Returns the
-        lifetime armed; 0 when under a second was left then (nothing written)."""
+    async def add(self, vip: ipaddress.IPv4Interface, deadline: float) -> float:
+        """Hold ``vip`` until ``deadline`` (monotonic): the fence is computed from it
+        immediately before the kernel write. Returns the seconds the fence covers; 0
+        when too little was left then (nothing written)."""
 
     async def remove(self, vip: ipaddress.IPv4Interface) -> None: ...
     async def announce(

@@ -53,6 +53,10 @@ class VipManager:
         first gratuitous ARP went out."""
         self._on_claim.append(callback)
 
+    async def install(self) -> None:
+        """Attach the kernel fence (shut) before the first claim; raises VipError."""
+        await self.backend.install()
+
     async def run(self) -> None:
         while True:
             try:
@@ -65,22 +69,23 @@ class VipManager:
 
     async def reconcile(self) -> VipAction:
         actual = await self.backend.query(self.vip)
-        action = plan(self.deadline(), time.monotonic(), actual)
+        short = self.backend.sub_second
+        action = plan(self.deadline(), time.monotonic(), actual, short)
         if action.step == "add" and self.arp_probe > 0:
             holder = await self.backend.probe(self.vip, self.arp_probe)
             if holder is not None:
                 return self._conflict(holder)
             self.conflict = None
-            action = plan(self.deadline(), time.monotonic(), actual)  # the probe took time
+            action = plan(self.deadline(), time.monotonic(), actual, short)  # probe took time
         if action.step in ("add", "refresh"):
             # The kernel lifetime comes from the absolute deadline as it is at the write
             # (the backend computes it right before the netlink request), never from the
             # plan: a stall in between cannot arm the VIP past the deadline.
             deadline = self.deadline()
-            armed = await self.backend.add(self.vip, deadline) if deadline is not None else 0
-            if armed == 0:
+            armed = await self.backend.add(self.vip, deadline) if deadline is not None else 0.0
+            if armed <= 0:
                 action = VipAction("nothing", 0, (
-                    "leadership ended (or under 1 s was left) by the time of the kernel "
+                    "leadership ended (or too little was left) by the time of the kernel "
                     "write: not arming the VIP"))  # fmt: skip
         elif action.step == "remove":
             await self.backend.remove(self.vip)

@@ -80,6 +80,8 @@ class SwitchedLab:
         tag: str = "",
         etcd_loss: str = "release",
         arp_probe: str = "50ms",
+        lease_ttl: str = "2s",
+        fence: str = "bpf",
     ) -> None:
         tag = tag or f"fgl{os.getpid() % 100000}"
         self.ns = {name: f"{tag}{name}" for name in [*HOSTS, "sw"]}
@@ -88,6 +90,8 @@ class SwitchedLab:
         self.etcd_tls = etcd_tls
         self.etcd_loss = etcd_loss
         self.arp_probe = arp_probe
+        self.lease_ttl = lease_ttl
+        self.fence = fence
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def up(self) -> None:
@@ -133,7 +137,15 @@ class SwitchedLab:
         for name, priority in (("n1", 900), ("n2", 100)):
             endpoints, tls = self.etcd_endpoints(), self.etcd_tls_files
             cluster_yaml, node_yaml = node_files(
-                self.workdir, name, priority, endpoints, tls, self.etcd_loss, self.arp_probe
+                self.workdir,
+                name,
+                priority,
+                endpoints,
+                tls,
+                self.etcd_loss,
+                self.arp_probe,
+                self.lease_ttl,
+                self.fence,
             )
             self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
             if name == "n1":
@@ -202,6 +214,12 @@ class SwitchedLab:
                 found.append(host)
         return found
 
+    def admin_status(self, node: str) -> dict[str, object]:
+        """A node's /status over HTTPS, read from the client namespace."""
+        out = run("ip", "netns", "exec", self.ns["client"], *self.admin_curl(), "-sf", "-m",
+                  "3", admin_url(node, "/status"))  # fmt: skip
+        return json.loads(out)  # type: ignore[no-any-return]
+
     def mac(self, host: str) -> str:
         out = run("ip", "-n", self.ns[host], "-j", "link", "show", "dev", "eth0")
         return str(json.loads(out)[0]["address"])
@@ -244,11 +262,13 @@ def node_files(
     tls: dict[str, str] | None = None,
     etcd_loss: str = "release",
     arp_probe: str = "50ms",
+    lease_ttl: str = "2s",
+    fence: str = "bpf",
 ) -> tuple[Path, Path]:
     endpoints = endpoints or [f"http://{HOSTS['etcd']}:2379"]
     tls_line = ("  tls: {" + ", ".join(f"{k}: {v}" for k, v in tls.items()) + "}\n") if tls else ""
     cluster = workdir / "cluster.yaml"
-    cluster.write_text(lab_cluster_yaml(etcd_loss, arp_probe))
+    cluster.write_text(lab_cluster_yaml(etcd_loss, arp_probe, lease_ttl, fence))
     token = workdir / "admin.token"
     token.write_text("lab-secret-token\n")
     tls_admin = admin_tls_yaml(admin_pki_dir(workdir), name)
@@ -264,11 +284,15 @@ admin: {{listen: "{HOSTS[name]}:{ADMIN_PORT}", token_file: {token}, tls: {tls_ad
     return cluster, node
 
 
-def lab_cluster_yaml(etcd_loss: str = "release", arp_probe: str = "50ms") -> str:
+def lab_cluster_yaml(
+    etcd_loss: str = "release", arp_probe: str = "50ms", lease_ttl: str = "2s", fence: str = "bpf"
+) -> str:
     """The lab's cluster.yaml: the VIP, TTL 2 s, one HTTP frontend, the web backend."""
     return f"""cluster: lab
-election: {{lease_ttl: 2s, nopreempt: true, min_healthy_backends: 1, etcd_loss: {etcd_loss}}}
-vip: {{address: {VIP}/24, arp_probe: {arp_probe}, garp: {{count: 3, interval: 100ms}}}}
+election: {{lease_ttl: {lease_ttl}, nopreempt: true, min_healthy_backends: 1,
+           etcd_loss: {etcd_loss}}}
+vip: {{address: {VIP}/24, arp_probe: {arp_probe}, fence: {fence},
+      garp: {{count: 3, interval: 100ms}}}}
 shutdown_grace: 2s
 frontends:
   - {{name: web, bind: "{VIP}:80", default_backend: app}}

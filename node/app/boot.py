@@ -97,6 +97,9 @@ def run_standalone(
     log.info("event loop: %s", loop_name)
     try:
         asyncio.run(Daemon(cluster_path, certs_dir, access_log, node).run(config, tls))
+    except ClusterConfigError as exc:
+        print(f"floatgate: cannot run as a cluster node: {exc}", file=sys.stderr)
+        return 2
     except (ListenError, OSError) as exc:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 1

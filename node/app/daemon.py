@@ -75,7 +75,7 @@ class Daemon:
         bundles = self._start_bundles(config)
         if self.node is not None and self.node.etcd is not None:
             self.role = ClusterRole(self.node, config, self.plane, self.bundles, self.meters)
-            self.role.start()
+            await self.role.start()
             log.info("floatgate node %s running in cluster %s", self.node.name, config.cluster)
         else:
             log.info("floatgate running standalone (%s)", config.source)

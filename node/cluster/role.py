@@ -29,6 +29,8 @@ from node.proxy.plane import DataPlane
 
 if TYPE_CHECKING:
     from node.bundle.apply import BundleApplier
+from vip.errors import VipError
+from vip.fence import BpfFence
 from vip.manager import VipManager
 from vip.netlink import NetlinkBackend
 
@@ -82,8 +84,10 @@ class ClusterRole:
             uptodate=bundles.uptodate if bundles is not None else None,
             on_request=meters.etcd_request if meters is not None else None,
         )
+        vip = config.vip.address
+        self.fence = BpfFence(node.interface, vip.ip) if config.vip.fence == "bpf" else None
         self.vip = VipManager(
-            NetlinkBackend(node.interface),
+            NetlinkBackend(node.interface, self.fence, sub_second=config.election.lease_ttl < 2),
             config.vip.address,
             self._vip_deadline,
             garp_count=config.vip.garp.count,
@@ -179,7 +183,14 @@ class ClusterRole:
         the election loop must not revoke the lease under a VIP that is still up."""
         return self.election.is_leader() or self.healthy()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Attach the fence (shut), then campaign. Raises ClusterConfigError when the
+        fence cannot be attached: a node that could not end its reign on time must not
+        begin one."""
+        try:
+            await self.vip.install()
+        except VipError as exc:
+            raise ClusterConfigError(str(exc)) from exc
         self._tasks = [
             asyncio.create_task(self.election.run(self._election_health)),
             asyncio.create_task(self.vip.run()),
@@ -234,6 +245,8 @@ class ClusterRole:
             "vip_present": self.vip.present,
             "vip_last_action": last.reason if last else None,
             "vip_conflict": self.vip.conflict,
+            "vip_fence": self.config.vip.fence if self.config.vip else None,
+            "fence_remaining": self._fence_remaining(),
             "etcd_loss": self.config.election.etcd_loss,
             "failsafe_active": self.election.failsafe_active,
             "promised_to": self.election.promised_to,
@@ -243,6 +256,17 @@ class ClusterRole:
             "lease_ttl_note": self.election.ttl_note,
             "takeovers": list(self.takeovers),
         }  # fmt: skip
+
+    def _fence_remaining(self) -> float | None:
+        """Seconds the kernel fence still passes the VIP's traffic, read from the kernel
+        (None without the bpf fence)."""
+        if self.fence is None:
+            return None
+        try:
+            deadline = self.fence.deadline()
+        except OSError:
+            return None
+        return round(max(0.0, deadline / 1e9 - time.monotonic()), 3)
 
     async def _yield_to(self, target: str) -> None:
         try:

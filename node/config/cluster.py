@@ -132,8 +132,8 @@ class _Parser:
             cluster=cluster,
             frontends=tuple(frontends),
             backends=tuple(backends),
-            election=self.election(top.get("election", {})),
-            vip=self.vip(top["vip"]) if "vip" in top else None,
+            election=(election := self.election(top.get("election", {}))),
+            vip=self.vip(top["vip"], election) if "vip" in top else None,
             shutdown_grace=r.duration(top, "shutdown_grace", "", 10.0, low=0.0),
             self_check=self.self_check(top.get("self_check", {})),
             source=r.source,
@@ -463,14 +463,14 @@ class _Parser:
         if etcd_loss not in ("release", "failsafe"):
             r.error("election.etcd_loss", f"{etcd_loss!r}: expected release or failsafe")
             etcd_loss = "release"
-        # etcd leases are whole seconds, and so is the VIP's kernel lifetime, which must
-        # stay below the leadership deadline (TTL - margin): 1 s would leave 0 s.
-        lease_ttl = r.duration(m, "lease_ttl", "election", 2.0, low=2.0)
+        # etcd leases are whole seconds. 1 s needs the eBPF fence (checked with vip): the
+        # kernel address lifetime also counts whole seconds and would be 0 s.
+        lease_ttl = r.duration(m, "lease_ttl", "election", 2.0, low=1.0)
         if lease_ttl != int(lease_ttl):
             r.error(
                 "election.lease_ttl",
-                f"{m['lease_ttl']!r} is not a whole number of seconds "
-                "(etcd leases and kernel address lifetimes are whole seconds)",
+                f"{m['lease_ttl']!r} is not a whole number of seconds (etcd rounds "
+                "lease TTLs to whole seconds): use 1s, 2s, 3s, ...",
             )
             lease_ttl = float(round(lease_ttl))
         return ElectionConfig(
@@ -480,9 +480,9 @@ class _Parser:
             etcd_loss=etcd_loss,
         )
 
-    def vip(self, value: Any) -> VipConfig | None:
+    def vip(self, value: Any, election: ElectionConfig) -> VipConfig | None:
         r = self.r
-        m = r.mapping(value, "vip", {"address", "garp", "arp_probe"}, {"address"})
+        m = r.mapping(value, "vip", {"address", "garp", "arp_probe", "fence"}, {"address"})
         try:
             address = ipaddress.IPv4Interface(r.string(m, "address", "vip"))
         except ValueError:
@@ -496,7 +496,18 @@ class _Parser:
         probe = r.duration(m, "arp_probe", "vip", 0.05, low=0.0)
         if probe > 1.0:
             r.error("vip.arp_probe", "at most 1s (it delays every takeover)")
-        return VipConfig(address=address, garp=garp, arp_probe=probe)
+        fence = m.get("fence", "bpf")
+        if fence not in ("bpf", "lifetime"):
+            r.error("vip.fence", f"{fence!r}: expected bpf or lifetime")
+            fence = "bpf"
+        if fence == "lifetime" and election.lease_ttl < 2:
+            r.error(
+                "election.lease_ttl",
+                f"{election.lease_ttl:g}s needs vip.fence: bpf; with vip.fence: lifetime the "
+                "kernel address lifetime counts whole seconds and must end before the "
+                "leadership deadline (TTL - margin), which leaves 0 s: use 2s or more",
+            )
+        return VipConfig(address=address, garp=garp, arp_probe=probe, fence=fence)
 
     def check_names(self, path: str, names: list[str]) -> None:
         seen: set[str] = set()

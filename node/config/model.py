@@ -228,6 +228,10 @@ class VipConfig:
     address: ipaddress.IPv4Interface
     garp: GarpConfig = field(default_factory=GarpConfig)
     arp_probe: float = 0.05  # wait for a conflicting holder before claiming; 0: no probe
+    # bpf: an eBPF program passes the VIP's traffic and ARP only before the leadership
+    # deadline (absolute, ns; vip/fence.py), the address lifetime is a backstop.
+    # lifetime: the kernel address lifetime alone (whole seconds; lease_ttl >= 2s).
+    fence: str = "bpf"
 
 
 @dataclass(frozen=True, slots=True)

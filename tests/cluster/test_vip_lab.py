@@ -1,5 +1,7 @@
 """The VIP in a real network-namespace lab: kernel address lifetimes fence a holder that
-stops refreshing, gratuitous ARP reaches the other host, the reconcile loop fixes drift."""
+stops refreshing, the eBPF fence ends a reign at its deadline to the millisecond with no
+floatgate code running, gratuitous ARP reaches the other host, the reconcile loop fixes
+drift."""
 
 from __future__ import annotations
 
@@ -106,3 +108,48 @@ def test_arp_probe_finds_a_live_holder_and_the_manager_does_not_claim(lab: TwoHo
     steps = json.loads(out.strip().splitlines()[-1])
     assert steps[0].startswith("ARP probe: 10.199.0.50 is answered by " + mac_a), steps
     assert "add" in steps  # refused first, added after
+
+
+def test_bpf_fence_ends_the_reign_at_its_deadline_without_floatgate_running(
+    lab: TwoHostLab,
+) -> None:
+    """The address stays (30 s lifetime, as a frozen holder's might); the fence is opened
+    for 1 s by a process that then exits. Host b's ARP probes (every 20 ms) are answered
+    until the deadline and never after it (resolution well under 100 ms), and a TCP
+    connect to the VIP, refused (answered) before, gets nothing after."""
+    run("ip", "-n", lab.a, "addr", "add", VIP, "dev", lab.if_a, "valid_lft", "30",
+        "preferred_lft", "30")  # fmt: skip
+    armed = lab.driver(lab.a, "fence-arm", lab.if_a, VIP, "1.0")
+    assert isinstance(armed, dict) and armed["kernel_deadline_ns"] == int(armed["deadline"] * 1e9)
+    assert lab.driver(lab.b, "connect", lab.if_b, VIP, "0.5") == "refused"
+    answers = lab.driver(lab.b, "watch-arp", lab.if_b, VIP, "1.5")
+    assert isinstance(answers, list)
+    deadline = float(armed["deadline"])
+    answered = [t for t, mac in answers if mac is not None]
+    assert answered and min(answered) < deadline - 0.3, answers  # it served
+    late = [t - deadline for t in answered if t > deadline]
+    assert late == [], f"answered ARP {late} s after the deadline"
+    last = max(answered)
+    assert deadline - last < 0.1, f"last answer {deadline - last:.3f}s before the deadline"
+    assert lab.driver(lab.a, "query", lab.if_a, VIP)["present"]  # the address is still there
+    assert lab.driver(lab.b, "connect", lab.if_b, VIP, "0.5") == "timeout"
+    filters = run("ip", "netns", "exec", lab.a, "tc", "filter", "show", "dev", lab.if_a, "egress")
+    assert filters.count("floatgate-fence") == 1, filters
+
+
+def test_a_fenced_node_cannot_put_a_gratuitous_arp_on_the_wire(lab: TwoHostLab) -> None:
+    """A node that is not (or no longer) leader: its fence is shut, so even a gratuitous
+    ARP its own code sends is dropped in the kernel. A restart replaces the fence: still
+    one filter per direction."""
+    capture = lab.driver_background(lab.b, "capture", lab.if_b, "2.0")
+    time.sleep(0.8)
+    lab.driver(lab.a, "add", lab.if_a, VIP, "5")
+    lab.driver(lab.a, "fence-announce", lab.if_a, VIP, "3")
+    out, _ = capture.communicate(timeout=10)
+    frames = json.loads(out.strip().splitlines()[-1])
+    assert [f for f in frames if f[2] == "10.199.0.50"] == [], frames
+    lab.driver(lab.a, "fence-arm", lab.if_a, VIP, "0")
+    for direction in ("ingress", "egress"):
+        shown = run("ip", "netns", "exec", lab.a, "tc", "filter", "show", "dev", lab.if_a,
+                    direction)  # fmt: skip
+        assert shown.count("floatgate-fence") == 1, shown

@@ -62,8 +62,10 @@ def test_valid_config_parses_with_defaults_applied() -> None:
         (("10.0.0.0/8", "10.0.0.0/33"), "c.yaml: frontends[0].forwardfor.trusted[0]:"),
         (("lease_ttl: 2s", "lease_ttl: 100ms"), "c.yaml: election.lease_ttl: '100ms' is too short"),
         # the VIP's kernel lifetime is whole seconds below the deadline: TTL 1s left 0 s,
-        # so a node won the lease and never added the VIP
-        (("lease_ttl: 2s", "lease_ttl: 1s"), "c.yaml: election.lease_ttl: '1s' is too short"),
+        # so a node won the lease and never added the VIP; the eBPF fence serves 1s
+        (("lease_ttl: 2s", "lease_ttl: 1s"), None),
+        (("lease_ttl: 2s", "lease_ttl: 500ms"), "c.yaml: election.lease_ttl: '500ms' is too short"),
+        (("10.0.0.50/24", "10.0.0.50/24, fence: wall"), "c.yaml: vip.fence: 'wall'"),
         (("lease_ttl: 2s", "lease_ttl: 2500ms"),
          "c.yaml: election.lease_ttl: '2500ms' is not a whole number of seconds"),
         (("10.0.0.50/24", "10.0.0.500/24"), "c.yaml: vip.address:"),
@@ -81,6 +83,19 @@ def test_each_error_names_file_and_path(change: tuple[str, str], expected: str |
         return
     errors = _errors(text)
     assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_ttl_1s_needs_the_bpf_fence() -> None:
+    """With the address lifetime as the only fence, TTL 1 s would arm 0 s: refused, with
+    what to do; the eBPF fence (the default) serves it."""
+    text = VALID.replace("lease_ttl: 2s", "lease_ttl: 1s")
+    assert parse_cluster(text).vip.fence == "bpf"  # type: ignore[union-attr]
+    errors = _errors(text.replace("10.0.0.50/24,", "10.0.0.50/24, fence: lifetime,"))
+    assert any(e.startswith("c.yaml: election.lease_ttl: 1s needs vip.fence: bpf") for e in errors)
+    lifetime = text.replace("lease_ttl: 1s", "lease_ttl: 2s").replace(
+        "10.0.0.50/24,", "10.0.0.50/24, fence: lifetime,"
+    )
+    assert parse_cluster(lifetime).vip.fence == "lifetime"  # type: ignore[union-attr]
 
 
 def test_all_errors_reported_at_once() -> None:

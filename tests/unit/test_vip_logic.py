@@ -1,9 +1,11 @@
-"""GARP frames and the VIP reconcile plan (pure)."""
+"""GARP frames, the VIP reconcile plan and the fence program's decisions (pure)."""
 
 from __future__ import annotations
 
 import ipaddress
+import struct
 
+from vip import bpfprog
 from vip.base import VipState
 from vip.garp import claimant, garp_frame, parse_arp, parse_mac, probe_frame, request_frame
 from vip.reconcile import plan
@@ -52,3 +54,89 @@ def test_claimant_is_another_mac_speaking_for_the_vip() -> None:
     assert claimant(garp_frame(MAC, VIP, "reply"), VIP, MAC) is None  # our own frame
     assert claimant(probe_frame(other, VIP), VIP, MAC) is None  # a prober claims nothing
     assert claimant(b"\x00" * 20, VIP, MAC) is None
+
+
+def test_plan_with_the_bpf_fence_serves_reigns_under_a_second() -> None:
+    """lease_ttl 1s: the deadline is 0.75 s ahead at best. Without the fence that armed
+    nothing (floor(0.75) = 0: the VIP was never added); with it the address gets 1 s as
+    a backstop and the fence ends the reign at the deadline."""
+    absent, held = VipState(False), VipState(True, 1)
+    assert plan(100.75, 100.0, absent).step == "nothing"
+    add = plan(100.75, 100.0, absent, sub_second=True)
+    assert (add.step, add.lifetime) == ("add", 1) and "fence armed for 0.750s" in add.reason
+    assert plan(100.05, 100.0, held, sub_second=True).step == "refresh"
+    assert plan(99.99, 100.0, held, sub_second=True).step == "remove"  # deadline passed
+    assert plan(None, 100.0, held, sub_second=True).step == "remove"
+    assert plan(102.5, 100.0, held, sub_second=True).lifetime == 2  # whole seconds still
+
+
+def _run_fence(program: bytes, frame: bytes, deadline: int | None, now: int) -> int:
+    """An interpreter for the instructions the fence uses (the kernel runs the real
+    thing in tests/cluster/test_vip_lab.py): returns the tc verdict."""
+    regs = [0] * 11
+    pc, count = 0, len(program) // 8
+    while pc < count:
+        code, regs_byte, off, imm = struct.unpack_from("<BBhi", program, pc * 8)
+        dst, src = regs_byte & 0x0F, regs_byte >> 4
+        pc += 1
+        if code == bpfprog.MOV64_REG:
+            regs[dst] = regs[src]
+        elif code == bpfprog.MOV64_IMM:
+            regs[dst] = imm
+        elif code in (bpfprog.LD_ABS_H, bpfprog.LD_ABS_W):
+            size = 2 if code == bpfprog.LD_ABS_H else 4
+            if imm + size > len(frame):
+                return 0  # the kernel ends the program with 0 (TC_ACT_OK)
+            regs[0] = int.from_bytes(frame[imm : imm + size], "big")
+        elif code in (bpfprog.JMP32_JEQ_IMM, bpfprog.JMP32_JNE_IMM):
+            equal = regs[dst] & 0xFFFFFFFF == imm & 0xFFFFFFFF
+            pc += off if equal == (code == bpfprog.JMP32_JEQ_IMM) else 0
+        elif code == bpfprog.JMP_JEQ_IMM:
+            pc += off if regs[dst] == imm else 0
+        elif code == bpfprog.JMP_JGE_REG:
+            pc += off if regs[dst] >= regs[src] else 0
+        elif code == bpfprog.JMP_JA:
+            pc += off
+        elif code == bpfprog.LD_IMM64:
+            pc += 1  # the map: only the lookup below uses it
+        elif code == bpfprog.CALL and imm == bpfprog.HELPER_MAP_LOOKUP_ELEM:
+            regs[0] = 0 if deadline is None else 1  # "a pointer" to the value
+        elif code == bpfprog.CALL and imm == bpfprog.HELPER_KTIME_GET_NS:
+            regs[0] = now
+        elif code == bpfprog.LDX_MEM_DW:
+            regs[dst] = deadline or 0
+        elif code in (bpfprog.ST_MEM_W, bpfprog.ADD64_IMM):
+            pass  # the stack key and its pointer
+        elif code == bpfprog.EXIT:
+            return regs[0]
+        else:
+            raise AssertionError(f"unexpected opcode {code:#x}")
+    raise AssertionError("the program ran off its end")
+
+
+def test_fence_program_passes_the_vip_only_before_the_deadline() -> None:
+    vip, other = ipaddress.IPv4Address("10.199.2.50"), ipaddress.IPv4Address("10.199.2.11")
+    mac = bytes.fromhex("020000000001")
+    garp = garp_frame(mac, vip, "reply")
+    reply_for_other = garp_frame(mac, other, "reply")
+    header = b"\xff" * 6 + mac + b"\x08\x00"
+
+    def ip_packet(source: ipaddress.IPv4Address, dest: ipaddress.IPv4Address) -> bytes:
+        return header + bytes(12) + source.packed + dest.packed + bytes(8)
+
+    egress = bpfprog.fence_program(vip, "egress", map_fd=7)
+    ingress = bpfprog.fence_program(vip, "ingress", map_fd=7)
+    ok, shot = bpfprog.TC_ACT_OK, bpfprog.TC_ACT_SHOT
+    for deadline, now, verdict in ((2_000, 1_999, ok), (2_000, 2_000, shot), (0, 5, shot),
+                                   (None, 5, shot)):  # fmt: skip
+        assert _run_fence(egress, garp, deadline, now) == verdict
+        assert _run_fence(egress, ip_packet(vip, other), deadline, now) == verdict
+        assert _run_fence(ingress, ip_packet(other, vip), deadline, now) == verdict
+        # everything else passes, always
+        assert _run_fence(egress, reply_for_other, deadline, now) == ok
+        assert _run_fence(egress, ip_packet(other, vip), deadline, now) == ok
+        assert _run_fence(ingress, ip_packet(vip, other), deadline, now) == ok
+        assert _run_fence(ingress, garp, deadline, now) == ok
+        assert _run_fence(egress, header[:13], deadline, now) == ok  # runt: the kernel's 0
+    high = ipaddress.IPv4Address("192.168.1.200")  # above 2**31: a negative immediate
+    assert _run_fence(bpfprog.fence_program(high, "egress", 3), garp_frame(mac, high), 0, 1) == shot
