@@ -3,6 +3,8 @@
     python -m deploy.lab up [--etcd-members 3] [--etcd-tls]   # lab + etcd + web + n1 + n2
     python -m deploy.lab status                                # who holds the VIP
     python -m deploy.lab down                                  # stop by PID, delete all
+    python -m deploy.lab nemesis --seed S --events N [--ttl 1s] [--arp-probe 0s]
+                         [--fence lifetime] [--etcd-members 3]  # faults, judged by events
 
 ``up`` leaves everything running and records the namespaces, PIDs and work directory in
 /run/floatgate-lab.json; ``down`` stops exactly those PIDs (never by name) and deletes
@@ -105,6 +107,39 @@ def status() -> int:
     return 0
 
 
+def nemesis(args: argparse.Namespace) -> int:
+    import random
+
+    from deploy.lab.nemesis import run_nemesis, table
+
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    result = run_nemesis(seed, args.events, args.ttl, args.arp_probe, args.fence,
+                         args.etcd_members)  # fmt: skip
+    verdict = result.verdict
+    steady = all(o.steady for o in result.outcomes)
+    print(table([result]))
+    if verdict is None:
+        print(f"nemesis: seed {seed}: no verdict (the lab did not start)")
+        return 1
+    print(f"nemesis: seed {seed}: {len(result.outcomes)} events; two holders "
+          f"{verdict.two_holders_ms:g} ms, two answerers {verdict.two_answerers_ms:g} ms "
+          f"({verdict.questions} ARP questions, {verdict.claims} claims)"
+          + ("" if steady else "; a fault left no steady state"))  # fmt: skip
+    if args.json:
+        print(json.dumps({"seed": seed, "settings": result.settings,
+                          "outcomes": [o.__dict__ if hasattr(o, "__dict__") else
+                                       {k: getattr(o, k) for k in o.__slots__}
+                                       for o in result.outcomes],
+                          "two_holders_ms": verdict.two_holders_ms,
+                          "two_answerers_ms": verdict.two_answerers_ms,
+                          "holder_overlaps": verdict.holder_overlaps,
+                          "answerer_periods": verdict.answerer_periods}))  # fmt: skip
+    if not verdict.safe or not steady:
+        print(f"nemesis: FAILED; replay with --seed {seed} --events {args.events}")
+        return 1
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.lab",
@@ -117,12 +152,22 @@ def main() -> int:
     start.add_argument("--etcd-tls", action="store_true", help="etcd with client TLS")
     commands.add_parser("down", help="stop everything by PID and delete the lab")
     commands.add_parser("status", help="processes and VIP holder")
+    nem = commands.add_parser("nemesis", help="random faults judged by the event checker")
+    nem.add_argument("--seed", type=int, help="replay a schedule (default: a random seed)")
+    nem.add_argument("--events", type=int, default=20)
+    nem.add_argument("--ttl", default="2s", help="election.lease_ttl (1s, 2s, 3s)")
+    nem.add_argument("--arp-probe", default="50ms", help="vip.arp_probe")
+    nem.add_argument("--fence", choices=("bpf", "lifetime"), default="bpf")
+    nem.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
+    nem.add_argument("--json", action="store_true", help="also every event as JSON")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("lab: needs root (network namespaces)", file=sys.stderr)
         return 2
     if args.command == "up":
         return up(args.etcd_members, args.etcd_tls)
+    if args.command == "nemesis":
+        return nemesis(args)
     return down() if args.command == "down" else status()
 
 

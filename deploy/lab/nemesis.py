@@ -1,0 +1,295 @@
+"""The nemesis: random fault schedules against a running lab cluster, judged by the
+event-driven checker (deploy/lab/checker.py). ``python -m deploy.lab nemesis --seed S
+--events N`` prints the seed first; the same seed, settings and event count replay the
+same schedule.
+
+Faults (each on the active node unless said otherwise; healed before the next one):
+kill -9 (the node is started again), SIGSTOP for 50 ms - 3 s, link down, random loss
+(20-100 %) on the node's etcd traffic only, nft partitions (node -> etcd only, etcd ->
+node only, node <-> node ARP only), a planned switchover (alone, or during etcd loss),
+and with 3 etcd members a pause of the etcd leader. This kernel has no netem
+(CONFIG_NET_SCH_NETEM is off), so loss is an nft rule (numgen random) and delay is not
+among the faults: slow etcd links are tested with tests/delayline.py. After each fault
+the run waits for a steady state (one holder, every node running) before the next.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.lab.checker import EventChecker
+from deploy.lab.netlab import ETCD_HOSTS, HOSTS, REPO, SwitchedLab, floatgate_argv, run
+from deploy.lab.verdict import Verdict
+
+FAULTS = ("kill-9", "sigstop", "link-down", "etcd-loss", "cut-to-etcd", "cut-from-etcd",
+          "cut-arp", "switchover", "switchover-during-loss", "etcd-leader-pause")  # fmt: skip
+
+
+@dataclass(slots=True)
+class Outcome:
+    fault: str
+    node: str
+    started: float
+    seconds: float  # how long the fault lasted
+    takeover: float | None = None  # first claim by another MAC after the fault began
+    steady: bool = True
+    two_holders_ms: float = 0.0
+    two_answerers_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class Run:
+    seed: int
+    settings: dict[str, object]
+    outcomes: list[Outcome] = field(default_factory=list)
+    verdict: Verdict | None = None
+
+
+class Nemesis:
+    def __init__(self, lab: SwitchedLab, rng: random.Random, say: Callable[[str], None]) -> None:
+        self.lab = lab
+        self.rng = rng
+        self.say = say
+        self.etcd = HOSTS["etcd"]
+
+    # -- faults ---------------------------------------------------------------------------
+    def active(self) -> str:
+        holders = self.lab.holders()
+        return holders[0] if len(holders) == 1 else "n1"
+
+    def other(self, node: str) -> str:
+        return "n2" if node == "n1" else "n1"
+
+    def _nft(self, node: str, script: str) -> None:
+        subprocess.run(["ip", "netns", "exec", self.lab.ns[node], "nft", "-f", "-"],
+                       input=script, text=True, check=True, timeout=10)  # fmt: skip
+
+    def _heal_nft(self, node: str) -> None:
+        for family in ("ip", "netdev"):
+            subprocess.run(["ip", "netns", "exec", self.lab.ns[node], "nft", "delete", "table",
+                            family, "nemesis"], capture_output=True, timeout=10)  # fmt: skip
+
+    def _etcd_rules(self, chain: str, match: str, percent: int = 100) -> str:
+        hosts = ", ".join(HOSTS[h] for h in ETCD_HOSTS[: self.lab.etcd_members])
+        hook = "output" if chain == "out" else "input"
+        some = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
+        return (f"table ip nemesis {{\n chain {chain} {{\n type filter hook {hook} priority 0\n"
+                f" {match} {{ {hosts} }} {some}drop\n }}\n}}\n")  # fmt: skip
+
+    def restart(self, node: str) -> None:
+        log = (self.lab.workdir / f"{node}.log").open("a")
+        cluster, node_yaml = self.lab.workdir / "cluster.yaml", self.lab.workdir / f"{node}.yaml"
+        self.lab.procs[node] = subprocess.Popen(
+            ["ip", "netns", "exec", self.lab.ns[node], *floatgate_argv(cluster, node_yaml)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def etcd_leader(self) -> str | None:
+        endpoints = ",".join(f"http://{HOSTS[h]}:2379" for h in ETCD_HOSTS[: self.lab.etcd_members])
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.lab.ns["client"], "etcdctl", f"--endpoints={endpoints}",
+             "endpoint", "status", "-w", "json"], capture_output=True, text=True, timeout=10,
+            env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        try:
+            for entry in json.loads(out.stdout):
+                status = entry["Status"]
+                if status["leader"] == status["header"]["member_id"]:
+                    host = entry["Endpoint"].split("//")[1].split(":")[0]
+                    return next(h for h in ETCD_HOSTS if HOSTS[h] == host)
+        except (ValueError, KeyError, StopIteration):
+            return None
+        return None
+
+    def inject(self, fault: str) -> tuple[str, float]:
+        """Apply ``fault``, hold it, heal it; returns (node, seconds it lasted)."""
+        rng, lab = self.rng, self.lab
+        node = self.active()
+        hold = round(rng.uniform(0.5, 3.0), 3)
+        if fault == "kill-9":
+            lab.signal(node, signal.SIGKILL)
+            lab.procs[node].wait(10)
+            time.sleep(hold)
+            self.restart(node)
+        elif fault == "sigstop":
+            hold = round(rng.uniform(0.05, 3.0), 3)
+            lab.signal(node, signal.SIGSTOP)
+            time.sleep(hold)
+            lab.signal(node, signal.SIGCONT)
+        elif fault == "link-down":
+            run("ip", "-n", lab.ns[node], "link", "set", "eth0", "down")
+            time.sleep(hold)
+            run("ip", "-n", lab.ns[node], "link", "set", "eth0", "up")
+        elif fault in ("etcd-loss", "switchover-during-loss"):
+            percent = rng.choice((20, 50, 100))
+            self._nft(node, self._etcd_rules("out", "ip daddr", percent))
+            try:
+                if fault == "switchover-during-loss":
+                    time.sleep(0.3)
+                    self._switchover()
+                time.sleep(hold)
+            finally:
+                self._heal_nft(node)
+        elif fault in ("cut-to-etcd", "cut-from-etcd"):
+            rules = (self._etcd_rules("out", "ip daddr") if fault == "cut-to-etcd"
+                     else self._etcd_rules("in", "ip saddr"))  # fmt: skip
+            self._nft(node, rules)
+            time.sleep(hold)
+            self._heal_nft(node)
+        elif fault == "cut-arp":
+            for here, there in ((node, self.other(node)), (self.other(node), node)):
+                mac = lab.mac(there)
+                self._nft(
+                    here,
+                    f"table netdev nemesis {{\n chain in {{\n type filter hook ingress "
+                    f'device "eth0" priority 0\n ether saddr {mac} ether type arp drop\n }}\n}}\n',
+                )
+            time.sleep(hold)
+            for here in (node, self.other(node)):
+                self._heal_nft(here)
+        elif fault == "switchover":
+            self._switchover()
+            hold = 0.0
+        elif fault == "etcd-leader-pause":
+            leader = self.etcd_leader() or "etcd"
+            node = leader
+            lab.signal(leader, signal.SIGSTOP)
+            time.sleep(hold)
+            lab.signal(leader, signal.SIGCONT)
+        else:
+            raise ValueError(f"unknown fault {fault}")
+        return node, hold
+
+    def _switchover(self) -> None:
+        subprocess.run(
+            ["ip", "netns", "exec", self.lab.ns["client"], sys.executable, "-m", "node.cli",
+             "switchover", "--node", str(self.lab.workdir / "n1.yaml"), "--cluster-name",
+             "lab"], cwd=REPO, capture_output=True, timeout=30,
+        )  # fmt: skip
+
+    def steady(self, timeout: float = 30.0) -> bool:
+        """One holder, every node process running and through its start-up."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            running = all(self.lab.procs[n].poll() is None for n in ("n1", "n2"))
+            if running and len(self.lab.holders()) == 1:
+                try:
+                    if all(self.lab.admin_status(n).get("role") for n in ("n1", "n2")):
+                        return True
+                except (RuntimeError, ValueError):
+                    pass
+            time.sleep(0.1)
+        return False
+
+
+def choose_faults(rng: random.Random, count: int, etcd_members: int) -> list[str]:
+    faults = [f for f in FAULTS if f != "etcd-leader-pause" or etcd_members == 3]
+    return [rng.choice(faults) for _ in range(count)]
+
+
+def run_nemesis(
+    seed: int,
+    events: int,
+    lease_ttl: str = "2s",
+    arp_probe: str = "50ms",
+    fence: str = "bpf",
+    etcd_members: int = 1,
+    say: Callable[[str], None] = print,
+    workdir: Path | None = None,
+) -> Run:
+    import shutil
+    import tempfile
+
+    rng = random.Random(seed)
+    settings: dict[str, object] = {"lease_ttl": lease_ttl, "arp_probe": arp_probe,
+                                   "fence": fence, "etcd_members": etcd_members}  # fmt: skip
+    say(f"nemesis: seed {seed}, {events} events, {settings}")
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="floatgate-nemesis-"))
+    lab = SwitchedLab(workdir, etcd_members=etcd_members, lease_ttl=lease_ttl,
+                      arp_probe=arp_probe, fence=fence)  # fmt: skip
+    result = Run(seed, settings)
+    try:
+        lab.start_cluster()
+        asker = lab.start_arp_watch()
+        checker = EventChecker(lab)
+        checker.start()
+        nemesis = Nemesis(lab, rng, say)
+        for index, fault in enumerate(choose_faults(rng, events, etcd_members), 1):
+            before = time.monotonic()
+            holders = lab.holders()
+            previous = lab.mac(holders[0]) if len(holders) == 1 else None
+            node, seconds = nemesis.inject(fault)
+            outcome = Outcome(fault, node, before, seconds)
+            outcome.steady = nemesis.steady()
+            time.sleep(0.3)
+            claims = [e for e in checker.arp if not e.question and e.at > before]
+            moved = next((e.at for e in claims if e.mac != previous), None)
+            outcome.takeover = round(moved - before, 3) if moved is not None else None
+            result.outcomes.append(outcome)
+            say(f"[{index}/{events}] {fault} on {node} for {seconds:.2f}s: "
+                f"{f'takeover {outcome.takeover:.2f}s' if outcome.takeover else 'no takeover'}"
+                f"{'' if outcome.steady else ' -- NO STEADY STATE'}; now held by "
+                f"{','.join(lab.holders()) or 'nobody'}")  # fmt: skip
+            if not outcome.steady:
+                break
+        asker.terminate()
+        asker.wait(10)
+        result.verdict = checker.stop(fenced_backstop=fence == "bpf" and lease_ttl == "1s")
+        _attribute(result)
+    finally:
+        lab.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _attribute(result: Run) -> None:
+    """Split the verdict's bad intervals among the faults during which they began."""
+    verdict = result.verdict
+    if verdict is None:
+        return
+    counted = not (result.settings["fence"] == "bpf" and result.settings["lease_ttl"] == "1s")
+    starts = [o.started for o in result.outcomes] + [float("inf")]
+    for index, outcome in enumerate(result.outcomes):
+        low, high = starts[index], starts[index + 1]
+        holders = _within(verdict.holder_overlaps, low, high)
+        outcome.two_holders_ms = holders if counted else 0.0
+        outcome.two_answerers_ms = _within(verdict.answerer_periods, low, high)
+
+
+def _within(
+    intervals: list[tuple[float, float, tuple[str, ...]]], low: float, high: float
+) -> float:
+    return round(sum((b - a) * 1000 for a, b, _ in intervals if low <= a < high), 1)
+
+
+def table(runs: list[Run]) -> str:
+    """Markdown: fault, count, takeover median / max, two-holder ms, two-answerer ms."""
+    rows: dict[str, list[Outcome]] = {}
+    for run_ in runs:
+        for outcome in run_.outcomes:
+            rows.setdefault(outcome.fault, []).append(outcome)
+    lines = [
+        "| fault | count | takeovers | takeover median s | takeover max s | "
+        "two holders ms | two answerers ms |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for fault in FAULTS:
+        outcomes = rows.get(fault, [])
+        if not outcomes:
+            continue
+        times = [o.takeover for o in outcomes if o.takeover is not None]
+        median = f"{statistics.median(times):.2f}" if times else "-"
+        worst = f"{max(times):.2f}" if times else "-"
+        lines.append(f"| {fault} | {len(outcomes)} | {len(times)} | {median} | {worst} | "
+                     f"{sum(o.two_holders_ms for o in outcomes):g} | "
+                     f"{sum(o.two_answerers_ms for o in outcomes):g} |")  # fmt: skip
+    return "\n".join(lines)
