@@ -112,6 +112,10 @@ def nemesis(args: argparse.Namespace) -> int:
 
     from deploy.lab.nemesis import run_nemesis, table
 
+    def stop(*_: object) -> None:
+        raise SystemExit(143)  # unwinds: the lab is torn down by PID in a finally
+
+    signal.signal(signal.SIGTERM, stop)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     result = run_nemesis(seed, args.events, args.ttl, args.arp_probe, args.fence,
                          args.etcd_members)  # fmt: skip

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.lab.checker import EventChecker
-from deploy.lab.netlab import ETCD_HOSTS, HOSTS, REPO, SwitchedLab, floatgate_argv, run
+from deploy.lab.netlab import ETCD_HOSTS, HOSTS, REPO, SwitchedLab, run
 from deploy.lab.verdict import Verdict
 
 FAULTS = ("kill-9", "sigstop", "link-down", "etcd-loss", "cut-to-etcd", "cut-from-etcd",
@@ -85,14 +85,6 @@ class Nemesis:
         return (f"table ip nemesis {{\n chain {chain} {{\n type filter hook {hook} priority 0\n"
                 f" {match} {{ {hosts} }} {some}drop\n }}\n}}\n")  # fmt: skip
 
-    def restart(self, node: str) -> None:
-        log = (self.lab.workdir / f"{node}.log").open("a")
-        cluster, node_yaml = self.lab.workdir / "cluster.yaml", self.lab.workdir / f"{node}.yaml"
-        self.lab.procs[node] = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.ns[node], *floatgate_argv(cluster, node_yaml)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
     def etcd_leader(self) -> str | None:
         endpoints = ",".join(f"http://{HOSTS[h]}:2379" for h in ETCD_HOSTS[: self.lab.etcd_members])
         out = subprocess.run(
@@ -119,7 +111,7 @@ class Nemesis:
             lab.signal(node, signal.SIGKILL)
             lab.procs[node].wait(10)
             time.sleep(hold)
-            self.restart(node)
+            lab.restart_node(node)
         elif fault == "sigstop":
             hold = round(rng.uniform(0.05, 3.0), 3)
             lab.signal(node, signal.SIGSTOP)
@@ -176,12 +168,18 @@ class Nemesis:
              "lab"], cwd=REPO, capture_output=True, timeout=30,
         )  # fmt: skip
 
-    def steady(self, timeout: float = 30.0) -> bool:
-        """One holder, every node process running and through its start-up."""
+    def steady(self, settle: float, timeout: float = 30.0) -> bool:
+        """Every node process running and answering, and one and the same holder for
+        ``settle`` seconds (a lease TTL: what a fault set in motion has played out)."""
         end = time.monotonic() + timeout
+        holder, since = None, time.monotonic()
         while time.monotonic() < end:
+            holders = self.lab.holders()
             running = all(self.lab.procs[n].poll() is None for n in ("n1", "n2"))
-            if running and len(self.lab.holders()) == 1:
+            current = holders[0] if running and len(holders) == 1 else None
+            if current != holder:
+                holder, since = current, time.monotonic()
+            elif current is not None and time.monotonic() - since >= settle:
                 try:
                     if all(self.lab.admin_status(n).get("role") for n in ("n1", "n2")):
                         return True
@@ -229,8 +227,7 @@ def run_nemesis(
             previous = lab.mac(holders[0]) if len(holders) == 1 else None
             node, seconds = nemesis.inject(fault)
             outcome = Outcome(fault, node, before, seconds)
-            outcome.steady = nemesis.steady()
-            time.sleep(0.3)
+            outcome.steady = nemesis.steady(settle=float(lease_ttl.rstrip("s")))
             claims = [e for e in checker.arp if not e.question and e.at > before]
             moved = next((e.at for e in claims if e.mac != previous), None)
             outcome.takeover = round(moved - before, 3) if moved is not None else None
