@@ -19,6 +19,7 @@ monotonic clock) and may register ``on_change`` / ``on_yield``.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import re
@@ -70,6 +71,7 @@ class EtcdElection:
         failsafe: Callable[[float], Awaitable[bool]] | None = None,
         uptodate: Callable[[], bool] | None = None,
         on_request: Callable[[str, float], None] | None = None,
+        down_visible_for: int = 600,
     ) -> None:
         """``failsafe``: when etcd cannot be reached, ask it whether every known peer
         promised (for the given seconds) not to campaign; if so the leader keeps its
@@ -83,7 +85,8 @@ class EtcdElection:
         self.me = me
         self.ttl = ttl
         self.keys = Keys.of(cluster)
-        self.request_timeout = max(0.2, ttl / 3)
+        self.request_timeout = max(0.2, ttl / 3)  # before any round trip was measured
+        self.rtt: float | None = None  # etcd round trips: rises at once, decays slowly
         self._margin = margin
         self.state = ElectionState(LeaseClock(float(ttl), margin or default_margin(ttl)))
         self.granted_ttl: int | None = None  # what etcd granted for the last leader lease
@@ -94,8 +97,9 @@ class EtcdElection:
         self.view: ClusterView | None = None  # None: unknown (no read+watch in place)
         self._payload = payload or (lambda: {})
         self._endpoint = 0
-        self._client = self.access.client(0, self.request_timeout)
+        self._client = self.access.client(0, float(ttl))  # calls have their own timeouts
         self._background: set[asyncio.Future[None]] = set()
+        self.down_visible_for = down_visible_for  # seconds a vanished member stays listed
         self._lease_id: int | None = None
         self._member_lease: int | None = None
         self._member_written: bytes | None = None
@@ -312,7 +316,7 @@ class EtcdElection:
         if started < self._isolated_until:
             raise EtcdUnavailable(f"{what}: etcd traffic dropped (drill: isolate)")
         try:
-            async with asyncio.timeout(timeout or self.request_timeout):
+            async with asyncio.timeout(timeout or self._request_timeout()):
                 result = await request(client)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
@@ -325,9 +329,31 @@ class EtcdElection:
             self._reconnect(client)
             raise EtcdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
         self._last_contact = time.monotonic()
+        elapsed = self._last_contact - started
+        if self.rtt is None or elapsed > self.rtt:
+            self.rtt = elapsed
+        else:
+            self.rtt = 0.8 * self.rtt + 0.2 * elapsed
         if self._on_request is not None:
-            self._on_request(what, self._last_contact - started)
+            self._on_request(what, elapsed)
         return result
+
+    def _request_timeout(self) -> float:
+        """TTL/3 (at least 200 ms), or 3 measured round trips if longer, at most a TTL;
+        a whole TTL until a round trip was measured (the first request also pays for
+        the connection: TCP, TLS, HTTP/2 settings, several round trips on a slow link)."""
+        if self.rtt is None:
+            return max(self.request_timeout, float(self.ttl))
+        return min(float(self.ttl), max(self.request_timeout, 3 * self.rtt))
+
+    def keepalive_timeout(self) -> float:
+        """How long a keepalive may take before it is retried on the next endpoint: TTL/6
+        (at least 200 ms), or 3 measured round trips if longer (a 400 ms round trip
+        failed every renewal against TTL/6 = 333 ms), never more than TTL - margin (an
+        answer later than that renews nothing: the deadline would already be past)."""
+        measured = 3 * self.rtt if self.rtt is not None else 0.0
+        ceiling = self.state.lease.ttl - self.state.lease.margin
+        return min(ceiling, max(0.2, self.ttl / 6, measured))
 
     def _reconnect(self, failed: aetcd.Client) -> None:
         """Replace ``failed`` (unless another failure already did). The old client is
@@ -335,7 +361,7 @@ class EtcdElection:
         if failed is not self._client:
             return
         self._endpoint = (self._endpoint + 1) % len(self.access.endpoints)
-        self._client = self.access.client(self._endpoint, self.request_timeout)
+        self._client = self.access.client(self._endpoint, float(self.ttl))
         self._spawn(self._close_later(failed))
         if self._watch_task is not None:
             self._restart_watch()
@@ -368,7 +394,7 @@ class EtcdElection:
                 )
                 self._wake.set()
                 client = self._client
-                async with asyncio.timeout(self.request_timeout):
+                async with asyncio.timeout(self._request_timeout()):
                     watch = await client.watch_prefix(
                         self.keys.prefix, start_revision=found.header.revision + 1
                     )
@@ -393,7 +419,11 @@ class EtcdElection:
             return Observation(now, healthy, leader_known=False)
         leader = view.leader(self.keys)
         self.succession = self.succession.observed(leader, now)
+        before = {m.name: m for m in self.known_members}
         self.known_members = view.members(self.keys)
+        vanished = set(before) - {m.name for m in self.known_members} - {self.me.name}
+        if vanished and self.is_leader(now) and self.down_visible_for > 0:
+            self._spawn(self._record_down([before[name] for name in sorted(vanished)]))
         members = tuple(Candidate(m.name, m.priority, m.healthy, m.payload.get("uptodate", True)
                                   is not False) for m in self.known_members)  # fmt: skip
         return Observation(
@@ -424,10 +454,34 @@ class EtcdElection:
             if value != self._member_written:
                 lease_id = self._member_lease
                 key = self.keys.member(self.me.name)
+                first = self._member_written is None
                 await self._call("register member", lambda c: c.put(key, value, lease_id))
                 self._member_written = value
+                if first:  # back: no longer DOWN
+                    down = self.keys.down_member(self.me.name)
+                    await self._call("clear own down record", lambda c: c.delete(down))
         except EtcdUnavailable as exc:
             log.debug("%s: membership: %s", self.me.name, exc)
+
+    async def _record_down(self, members: list[Member]) -> None:
+        """The active writes ``down/<name>`` for members whose entry vanished, on a
+        lease of ``down_visible_for`` seconds: they stay listed as DOWN that long."""
+        seen = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        try:
+            lease = await self._call("grant down-record lease",
+                                     lambda c: c.lease(self.down_visible_for))  # fmt: skip
+            for member in members:
+                record = json.dumps({"priority": member.priority, "last_seen": seen,
+                                     "admin": member.payload.get("admin")}).encode()  # fmt: skip
+                await self._put_down(self.keys.down_member(member.name), record, lease)
+                log.warning("%s: member %s is gone (its entry expired or it stopped); listed "
+                            "as DOWN for %d s", self.me.name, member.name, self.down_visible_for,
+                            extra={"event": "member_down", "member": member.name})  # fmt: skip
+        except EtcdUnavailable as exc:
+            log.debug("%s: recording members down: %s", self.me.name, exc)
+
+    async def _put_down(self, key: bytes, record: bytes, lease: Any) -> None:
+        await self._call("record a member down", lambda c: c.put(key, record, lease))
 
     async def _leave(self) -> None:
         """Leave the member list at once rather than after a TTL."""
@@ -502,7 +556,7 @@ class EtcdElection:
             # A short timeout: a keepalive that fails is retried on the next endpoint,
             # and that retry must still be sent well before the deadline.
             reply = await self._call("keepalive", lambda c: c.refresh_lease(lease_id),
-                                     timeout=max(0.2, self.ttl / 6))  # fmt: skip
+                                     timeout=self.keepalive_timeout())  # fmt: skip
             if reply is None:  # the stream ended unanswered (its channel was closed)
                 raise EtcdUnavailable("keepalive: no answer")
         except EtcdUnavailable as exc:

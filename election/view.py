@@ -9,6 +9,9 @@ Keys under ``/floatgate/<cluster>/election/``:
   after one TTL.
 - ``handover``: a planned switchover to a named node (``{"to": ..., "from": ...}``),
   written by the active with a short lease, under the fencing token.
+- ``down/<name>``: a member whose entry vanished, as the active saw it last (priority,
+  admin, ``last_seen`` in UTC); on a lease of ``election.down_visible_for`` so it stays
+  visible for that while; the node deletes it when it registers again.
 
 The view is built from one range read and then moved forward by watch events; an event
 older than what the view holds is ignored, so a late reply never rolls it back.
@@ -28,14 +31,19 @@ class Keys:
     leader: bytes
     members: bytes
     handover: bytes
+    down: bytes
 
     @classmethod
     def of(cls, cluster: str) -> Keys:
         prefix = f"/floatgate/{cluster}/election/".encode()
-        return cls(prefix, prefix + b"leader", prefix + b"members/", prefix + b"handover")
+        return cls(prefix, prefix + b"leader", prefix + b"members/", prefix + b"handover",
+                   prefix + b"down/")  # fmt: skip
 
     def member(self, name: str) -> bytes:
         return self.members + name.encode()
+
+    def down_member(self, name: str) -> bytes:
+        return self.down + name.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,18 @@ class ClusterView:
                 name, priority if isinstance(priority, int) else 0,
                 payload.get("healthy") is True, payload,
             ))  # fmt: skip
+        return tuple(found)
+
+    def down(self, keys: Keys) -> tuple[dict[str, Any], ...]:
+        """Members that vanished (``down/<name>``), unless running again."""
+        running = {m.name for m in self.members(keys)}
+        found = []
+        for key, entry in sorted(self.entries.items()):
+            if not key.startswith(keys.down) or entry.value is None:
+                continue
+            name = key[len(keys.down) :].decode(errors="replace")
+            if name not in running:
+                found.append({**_json(entry.value), "name": name})
         return tuple(found)
 
     def handover_to(self, keys: Keys) -> str | None:

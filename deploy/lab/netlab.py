@@ -235,6 +235,15 @@ class SwitchedLab:
         lines = self.log("arpwatch").strip().splitlines()
         return [(float(t), str(m)) for t, m in json.loads(lines[-1])] if lines else []
 
+    def restart_node(self, name: str) -> None:
+        """Start node ``name`` again with its files (after a kill); its log is appended."""
+        log = (self.workdir / f"{name}.log").open("a")
+        cluster, node = self.workdir / "cluster.yaml", self.workdir / f"{name}.yaml"
+        self.procs[name] = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns[name], *floatgate_argv(cluster, node)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
     def signal(self, name: str, sig: signal.Signals) -> None:
         self.procs[name].send_signal(sig)
 

@@ -114,7 +114,8 @@ async def start_admin(node: NodeConfig | None, control: NodeControl) -> web.AppR
 
     async def cluster(request: web.Request) -> web.Response:
         own = control.status()
-        return web.json_response(await cluster_status(own, own.get("members", []), peer_context))
+        return web.json_response(await cluster_status(
+            own, own.get("members", []), peer_context, own.get("down_members", [])))  # fmt: skip
 
     async def metrics(request: web.Request) -> web.Response:
         body = control.exposition()

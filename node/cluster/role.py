@@ -83,6 +83,7 @@ class ClusterRole:
             failsafe=self._ask_peers if config.election.etcd_loss == "failsafe" else None,
             uptodate=bundles.uptodate if bundles is not None else None,
             on_request=meters.etcd_request if meters is not None else None,
+            down_visible_for=int(config.election.down_visible_for),
         )
         vip = config.vip.address
         self.fence = BpfFence(node.interface, vip.ip) if config.vip.fence == "bpf" else None
@@ -161,7 +162,12 @@ class ClusterRole:
         node.proxy.selfcheck), configuration loaded, enough healthy backends, and not in
         the hold-off that follows a switchover away from this node."""
         if time.monotonic() < self._hold_off_until:
-            return "holding off after a switchover"
+            leader = self.election.leader
+            if leader is None or leader.name == self.node.name:
+                return "holding off after a switchover"
+            # A successor took the seat: the hold-off did its job. Should that node die
+            # now, this one must be able to take over at once, not after the hold-off.
+            self._hold_off_until = 0.0
         if not self.plane.listeners:
             return "no listener is open"
         problems = self.plane.frontend_problems()
@@ -241,6 +247,8 @@ class ClusterRole:
                  "admin": m.payload.get("admin")}
                 for m in self.election.members()
             ],
+            "down_members": list(self.election.view.down(self.election.keys))
+            if self.election.view is not None else [],
             "vip": str(self.config.vip.address) if self.config.vip else None,
             "vip_present": self.vip.present,
             "vip_last_action": last.reason if last else None,
@@ -254,6 +262,8 @@ class ClusterRole:
             "lease_ttl": self.election.ttl,
             "lease_ttl_granted": self.election.granted_ttl,
             "lease_ttl_note": self.election.ttl_note,
+            "etcd_rtt": round(self.election.rtt, 4) if self.election.rtt is not None else None,
+            "keepalive_timeout": round(self.election.keepalive_timeout(), 3),
             "takeovers": list(self.takeovers),
         }  # fmt: skip
 

@@ -458,7 +458,8 @@ class _Parser:
     def election(self, value: Any) -> ElectionConfig:
         r = self.r
         m = r.mapping(value, "election",
-                      {"lease_ttl", "nopreempt", "min_healthy_backends", "etcd_loss"})  # fmt: skip
+                      {"lease_ttl", "nopreempt", "min_healthy_backends", "etcd_loss",
+                       "down_visible_for"})  # fmt: skip
         etcd_loss = m.get("etcd_loss", "release")
         if etcd_loss not in ("release", "failsafe"):
             r.error("election.etcd_loss", f"{etcd_loss!r}: expected release or failsafe")
@@ -473,11 +474,13 @@ class _Parser:
                 "lease TTLs to whole seconds): use 1s, 2s, 3s, ...",
             )
             lease_ttl = float(round(lease_ttl))
+        down_visible_for = r.duration(m, "down_visible_for", "election", 600.0, low=0.0)
         return ElectionConfig(
             lease_ttl=lease_ttl,
             nopreempt=r.boolean(m, "nopreempt", "election", True),
             min_healthy_backends=r.integer(m, "min_healthy_backends", "election", 1, 0, 1000),
             etcd_loss=etcd_loss,
+            down_visible_for=float(round(down_visible_for)),
         )
 
     def vip(self, value: Any, election: ElectionConfig) -> VipConfig | None:

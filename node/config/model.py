@@ -215,6 +215,7 @@ class ElectionConfig:
     nopreempt: bool = True
     min_healthy_backends: int = 1
     etcd_loss: str = "release"  # or "failsafe": keep the VIP while every peer agrees
+    down_visible_for: float = 600.0  # a vanished member stays listed as DOWN this long
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ async def read_election(node: NodeConfig, cluster: str) -> dict[str, Any]:
                      "bundle_revision": m.payload.get("bundle_revision"),
                      "uptodate": m.payload.get("uptodate", True)}
                     for m in view.members(keys)],
+        "down": list(view.down(keys)),
         "handover_to": view.handover_to(keys),
         "bundle": parse_record(bundle.value) if bundle is not None else None,
     }  # fmt: skip
@@ -123,6 +124,10 @@ def format_status(status: dict[str, Any]) -> list[str]:
             f"{'yes' if entry.get('vip_present') else '-':<5}{shown:<11}"
             f"{entry.get('lease_remaining', 0):<12}{entry.get('decision', '')}"
         )
+    for gone in status.get("down", []):
+        seen = gone.get("last_seen", "?")
+        lines.append(f"  {gone['name']:<10}{'DOWN':<9}{gone.get('priority', ''):<6}"
+                     f"last seen {seen} (its member entry vanished)")  # fmt: skip
     return lines
 
 

@@ -251,3 +251,41 @@ def test_all_etcd_down_with_failsafe_keeps_serving() -> None:
         assert monitor.arp_macs(0.0) == {lab.mac("n1")}
         status = cli(lab, "status", "--json")
         assert json.loads(status.stdout)["leader"]["name"] == "n1", status.stdout
+
+
+def test_a_dead_member_stays_listed_as_down_with_last_seen(cluster: SwitchedLab) -> None:
+    """kill -9 of the standby: its member entry vanishes after one TTL; the active
+    records it, and `floatgate status`, /status and /cluster show it DOWN with the time it
+    was last seen, instead of dropping it. Once it runs again it is no longer DOWN."""
+    cluster.signal("n2", signal.SIGKILL)
+    cluster.procs["n2"].wait(10)
+    wait_for(lambda: cluster.admin_status("n1")["down_members"], 10, "n1 to list n2 as down")
+    down = cluster.admin_status("n1")["down_members"]
+    assert isinstance(down, list) and [d["name"] for d in down] == ["n2"], down
+    assert down[0]["priority"] == 100 and str(down[0]["last_seen"]).startswith("20"), down
+    shown = cli(cluster, "status")
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if line.strip().startswith("n2"))
+    assert "DOWN" in row and "last seen" in row, shown.stdout
+    assert json.loads(cli(cluster, "status", "--json").stdout)["down"][0]["name"] == "n2"
+    code, page = _admin(cluster, "n1", "/cluster")
+    assert code == 200 and page["nodes"]["n2"]["down"] is True, page  # type: ignore[index]
+    cluster.restart_node("n2")
+    wait_for(lambda: not cluster.admin_status("n1")["down_members"], 20, "n2 to be back")
+    assert "DOWN" not in cli(cluster, "status").stdout
+
+
+def test_the_successor_dying_during_the_hold_off_is_covered_at_once() -> None:
+    """Found by the nemesis: after a switchover the old active holds off (2 x TTL) so the
+    successor can take the seat. If the successor then dies, the old active must take
+    over as soon as the successor's lease expires, not only after the hold-off: the
+    hold-off has done its job once a successor led."""
+    with running_cluster(lease_ttl="3s") as lab:
+        done = cli(lab, "switchover", "--to", "n2")
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: lab.holders() == ["n2"], 10, "n2 to take the VIP")
+        lab.signal("n2", signal.SIGKILL)
+        killed = time.monotonic()
+        back = wait_for(lambda: lab.holders() == ["n1"], 15, "n1 to take the VIP back")
+        print(f"successor killed during the hold-off: n1 held the VIP {back:.2f}s later")
+        assert time.monotonic() - killed < 3.0 + 1.2  # one TTL, reaping and a campaign

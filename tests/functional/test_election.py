@@ -140,14 +140,19 @@ async def test_a_longer_ttl_granted_by_etcd_is_what_the_leader_leads_on() -> Non
         etcd.stop()
 
 
-async def test_a_200ms_round_trip_to_etcd_keeps_a_steady_leader(etcd: EtcdProcess) -> None:
-    """100 ms each way between the node and etcd: the node becomes leader and keeps
-    the same reign. (gRPC's connect deadline was tied to its 100 ms minimum reconnect
-    backoff: no connection to etcd ever completed over such a link.)"""
-    line = DelayLine(etcd.client_port, 0.1)
+@pytest.mark.parametrize(("one_way", "ttl"), [(0.1, 2), (0.25, 3)])
+async def test_a_slow_round_trip_to_etcd_keeps_a_steady_leader(
+    etcd: EtcdProcess, one_way: float, ttl: int
+) -> None:
+    """100 ms each way at TTL 2 s, 250 ms each way at TTL 3 s: the node becomes leader
+    and keeps the same reign. (gRPC's connect deadline was tied to its 100 ms minimum
+    reconnect backoff: no connection to etcd ever completed over such a link. The
+    keepalive timeout was TTL/6, 500 ms at TTL 3 s: at a 500 ms round trip (a keepalive
+    takes ~1.4 of them) every renewal failed; it is now 3 measured round trips.)"""
+    line = DelayLine(etcd.client_port, one_way)
     await line.start()
     access = EtcdAccess((("127.0.0.1", line.port),))
-    election = EtcdElection(access, "slow", Me("n1", 100, True), ttl=2)
+    election = EtcdElection(access, "slow", Me("n1", 100, True), ttl=ttl)
     task = asyncio.create_task(election.run(lambda: True))
     try:
         await _until(election.is_leader, 15)

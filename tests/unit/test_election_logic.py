@@ -122,6 +122,20 @@ def test_view_follows_events_and_ignores_older_ones() -> None:
     assert garbage is not None and garbage.name == "?"
 
 
+def test_down_records_list_vanished_members_until_they_run_again() -> None:
+    keys = Keys.of("edge")
+    view = snapshot([
+        (keys.member("n1"), b'{"priority": 100, "healthy": true}', 5, 6),
+        (keys.down_member("n2"), b'{"priority": 50, "last_seen": "2026-12-02T01:00:00+00:00"}',
+         8, 8),
+    ])  # fmt: skip
+    assert view.down(keys) == (
+        {"name": "n2", "priority": 50, "last_seen": "2026-12-02T01:00:00+00:00"},)  # fmt: skip
+    back = view.applied(keys.member("n2"), Entry(b'{"priority": 50}', 9, 9))
+    assert back.down(keys) == ()  # running again: not DOWN, even before its record goes
+    assert view.applied(keys.down_member("n2"), Entry(None, 0, 10)).down(keys) == ()
+
+
 def test_followers_and_unknowns_never_campaign() -> None:
     state = fresh()
     _, d = decide(state, Observation(1.0, True, True, "n2"), ME)
