@@ -22,10 +22,12 @@ import asyncio
 import datetime
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aetcd
@@ -72,6 +74,7 @@ class EtcdElection:
         uptodate: Callable[[], bool] | None = None,
         on_request: Callable[[str, float], None] | None = None,
         down_visible_for: int = 600,
+        promise_file: Path | None = None,
     ) -> None:
         """``failsafe``: when etcd cannot be reached, ask it whether every known peer
         promised (for the given seconds) not to campaign; if so the leader keeps its
@@ -116,6 +119,8 @@ class EtcdElection:
         self.known_members: tuple[Member, ...] = ()  # as last seen while etcd answered
         self.promised_to: str | None = None
         self._no_campaign_until = 0.0
+        self.promise_file = promise_file  # failsafe promises, kept across restarts
+        self._load_promise()
         self.succession = Succession()  # leader changes and the last vacancy, as seen
         self._on_request = on_request  # (operation, seconds) of each etcd request
         self._isolated_until = 0.0
@@ -626,11 +631,56 @@ class EtcdElection:
             async with asyncio.timeout(PROMISE_CHECK):
                 await self._client.get(self.keys.leader)
         except ETCD_ERRORS:
-            self._no_campaign_until = time.monotonic() + seconds
+            until = time.monotonic() + seconds
+            problem = self._save_promise(leader, until)
+            if problem is not None:  # a promise a restart would forget is no promise
+                log.warning("%s: failsafe: refusing %s a promise: %s", self.me.name, leader,
+                            problem)  # fmt: skip
+                return problem
+            self._no_campaign_until = max(self._no_campaign_until, until)
             self.promised_to = leader
             return None
         self._last_contact = time.monotonic()
         return "this node can reach etcd: the election decides, not a promise"
+
+    def _load_promise(self) -> None:
+        """A promise given before a restart still binds: same boot, not yet expired."""
+        if self.promise_file is None:
+            return
+        try:
+            data = json.loads(self.promise_file.read_text())
+            until, boot = float(data["until_monotonic"]), str(data["boot_id"])
+            leader = str(data["leader"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: ignoring unreadable failsafe promise file %s: %s", self.me.name,
+                        self.promise_file, exc)  # fmt: skip
+            return
+        if boot == _boot_id() and until > time.monotonic():
+            self._no_campaign_until = until
+            self.promised_to = leader
+            log.warning("%s: keeping the failsafe promise to %s made before a restart "
+                        "(%.1fs left): not campaigning until then", self.me.name, leader,
+                        until - time.monotonic())  # fmt: skip
+
+    def _save_promise(self, leader: str, until: float) -> str | None:
+        """Written before the promise is given (0600, atomically); the reason if not."""
+        if self.promise_file is None:
+            return None
+        record = {"leader": leader, "until_monotonic": until, "boot_id": _boot_id()}
+        temporary = self.promise_file.with_name(self.promise_file.name + ".tmp")
+        try:
+            self.promise_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(record, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.promise_file)
+        except OSError as exc:
+            return f"cannot record the promise in {self.promise_file}: {exc}"
+        return None
 
     def isolate(self, seconds: float) -> None:
         """A drill: behave as if etcd were unreachable for ``seconds`` (every request
@@ -676,3 +726,12 @@ def _worth_logging(new: Decision, old: Decision) -> bool:
     if new.action != old.action:
         return True
     return new.action != "renew" and _DIGITS.sub("", new.reason) != _DIGITS.sub("", old.reason)
+
+
+def _boot_id() -> str:
+    """This boot's identity: CLOCK_MONOTONIC is comparable only within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"

@@ -288,6 +288,7 @@ etcd:
   endpoints: {json.dumps(endpoints)}
 {tls_line}interface: eth0
 priority: {priority}
+data_dir: {workdir / f"{name}-data"}
 admin: {{listen: "{HOSTS[name]}:{ADMIN_PORT}", token_file: {token}, tls: {tls_admin}}}
 """)
     return cluster, node

@@ -13,6 +13,7 @@ import datetime
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from election.decide import Me
@@ -84,6 +85,11 @@ class ClusterRole:
             uptodate=bundles.uptodate if bundles is not None else None,
             on_request=meters.etcd_request if meters is not None else None,
             down_visible_for=int(config.election.down_visible_for),
+            promise_file=(
+                Path(node.data_dir) / f"failsafe-promise-{config.cluster}.json"
+                if config.election.etcd_loss == "failsafe"
+                else None
+            ),
         )
         vip = config.vip.address
         self.fence = BpfFence(node.interface, vip.ip) if config.vip.fence == "bpf" else None

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -355,6 +356,37 @@ async def test_failsafe_keeps_the_seat_only_with_every_promise(etcd: EtcdProcess
         await asyncio.gather(*tasks, return_exceptions=True)
         for election in (a, b):
             await election.close()
+
+
+async def test_a_failsafe_promise_outlives_a_restart(etcd: EtcdProcess, tmp_path: Path) -> None:
+    """A standby that promised a leader (which lost etcd) not to campaign, and then
+    restarts, must still keep that promise: the leader holds the VIP on it. Forgotten,
+    the restarted standby would campaign as soon as etcd answers and claim the VIP
+    while the old leader still holds it on the promise."""
+    promises = tmp_path / "failsafe-promise.json"
+    nowhere = EtcdAccess((("127.0.0.1", 1),))  # etcd unreachable for the promising node
+    before = EtcdElection(nowhere, "fs3", Me("b", 100), ttl=2, promise_file=promises)
+    try:
+        assert await before.promise("a", 2.5) is None  # granted
+    finally:
+        await before.close()
+    assert promises.stat().st_mode & 0o777 == 0o600
+    # the restarted node, with etcd back and the seat vacant
+    access = EtcdAccess((("127.0.0.1", etcd.client_port),))
+    after = EtcdElection(access, "fs3", Me("b", 100), ttl=2, promise_file=promises)
+    assert after.promised_to == "a"
+    task = asyncio.create_task(after.run(lambda: True))
+    restarted = time.monotonic()
+    try:
+        await _until(after.is_leader, timeout=10)
+        assert time.monotonic() - restarted > 1.5, "campaigned inside its promise"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await after.close()
+    broken = tmp_path / "garbage.json"
+    broken.write_text("{not json")
+    assert EtcdElection(access, "fs3", Me("b"), ttl=2, promise_file=broken).promised_to is None
 
 
 async def test_without_failsafe_the_deadline_ends_leadership(etcd: EtcdProcess) -> None:
