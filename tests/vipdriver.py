@@ -62,6 +62,32 @@ async def main(argv: list[str]) -> object:
         deadline = time.monotonic() + float(argv[3])
         fence.arm(deadline)
         return {"deadline": deadline, "kernel_deadline_ns": fence.deadline()}
+    elif op == "release-during-a-slow-write":  # a refresh stuck in its thread, its task
+        # cancelled by a release (switchover): the write must not land after the release
+        class SlowWrites(NetlinkBackend):
+            async def _run(self, what: str, work: object) -> object:
+                if not what.startswith("adding"):
+                    return await super()._run(what, work)
+
+                def slow(ipr: object, index: int) -> object:
+                    time.sleep(0.4)  # the worker thread is slow (scheduling, a GC pause)
+                    return work(ipr, index)  # type: ignore[operator]
+
+                return await super()._run(what, slow)
+
+        slow = SlowWrites(interface, BpfFence(interface, vip.ip))
+        await slow.install()
+        await slow.add(vip, time.monotonic() + 30)  # held, fence open
+        refresh = asyncio.ensure_future(slow.add(vip, time.monotonic() + 30))
+        await asyncio.sleep(0.1)  # the refresh is in its thread now
+        refresh.cancel()
+        await slow.remove(vip)
+        await asyncio.sleep(0.6)  # the slow write has run by now
+        assert slow.fence is not None
+        return {
+            "present": (await backend.query(vip)).present,
+            "fence_open": slow.fence.deadline() > time.monotonic_ns(),
+        }
     elif op == "fence-announce":  # a fresh (shut) fence, then gratuitous ARPs: dropped?
         fenced = NetlinkBackend(interface, BpfFence(interface, vip.ip))
         await fenced.install()
@@ -96,6 +122,18 @@ async def main(argv: list[str]) -> object:
         leader_until = time.monotonic() + seconds
         manager = VipManager(backend, vip, lambda: (time.monotonic() + 1.9)
                              if time.monotonic() < leader_until else None, tick=0.1)  # fmt: skip
+        end = time.monotonic() + seconds + 1.0
+        while time.monotonic() < end:
+            await manager.reconcile()
+            await asyncio.sleep(0.1)
+        return [a.step if a.step != "nothing" else a.reason for a in manager.actions]
+    if op == "manage-fenced":  # leader for N seconds with the eBPF fence, then not
+        seconds = float(argv[3])
+        leader_until = time.monotonic() + seconds
+        fenced = NetlinkBackend(interface, BpfFence(interface, vip.ip))
+        manager = VipManager(fenced, vip, lambda: (time.monotonic() + 1.9)
+                             if time.monotonic() < leader_until else None, tick=0.1)  # fmt: skip
+        await manager.install()
         end = time.monotonic() + seconds + 1.0
         while time.monotonic() < end:
             await manager.reconcile()

@@ -12,6 +12,7 @@ from typing import Protocol
 class VipState:
     present: bool
     valid_lft: int | None = None  # seconds left, None when absent or forever
+    fenced: bool | None = None  # the kernel fence is attached (None: no fence configured)
 
 
 class VipBackend(Protocol):

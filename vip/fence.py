@@ -3,11 +3,14 @@ an absolute deadline (vip/bpfprog.py), with the deadline in a one-value array ma
 
 ``install`` loads a fresh map (deadline 0: fenced) and both programs and attaches them
 with ``tc filter replace`` (clsact, ingress and egress) at a fixed preference, so a
-restarted node replaces its predecessor's fence at once and atomically. ``arm`` writes
+restarted node replaces its predecessor's fence at once and atomically (the preference
+is 49152 + the VIP modulo 4096, the name ``floatgate-fence-<VIP>``: two nodes' fences for
+different VIPs on one interface stay apart). ``attached`` tells whether it is still
+there (someone may delete the clsact qdisc by hand). ``arm`` writes
 the absolute leadership deadline (CLOCK_MONOTONIC ns); ``disarm`` writes 0. The fence
 stays attached when floatgate stops or dies: then it keeps dropping the VIP's traffic
-from the last deadline on, which is the point. ``tc filter del dev IF ingress pref
-49152`` (and ``egress``) removes it by hand.
+from the last deadline on, which is the point. ``tc filter del dev IF ingress pref N``
+(and ``egress``; N from ``tc filter show dev IF ingress``) removes it by hand.
 
 The bpf(2) system call through ctypes (no library for this in the stdlib or pyroute2);
 tc over netlink with pyroute2, in a worker thread as the rest of vip/netlink.py.
@@ -37,8 +40,7 @@ BPF_MAP_UPDATE_ELEM = 2
 BPF_PROG_LOAD = 5
 BPF_MAP_TYPE_ARRAY = 2
 BPF_PROG_TYPE_SCHED_CLS = 3
-PREFERENCE = 49152
-NAME = "floatgate-fence"
+PREFERENCE_BASE = 49152
 PARENTS: dict[Direction, str] = {"ingress": "ffff:fff2", "egress": "ffff:fff3"}
 LOG_SIZE = 1 << 16
 
@@ -47,6 +49,8 @@ class BpfFence:
     def __init__(self, interface: str, vip: ipaddress.IPv4Address) -> None:
         self.interface = interface
         self.vip = vip
+        self.preference = PREFERENCE_BASE + int(vip) % 4096
+        self.name = f"floatgate-fence-{vip}"
         self._map_fd: int | None = None
         self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
@@ -153,14 +157,26 @@ class BpfFence:
                     if exc.code != errno.EEXIST:
                         raise
                 for direction, fd in (("ingress", ingress), ("egress", egress)):
-                    ipr.tc("replace-filter", "bpf", index, ":1", fd=fd, name=NAME,
+                    ipr.tc("replace-filter", "bpf", index, ":1", fd=fd, name=self.name,
                            parent=PARENTS[direction], classid=1, direct_action=True,  # type: ignore[index]
-                           prio=PREFERENCE, protocol=0x0003)  # fmt: skip
+                           prio=self.preference, protocol=0x0003)  # fmt: skip
         except NetlinkError as exc:
             detail = exc.args[1] if len(exc.args) > 1 else exc
             raise VipError(f"attaching the VIP fence on {self.interface}: {detail}") from exc
         finally:
             loop.close()
+
+    def attached(self, ipr: IPRoute, index: int) -> bool:
+        """Both classifiers are on the interface (call from a worker thread)."""
+        for parent in (0xFFFFFFF2, 0xFFFFFFF3):
+            found = False
+            for message in ipr.get_filters(index=index, parent=parent):
+                options = message.get_attr("TCA_OPTIONS")
+                name = options.get_attr("TCA_BPF_NAME") if options is not None else None
+                found = found or (name == self.name and message["info"] >> 16 == self.preference)
+            if not found:
+                return False
+        return True
 
     def close(self) -> None:
         """Forget the map here; the attached fence keeps its last deadline."""

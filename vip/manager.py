@@ -69,6 +69,10 @@ class VipManager:
 
     async def reconcile(self) -> VipAction:
         actual = await self.backend.query(self.vip)
+        if actual.fenced is False:  # removed by hand, or the interface was re-created
+            log.error("VIP %s: the kernel fence is gone from the interface: attaching it "
+                      "again (shut until the next write)", self.vip)  # fmt: skip
+            await self.backend.install()
         short = self.backend.sub_second
         action = plan(self.deadline(), time.monotonic(), actual, short)
         if action.step == "add" and self.arp_probe > 0:

@@ -19,6 +19,7 @@ import asyncio
 import errno
 import ipaddress
 import math
+import threading
 import time
 from collections.abc import Callable
 
@@ -41,6 +42,12 @@ class NetlinkBackend:
         self.fence = fence
         self.sub_second = fence is not None and sub_second  # reigns under a second
         self._sending: asyncio.Future[None] | None = None  # frames on their way out
+        # A write whose task was cancelled still runs in its thread: a release bumps the
+        # generation (under the lock every write holds), so a write planned before the
+        # release can never arm the fence or add the address after it.
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._adding: asyncio.Future[object] | None = None
 
     async def install(self) -> None:
         """Before the first claim: attach the fence, shut (raises VipError)."""
@@ -73,15 +80,19 @@ class NetlinkBackend:
             raise VipError(f"{what} on {self.interface}: {exc}") from exc
 
     async def query(self, vip: ipaddress.IPv4Interface) -> VipState:
+        fence = self.fence
+
         def find(ipr: IPRoute, index: int) -> VipState:
+            fenced = fence.attached(ipr, index) if fence is not None else None
             for info in ipr.get_addr(index=index, family=2):
                 if (
                     info.get("IFA_ADDRESS") == str(vip.ip)
                     and info["prefixlen"] == vip.network.prefixlen
                 ):
                     lifetime = (info.get("IFA_CACHEINFO") or {}).get("ifa_valid", FOREVER)
-                    return VipState(True, None if lifetime >= FOREVER else int(lifetime))
-            return VipState(False)
+                    left = None if lifetime >= FOREVER else int(lifetime)
+                    return VipState(True, left, fenced)
+            return VipState(False, None, fenced)
 
         state = await self._run("reading addresses", find)
         assert isinstance(state, VipState)
@@ -92,23 +103,30 @@ class NetlinkBackend:
         request goes out: a stall of the event loop between the plan and the write (a
         GC pause, SIGSTOP) cannot arm the address past the leadership deadline. With the
         fence, the fence gets the absolute deadline first (a stall cannot move it)."""
-        fence, sub_second = self.fence, self.sub_second
+        fence, sub_second, generation = self.fence, self.sub_second, self._generation
 
         def write(ipr: IPRoute, index: int) -> float:
-            covered = fence.arm(deadline) if fence is not None else None
-            if covered is not None and covered <= 0:
-                return 0.0
-            lifetime = math.floor(deadline - time.monotonic())
-            if lifetime < 1 and sub_second:
-                lifetime = 1  # the fence ends the reign; the address is a backstop
-            elif lifetime < 1:
-                return 0.0
-            cache = {"ifa_valid": lifetime, "ifa_preferred": lifetime}
-            ipr.addr("replace", index=index, address=str(vip.ip),
-                     prefixlen=vip.network.prefixlen, IFA_CACHEINFO=cache)  # fmt: skip
-            return covered if covered is not None else float(lifetime)
+            with self._lock:
+                if self._generation != generation:
+                    return 0.0  # released since this write was planned
+                covered = fence.arm(deadline) if fence is not None else None
+                if covered is not None and covered <= 0:
+                    return 0.0
+                left = deadline - time.monotonic()  # again: a stall may have passed D
+                lifetime = math.floor(left)
+                if left <= 0:
+                    return 0.0
+                if lifetime < 1 and sub_second:
+                    lifetime = 1  # the fence ends the reign; the address is a backstop
+                elif lifetime < 1:
+                    return 0.0
+                cache = {"ifa_valid": lifetime, "ifa_preferred": lifetime}
+                ipr.addr("replace", index=index, address=str(vip.ip),
+                         prefixlen=vip.network.prefixlen, IFA_CACHEINFO=cache)  # fmt: skip
+                return covered if covered is not None else float(lifetime)
 
-        armed = await self._run(f"adding {vip}", write)
+        self._adding = asyncio.ensure_future(self._run(f"adding {vip}", write))
+        armed = await asyncio.shield(self._adding)
         assert isinstance(armed, float)
         return armed
 
@@ -116,13 +134,27 @@ class NetlinkBackend:
         return self.fence is not None and self.fence.deadline() <= time.monotonic_ns()
 
     async def remove(self, vip: ipaddress.IPv4Interface) -> None:
-        if self.fence is not None:
-            self.fence.disarm()  # first: from here on the kernel drops the VIP's frames
-        # A gratuitous ARP still being sent (its thread outlives a cancelled announce)
-        # must go out before the address goes, never after: it would pull clients back.
-        if self._sending is not None and not self._sending.done():
-            await asyncio.wait([self._sending], timeout=1.0)
+        fence = self.fence
+
+        def shut() -> None:
+            with self._lock:  # after this, no write planned before it changes anything
+                self._generation += 1
+                if fence is not None:
+                    fence.disarm()  # first: from here on the kernel drops the VIP's frames
+
+        problem: BaseException | None = None
+        try:
+            await asyncio.to_thread(shut)
+        except (VipError, OSError) as exc:
+            problem = exc  # the address goes all the same; then this is reported
+        # A write or a gratuitous ARP still running in its thread (their tasks may have
+        # been cancelled) finishes first: the address must go after them, never before.
+        pending = [f for f in (self._adding, self._sending) if f is not None and not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
         await self._remove(vip)
+        if problem is not None:
+            raise VipError(f"shutting the VIP fence on {self.interface}: {problem}") from problem
 
     async def _remove(self, vip: ipaddress.IPv4Interface) -> None:
         def delete(ipr: IPRoute, index: int) -> None:

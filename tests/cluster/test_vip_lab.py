@@ -137,6 +137,31 @@ def test_bpf_fence_ends_the_reign_at_its_deadline_without_floatgate_running(
     assert filters.count("floatgate-fence") == 1, filters
 
 
+def test_a_write_stuck_in_its_thread_never_lands_after_a_release(lab: TwoHostLab) -> None:
+    """Found in review: a refresh whose task a release cancelled still ran in its worker
+    thread, and could re-arm the fence and re-add the address after the release (then
+    the resign let a successor claim: two holders until the next tick)."""
+    found = lab.driver(lab.a, "release-during-a-slow-write", lab.if_a, VIP)
+    assert found == {"present": False, "fence_open": False}, found
+
+
+def test_a_fence_removed_by_hand_is_attached_again(lab: TwoHostLab) -> None:
+    """Someone deletes the clsact qdisc (and with it the fence) while the node leads:
+    the next reconcile ticks attach the fence again and re-arm it; b keeps getting ARP
+    answers, and once leadership ends they stop."""
+    manager = lab.driver_background(lab.a, "manage-fenced", lab.if_a, VIP, "3")
+    time.sleep(1.2)
+    run("ip", "netns", "exec", lab.a, "tc", "qdisc", "del", "dev", lab.if_a, "clsact")
+    time.sleep(0.5)
+    shown = run("ip", "netns", "exec", lab.a, "tc", "filter", "show", "dev", lab.if_a, "egress")
+    assert "floatgate-fence-10.199.0.50" in shown, shown
+    assert lab.driver(lab.b, "probe", lab.if_b, VIP, "0.2") is not None  # re-armed: served
+    out, _ = manager.communicate(timeout=15)
+    steps = json.loads(out.strip().splitlines()[-1])
+    assert steps[0] == "add" and steps[-1] == "remove", steps
+    assert lab.driver(lab.b, "probe", lab.if_b, VIP, "0.2") is None
+
+
 def test_a_fenced_node_cannot_put_a_gratuitous_arp_on_the_wire(lab: TwoHostLab) -> None:
     """A node that is not (or no longer) leader: its fence is shut, so even a gratuitous
     ARP its own code sends is dropped in the kernel. A restart replaces the fence: still
