@@ -56,6 +56,9 @@ from election.view import (
 )
 
 log = logging.getLogger("floatgate.election")
+# The requests whose time is a round trip (keepalives are leader-local in etcd, reads are
+# a ReadIndex): raft writes (grants, txns) also wait for fsync and are not samples.
+RTT_SAMPLES = frozenset({"keepalive", "read election keys", "member keepalive"})
 
 _DIGITS = re.compile(r"[0-9.]+")
 PROMISE_CHECK = 0.25  # how long a peer tries etcd before promising (failsafe)
@@ -335,13 +338,19 @@ class EtcdElection:
             raise EtcdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
         self._last_contact = time.monotonic()
         elapsed = self._last_contact - started
-        if self.rtt is None or elapsed > self.rtt:
-            self.rtt = elapsed
-        else:
-            self.rtt = 0.8 * self.rtt + 0.2 * elapsed
+        if what in RTT_SAMPLES and client is self._client:  # not raft writes, not setup
+            self._sample_rtt(elapsed)
         if self._on_request is not None:
             self._on_request(what, elapsed)
         return result
+
+    def _sample_rtt(self, seconds: float) -> None:
+        """Round trips of keepalives and reads (no fsync behind them): the estimate
+        rises at once and decays slowly."""
+        if self.rtt is None or seconds > self.rtt:
+            self.rtt = seconds
+        else:
+            self.rtt = 0.8 * self.rtt + 0.2 * seconds
 
     def _request_timeout(self) -> float:
         """TTL/3 (at least 200 ms), or 3 measured round trips if longer, at most a TTL;
@@ -353,11 +362,16 @@ class EtcdElection:
 
     def keepalive_timeout(self) -> float:
         """How long a keepalive may take before it is retried on the next endpoint: TTL/6
-        (at least 200 ms), or 3 measured round trips if longer (a 400 ms round trip
-        failed every renewal against TTL/6 = 333 ms), never more than TTL - margin (an
-        answer later than that renews nothing: the deadline would already be past)."""
+        (at least 200 ms), or 3 measured round trips if longer (a 500 ms round trip
+        failed every renewal against TTL/6 at TTL 3 s). Never more than TTL - margin
+        (an answer later than that renews nothing); with more than one endpoint, never
+        more than half the time left before the deadline, so a retry on the next one
+        still fits."""
         measured = 3 * self.rtt if self.rtt is not None else 0.0
         ceiling = self.state.lease.ttl - self.state.lease.margin
+        deadline = self.state.lease.deadline
+        if len(self.access.endpoints) > 1 and deadline is not None:
+            ceiling = min(ceiling, max(0.2, (deadline - time.monotonic()) / 2))
         return min(ceiling, max(0.2, self.ttl / 6, measured))
 
     def _reconnect(self, failed: aetcd.Client) -> None:
@@ -551,8 +565,9 @@ class EtcdElection:
             )
             log.warning("%s: %s", self.me.name, self.ttl_note)
 
-    async def _renew(self) -> bool:
-        """One keepalive of the leader lease; True when etcd renewed it."""
+    async def _renew(self, timeout: float | None = None) -> bool:
+        """One keepalive of the leader lease; True when etcd renewed it. ``timeout``:
+        shorter than ``keepalive_timeout()`` when something else must still fit."""
         lease_id = self._lease_id
         if lease_id is None:
             return False
@@ -561,10 +576,12 @@ class EtcdElection:
             # A short timeout: a keepalive that fails is retried on the next endpoint,
             # and that retry must still be sent well before the deadline.
             reply = await self._call("keepalive", lambda c: c.refresh_lease(lease_id),
-                                     timeout=self.keepalive_timeout())  # fmt: skip
+                                     timeout=timeout or self.keepalive_timeout())  # fmt: skip
             if reply is None:  # the stream ended unanswered (its channel was closed)
                 raise EtcdUnavailable("keepalive: no answer")
         except EtcdUnavailable as exc:
+            if "TimeoutError" in str(exc):  # slower than the estimate: raise it
+                self._sample_rtt(time.monotonic() - sent)
             log.warning("%s: keepalive failed, deadline unchanged: %s", self.me.name, exc)
             return False
         if reply.TTL <= 0:
@@ -596,7 +613,11 @@ class EtcdElection:
             if self.is_leader(now) and self.state.lease.remaining(now) < threshold:
                 # etcd first (the loop's own keepalive may be stuck on a dead client;
                 # this one goes out on the current, fresh one), the peers only if that fails
-                if self._lease_id is not None and await self._renew():
+                # ... and briefly: asking the peers (up to 0.45 s) must still fit before the
+                # deadline, however long a keepalive may take on a slow link.
+                left = self.state.lease.remaining(now)
+                quick = max(0.1, min(self.keepalive_timeout(), (left - 0.5) / 2))
+                if self._lease_id is not None and await self._renew(quick):
                     continue
                 await self._failsafe_extend()
 
@@ -631,13 +652,13 @@ class EtcdElection:
             async with asyncio.timeout(PROMISE_CHECK):
                 await self._client.get(self.keys.leader)
         except ETCD_ERRORS:
-            until = time.monotonic() + seconds
+            until = max(self._no_campaign_until, time.monotonic() + seconds)
             problem = self._save_promise(leader, until)
             if problem is not None:  # a promise a restart would forget is no promise
                 log.warning("%s: failsafe: refusing %s a promise: %s", self.me.name, leader,
                             problem)  # fmt: skip
                 return problem
-            self._no_campaign_until = max(self._no_campaign_until, until)
+            self._no_campaign_until = until
             self.promised_to = leader
             return None
         self._last_contact = time.monotonic()
@@ -657,7 +678,7 @@ class EtcdElection:
             log.warning("%s: ignoring unreadable failsafe promise file %s: %s", self.me.name,
                         self.promise_file, exc)  # fmt: skip
             return
-        if boot == _boot_id() and until > time.monotonic():
+        if boot != "unknown" and boot == _boot_id() and until > time.monotonic():
             self._no_campaign_until = until
             self.promised_to = leader
             log.warning("%s: keeping the failsafe promise to %s made before a restart "
@@ -668,7 +689,10 @@ class EtcdElection:
         """Written before the promise is given (0600, atomically); the reason if not."""
         if self.promise_file is None:
             return None
-        record = {"leader": leader, "until_monotonic": until, "boot_id": _boot_id()}
+        boot = _boot_id()
+        if boot == "unknown":
+            return "cannot read this boot's id (/proc/sys/kernel/random/boot_id)"
+        record = {"leader": leader, "until_monotonic": until, "boot_id": boot}
         temporary = self.promise_file.with_name(self.promise_file.name + ".tmp")
         try:
             self.promise_file.parent.mkdir(parents=True, exist_ok=True)
