@@ -621,7 +621,7 @@ class FuzzTarget:
                 "stalled",
                 f"a part-forwarded request held a server connection "
                 f"{f'{held:.1f}s' if cleared else 'indefinitely'} after its client left "
-                f"(the client got {reply.data[:200]!r})",
+                f"(the client got {reply.data[:200]!r}) {self.log_tail(1500)}",
                 clean=cleared,
             )
         self.backend.settle(time.monotonic())
