@@ -4,7 +4,7 @@
     python -m deploy.lab status                                # who holds the VIP
     python -m deploy.lab down                                  # stop by PID, delete all
     python -m deploy.lab nemesis --seed S --events N [--ttl 1s] [--arp-probe 0s]
-                         [--fence lifetime] [--etcd-members 3]  # faults, judged by events
+                         [--fence lifetime] [--etcd-members 3] [--nodes 3]
 
 ``up`` leaves everything running and records the namespaces, PIDs and work directory in
 /run/floatgate-lab.json; ``down`` stops exactly those PIDs (never by name) and deletes
@@ -118,7 +118,7 @@ def nemesis(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     result = run_nemesis(seed, args.events, args.ttl, args.arp_probe, args.fence,
-                         args.etcd_members)  # fmt: skip
+                         args.etcd_members, args.nodes)  # fmt: skip
     verdict = result.verdict
     steady = all(o.steady for o in result.outcomes)
     print(table([result]))
@@ -128,7 +128,8 @@ def nemesis(args: argparse.Namespace) -> int:
     print(f"nemesis: seed {seed}: {len(result.outcomes)} events; two holders "
           f"{verdict.two_holders_ms:g} ms, two answerers {verdict.two_answerers_ms:g} ms "
           f"({verdict.questions} ARP questions, {verdict.claims} claims)"
-          + ("" if steady else "; a fault left no steady state"))  # fmt: skip
+          + ("" if steady else "; a fault left no steady state")
+          + (f"; VOID: {'; '.join(verdict.blind)}" if verdict.blind else ""))  # fmt: skip
     if args.json:
         print(json.dumps({"seed": seed, "settings": result.settings,
                           "outcomes": [o.__dict__ if hasattr(o, "__dict__") else
@@ -163,6 +164,7 @@ def main() -> int:
     nem.add_argument("--arp-probe", default="50ms", help="vip.arp_probe")
     nem.add_argument("--fence", choices=("bpf", "lifetime"), default="bpf")
     nem.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
+    nem.add_argument("--nodes", type=int, choices=(2, 3), default=2, help="floatgate nodes")
     nem.add_argument("--json", action="store_true", help="also every event as JSON")
     args = parser.parse_args()
     if os.geteuid() != 0:

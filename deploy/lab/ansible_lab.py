@@ -51,7 +51,8 @@ class AnsibleLab:
         (files / "admin.token").chmod(0o600)
         cluster = files / "cluster"
         cluster.mkdir(parents=True)
-        (cluster / "cluster.yaml").write_text(lab_cluster_yaml())
+        # the LAN profile lets etcd grant the 1 s leases of lease_ttl: 1s
+        (cluster / "cluster.yaml").write_text(lab_cluster_yaml(lease_ttl="1s"))
         if wheelhouse is None:
             wheelhouse = self.workdir / "wheelhouse"
             subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir",
@@ -79,7 +80,7 @@ class AnsibleLab:
         lab_vars = {
             "etcd_pki_source": str(files / "etcd-pki"), "etcd_install": False,
             "etcd_user": "root", "etcd_service_manager": "lab",
-            "etcd_heartbeat_interval": 20, "etcd_election_timeout": 100,
+            "etcd_profile": "lan",
             "floatgate_etcd_pki_source": str(files / "etcd-pki"),
             "floatgate_secret_source": str(files / "cluster.secret"),
             "floatgate_admin_token_source": str(files / "admin.token"),

@@ -2,9 +2,13 @@
 
 - one thread per node namespace (``setns`` on that thread only) listens on a netlink
   socket subscribed to IPv4 address events and records every add and delete of the VIP;
-- one thread in the switch namespace captures every ARP frame entering the bridge from
-  a host's port: the client's questions for the VIP and every frame claiming the VIP
-  (replies and gratuitous ARPs), with the sender's MAC.
+- one thread in the switch namespace captures every ARP and IPv4 frame entering the
+  bridge from a host's port: the client's questions for the VIP, every ARP frame
+  claiming the VIP (replies and gratuitous ARPs) and every IPv4 frame sent from it, with
+  the sender's MAC.
+
+A socket error in any recorder, a frame the tap dropped (PACKET_STATISTICS) or a gap of
+more than a second between the client's questions voids the verdict (``blind``).
 
 All timestamps are ``time.monotonic()`` of this one process. ``stop()`` returns the
 verdict (deploy/lab/verdict.py). The client namespace runs the asker
@@ -31,6 +35,8 @@ RTMGRP_IPV4_IFADDR = 0x10
 RTM_NEWADDR, RTM_DELADDR = 20, 21
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 PACKET_OUTGOING = 4
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+IPV4_ETHERTYPE = b"\x08\x00"
 ETH_P_ALL = 0x0003
 ARP_ETHERTYPE = ETH_P_ARP.to_bytes(2, "big")
 
@@ -70,18 +76,20 @@ def parse_address_messages(data: bytes, vip: ipaddress.IPv4Address) -> list[bool
 
 
 class EventChecker:
-    def __init__(self, lab: SwitchedLab, nodes: tuple[str, ...] = ("n1", "n2")) -> None:
+    def __init__(self, lab: SwitchedLab) -> None:
         self.lab = lab
-        self.nodes = nodes
+        self.nodes = lab.nodes
         self.vip = ipaddress.IPv4Address(VIP)
         self.addresses: list[AddressEvent] = []
         self.arp: list[ArpEvent] = []
         self.initial: dict[str, bool] = {}
         self.started = 0.0
+        self.errors: list[str] = []
+        self.dropped = 0
         self._stop = threading.Event()
-        self._ready = threading.Barrier(len(nodes) + 2)
+        self._ready = threading.Barrier(len(self.nodes) + 2)
         self._threads = [threading.Thread(target=self._addresses, args=(n,), daemon=True)
-                         for n in nodes]  # fmt: skip
+                         for n in self.nodes]  # fmt: skip
         self._threads.append(threading.Thread(target=self._capture, daemon=True))
         self._ports = self._node_ports()
 
@@ -109,6 +117,9 @@ class EventChecker:
                     data = sock.recv(1 << 16)
                 except TimeoutError:
                     continue
+                except OSError as exc:  # ENOBUFS: events were lost
+                    self.errors.append(f"netlink in {node}: {exc}")
+                    continue
                 now = time.monotonic()
                 for present in parse_address_messages(data, self.vip):
                     self.addresses.append(AddressEvent(now, node, present))
@@ -127,9 +138,15 @@ class EventChecker:
                     frame, address = sock.recvfrom(2048)
                 except TimeoutError:
                     continue
+                except OSError as exc:
+                    self.errors.append(f"capture: {exc}")
+                    continue
                 now = time.monotonic()
                 if address[2] == PACKET_OUTGOING or address[0] not in self._ports:
                     continue  # each frame once: as it enters the bridge from a host
+                if frame[12:14] == IPV4_ETHERTYPE and frame[26:30] == self.vip.packed:
+                    self.arp.append(ArpEvent(now, frame[6:12].hex(":"), question=False))
+                    continue
                 if frame[12:14] != ARP_ETHERTYPE:
                     continue
                 parsed = parse_arp(frame)
@@ -140,12 +157,25 @@ class EventChecker:
                     self.arp.append(ArpEvent(now, mac.hex(":"), question=True))
                 elif sender == self.vip:
                     self.arp.append(ArpEvent(now, mac.hex(":"), question=False))
+            stats = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            self.dropped = struct.unpack("=II", stats)[1]
 
     def stop(self, fenced_backstop: bool = False) -> Verdict:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
-        return judge(self.addresses, self.initial, self.arp, time.monotonic(), fenced_backstop)
+        verdict = judge(self.addresses, self.initial, self.arp, time.monotonic(),
+                        fenced_backstop)  # fmt: skip
+        verdict.blind += self.errors
+        if self.dropped:
+            verdict.blind.append(f"the tap dropped {self.dropped} frames")
+        if any(thread.is_alive() for thread in self._threads):
+            verdict.blind.append("a recorder did not stop")
+        if verdict.longest_question_gap > 1.0:
+            verdict.blind.append(f"no ARP question for {verdict.longest_question_gap:.1f}s")
+        if verdict.questions == 0:
+            verdict.blind.append("no ARP question seen (is the asker running?)")
+        return verdict
 
     def claims_by(self, mac: str, after: float = 0.0) -> list[float]:
         return [e.at for e in self.arp if not e.question and e.mac == mac and e.at >= after]

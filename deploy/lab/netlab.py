@@ -31,12 +31,13 @@ def run(*argv: str, check: bool = True) -> str:
 
 
 HOSTS = {"etcd": "10.199.2.5", "etcd2": "10.199.2.6", "etcd3": "10.199.2.7",
-         "n1": "10.199.2.11", "n2": "10.199.2.12",
+         "n1": "10.199.2.11", "n2": "10.199.2.12", "n3": "10.199.2.13",
          "web": "10.199.2.21", "client": "10.199.2.100"}  # fmt: skip
 ETCD_HOSTS = ("etcd", "etcd2", "etcd3")
 VIP = "10.199.2.50"
 ADMIN_PORT = 9100
-NODES = ("n1", "n2")
+NODES = ("n1", "n2", "n3")  # a lab runs the first two, or all three
+PRIORITIES = {"n1": 900, "n2": 100, "n3": 50}
 
 
 def admin_url(node: str, path: str = "") -> str:
@@ -82,8 +83,10 @@ class SwitchedLab:
         arp_probe: str = "50ms",
         lease_ttl: str = "2s",
         fence: str = "bpf",
+        nodes: int = 2,
     ) -> None:
         tag = tag or f"fgl{os.getpid() % 100000}"
+        self.nodes = NODES[:nodes]
         self.ns = {name: f"{tag}{name}" for name in [*HOSTS, "sw"]}
         self.workdir = workdir
         self.etcd_members = etcd_members
@@ -126,15 +129,19 @@ class SwitchedLab:
 
     def start_cluster(self) -> None:
         """Lab up, then etcd, a backend (python http.server), floatgate n1 (priority
-        900) until it holds the VIP, then n2 (priority 100) until it runs as standby.
+        900) until it holds the VIP, then n2 (priority 100) and, with ``nodes=3``, n3
+        (priority 50) until they run as standbys.
         Started one after the other so n1 is always the first active (start-up times
         vary more than priority delays; priorities are tested on their own)."""
         self.up()
         self.start_etcd()
         web = HOSTS["web"]
         self.start("web", "web", sys.executable, "-m", "http.server", "8080", "--bind", web)
-        time.sleep(0.5)
-        for name, priority in (("n1", 900), ("n2", 100)):
+        # the backend answers before any node checks it: a node whose first checks of a
+        # backend still starting fail would hand the VIP over during the start
+        wait_for(self._web_answers, 20, "the lab backend to answer")
+        for name in self.nodes:
+            priority = PRIORITIES[name]
             endpoints, tls = self.etcd_endpoints(), self.etcd_tls_files
             cluster_yaml, node_yaml = node_files(
                 self.workdir,
@@ -150,8 +157,9 @@ class SwitchedLab:
             self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
             if name == "n1":
                 wait_for(lambda: self.holders() == ["n1"], 30, "n1 to hold the VIP")
-        wait_for(lambda: "running in cluster" in self.log("n2"), 30, "n2 to start")
-        time.sleep(0.5)  # n2's first election ticks: it sees n1 as leader
+        for name in self.nodes[1:]:
+            wait_for(lambda n=name: "running in cluster" in self.log(n), 30, f"{name} to start")
+        time.sleep(0.5)  # the standbys' first election ticks: they see n1 as leader
 
     @property
     def etcd_tls_files(self) -> dict[str, str] | None:
@@ -175,6 +183,12 @@ class SwitchedLab:
             data = self.workdir / f"{host}-data"
             self.start(host, host, *etcd_argv(host, data, cluster, pki))
         wait_for(self._etcd_healthy, 30, "etcd to be healthy")
+
+    def _web_answers(self) -> bool:
+        result = subprocess.run(["ip", "netns", "exec", self.ns["client"], "curl", "-sf", "-m",
+                                 "1", "-o", "/dev/null", f"http://{HOSTS['web']}:8080/"],
+                                capture_output=True, timeout=10)  # fmt: skip
+        return result.returncode == 0
 
     def _etcd_healthy(self) -> bool:
         flags = [f"--endpoints={','.join(self.etcd_endpoints())}"]
@@ -207,7 +221,7 @@ class SwitchedLab:
     def holders(self) -> list[str]:
         """Which nodes have the VIP on their interface right now."""
         found = []
-        for host in ("n1", "n2"):
+        for host in self.nodes:
             out = run("ip", "-n", self.ns[host], "-j", "-4", "addr", "show", "dev", "eth0")
             if any(a.get("local") == VIP for link in json.loads(out or "[]")
                    for a in link.get("addr_info", [])):  # fmt: skip
@@ -308,7 +322,7 @@ frontends:
   - {{name: web, bind: "{VIP}:80", default_backend: app}}
 backends:
   - name: app
-    check: {{type: http, path: /, interval: 500ms, rise: 1, fall: 2}}
+    check: {{type: http, path: /, interval: 500ms, rise: 1, fall: 3}}
     servers: [{{name: web1, address: "{HOSTS["web"]}:8080"}}]
 """
 

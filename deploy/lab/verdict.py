@@ -9,15 +9,19 @@ Two measures, in milliseconds, both required to be zero:
   to the next is one *period*. A period in which frames from two different MACs claimed
   the VIP (replies to the question and gratuitous ARPs alike) counts whole.
 
-With ``vip.fence: bpf`` and ``lease_ttl: 1s`` the address is a 1 s backstop that a frozen
-or killed holder keeps for up to ~1.3 s after its fence shut: its address overlap is
-reported (``fenced_address_overlap``) but only the answerers measure what clients see.
+Answers are ARP frames claiming the VIP and IPv4 frames sent from it (a client's traffic
+answered by two hosts is a split brain too). With ``vip.fence: bpf`` and
+``lease_ttl: 1s`` the address is a 1 s backstop that a frozen or killed holder keeps for
+up to ~1.3 s after its fence shut: only overlap beyond ``BACKSTOP`` counts there.
+A verdict is void (``blind``) when the checker may have missed events.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+
+BACKSTOP = 1.4  # s: the longest a fenced holder keeps a 1 s address (kernel lag included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +46,12 @@ class Verdict:
     answerer_periods: list[tuple[float, float, tuple[str, ...]]] = field(default_factory=list)
     questions: int = 0
     claims: int = 0
+    longest_question_gap: float = 0.0  # s between two questions: what could go unseen
+    blind: list[str] = field(default_factory=list)  # why events may have been missed
 
     @property
     def safe(self) -> bool:
-        return self.two_holders_ms == 0 and self.two_answerers_ms == 0
+        return self.two_holders_ms == 0 and self.two_answerers_ms == 0 and not self.blind
 
 
 def holder_overlaps(
@@ -95,24 +101,24 @@ def judge(
     end: float,
     fenced_backstop: bool = False,
 ) -> Verdict:
-    """``fenced_backstop``: the address outlives the reign by design (bpf fence, TTL 1 s);
-    its overlaps are kept for the record and not counted as two holders."""
+    """``fenced_backstop``: the address outlives the reign by design (bpf fence, TTL 1 s):
+    only overlap beyond ``BACKSTOP`` counts as two holders (all is kept for the record)."""
     overlaps = holder_overlaps(addresses, initial, end)
     periods = answerer_periods(arp)
+    slack = BACKSTOP if fenced_backstop else 0.0
+    questions = sorted(e.at for e in arp if e.question)
+    gaps = [b - a for a, b in itertools.pairwise(questions)]
     verdict = Verdict(
-        two_holders_ms=0.0 if fenced_backstop else _ms(overlaps),
+        two_holders_ms=round(sum(max(0.0, b - a - slack) for a, b, _ in overlaps) * 1000, 1),
         two_answerers_ms=_ms(periods),
         holder_overlaps=overlaps,
         answerer_periods=periods,
-        questions=sum(e.question for e in arp),
+        questions=len(questions),
         claims=sum(not e.question for e in arp),
+        longest_question_gap=round(max(gaps, default=0.0), 3),
     )
     return verdict
 
 
 def _ms(intervals: list[tuple[float, float, tuple[str, ...]]]) -> float:
     return round(sum(end - start for start, end, _ in intervals) * 1000, 1)
-
-
-def fenced_address_overlap_ms(verdict: Verdict) -> float:
-    return _ms(verdict.holder_overlaps)

@@ -33,7 +33,7 @@ def running_cluster(**options: object) -> Iterator[SwitchedLab]:
         yield lab
         failed = False
     finally:
-        logs = {name: lab.log(name)[-3000:] for name in ("n1", "n2")
+        logs = {name: lab.log(name)[-3000:] for name in lab.nodes
                 if (workdir / f"{name}.log").exists()}  # fmt: skip
         lab.down()
         shutil.rmtree(workdir, ignore_errors=True)

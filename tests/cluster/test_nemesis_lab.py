@@ -31,5 +31,6 @@ def test_nemesis_never_two_holders_nor_two_answerers(
     assert all(o.steady for o in result.outcomes), replay
     assert len(result.outcomes) == events, replay
     assert verdict.questions > 0 and verdict.claims > 0, replay  # the checker saw the wire
+    assert verdict.blind == [], f"{verdict.blind}; {replay}"
     assert verdict.two_answerers_ms == 0, f"{verdict.answerer_periods}; {replay}"
     assert verdict.two_holders_ms == 0, f"{verdict.holder_overlaps}; {replay}"

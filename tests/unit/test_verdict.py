@@ -48,6 +48,15 @@ def test_a_fenced_backstop_address_is_recorded_not_counted() -> None:
     addresses = [AddressEvent(1.0, "n2", True), AddressEvent(1.3, "n1", False)]
     verdict = judge(addresses, {"n1": True, "n2": False}, [], 2.0, fenced_backstop=True)
     assert verdict.two_holders_ms == 0 and verdict.holder_overlaps
+    # beyond what a fenced backstop address can last, an overlap is two holders again
+    longer = [AddressEvent(1.0, "n2", True), AddressEvent(3.0, "n1", False)]
+    assert judge(longer, {"n1": True, "n2": False}, [], 4.0,
+                 fenced_backstop=True).two_holders_ms == 600.0  # fmt: skip
+
+
+def test_a_long_silence_of_the_asker_is_reported() -> None:
+    arp = [*_questions(0.0, 1.0), *_questions(2.5, 3.0)]
+    assert judge([], {}, arp, 3.0).longest_question_gap == 1.55
 
 
 def _message(kind: int, address: str) -> bytes:
