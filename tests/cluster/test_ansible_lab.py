@@ -77,6 +77,11 @@ def test_site_push_and_drill_playbooks_in_the_lab(alab: AnsibleLab) -> None:
                             f"https://{HOSTS['n1']}:9100/status")  # fmt: skip
     assert anonymous.returncode != 0 and not anonymous.stdout, anonymous
     assert sorted(roles.values()) == ["active", "standby"], roles
+    # etcd_profile: lan: etcd grants the 1 s leases of lease_ttl: 1s
+    etcd_yml = (alab.root("etcd") / "etc/etcd/etcd.yml").read_text()
+    assert "heartbeat-interval: 50\n" in etcd_yml and "election-timeout: 500\n" in etcd_yml
+    granted = {n: _status(alab, n).get("lease_ttl_granted") for n in ("n1", "n2")}
+    assert 1 in granted.values() and _status(alab, "n1").get("vip_fence") == "bpf", granted
     assert _revision(alab, "n1") == 1 and _revision(alab, "n2") == 1
     # the roles wrote secrets with tight modes
     config = alab.root("n1") / "etc/floatgate"
