@@ -6,7 +6,8 @@ same schedule.
 Faults (each on the active node unless said otherwise; healed before the next one):
 kill -9 (the node is started again), SIGSTOP for 50 ms - 3 s, link down, random loss
 (20-100 %) on the node's etcd traffic only, nft partitions (node -> etcd only, etcd ->
-node only, node <-> node ARP only), a planned switchover (alone, or during etcd loss),
+node only, both ways with everything else flowing, node <-> node ARP only), a planned
+switchover (alone, or during etcd loss),
 with 3 etcd members a pause of the etcd leader, and slow fsync on the etcd leader
 (strace fault injection: every fdatasync delayed 50-400 ms). This kernel has no netem
 (CONFIG_NET_SCH_NETEM is off), so loss is an nft rule (numgen random) and delay is not
@@ -33,7 +34,7 @@ from deploy.lab.verdict import BACKSTOP, Verdict
 from node.config.reader import parse_duration
 
 FAULTS = ("kill-9", "sigstop", "link-down", "etcd-loss", "cut-to-etcd", "cut-from-etcd",
-          "cut-arp", "switchover", "switchover-during-loss", "etcd-leader-pause",
+          "cut-etcd-both", "cut-arp", "switchover", "switchover-during-loss", "etcd-leader-pause",
           "etcd-slow-fsync")  # fmt: skip
 
 
@@ -134,10 +135,11 @@ class Nemesis:
                 time.sleep(hold)
             finally:
                 self._heal_nft(node)
-        elif fault in ("cut-to-etcd", "cut-from-etcd"):
-            rules = (self._etcd_rules("out", "ip daddr") if fault == "cut-to-etcd"
-                     else self._etcd_rules("in", "ip saddr"))  # fmt: skip
-            self._nft(node, rules)
+        elif fault in ("cut-to-etcd", "cut-from-etcd", "cut-etcd-both"):
+            if fault != "cut-from-etcd":
+                self._nft(node, self._etcd_rules("out", "ip daddr"))
+            if fault != "cut-to-etcd":
+                self._nft(node, self._etcd_rules("in", "ip saddr"))
             time.sleep(hold)
             self._heal_nft(node)
         elif fault == "cut-arp":
