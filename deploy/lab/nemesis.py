@@ -59,11 +59,9 @@ class Run:
 
 
 class Nemesis:
-    def __init__(self, lab: SwitchedLab, rng: random.Random, say: Callable[[str], None]) -> None:
+    def __init__(self, lab: SwitchedLab, rng: random.Random) -> None:
         self.lab = lab
         self.rng = rng
-        self.say = say
-        self.etcd = HOSTS["etcd"]
 
     # -- faults ---------------------------------------------------------------------------
     def active(self) -> str:
@@ -90,7 +88,7 @@ class Nemesis:
                 f" {match} {{ {hosts} }} {some}drop\n }}\n}}\n")  # fmt: skip
 
     def etcd_leader(self) -> str | None:
-        endpoints = ",".join(f"http://{HOSTS[h]}:2379" for h in ETCD_HOSTS[: self.lab.etcd_members])
+        endpoints = ",".join(self.lab.etcd_endpoints())
         out = subprocess.run(
             ["ip", "netns", "exec", self.lab.ns["client"], "etcdctl", f"--endpoints={endpoints}",
              "endpoint", "status", "-w", "json"], capture_output=True, text=True, timeout=10,
@@ -243,7 +241,7 @@ def run_nemesis(
         asker = lab.start_arp_watch()
         checker = EventChecker(lab)
         checker.start()
-        nemesis = Nemesis(lab, rng, say)
+        nemesis = Nemesis(lab, rng)
         for index, fault in enumerate(choose_faults(rng, events, etcd_members), 1):
             before = time.monotonic()
             holders = lab.holders()

@@ -54,13 +54,18 @@ def test_refresh_keeps_the_vip_then_it_expires(lab: TwoHostLab) -> None:
     assert not lab.driver(lab.a, "query", lab.if_a, VIP)["present"]
 
 
-def test_gratuitous_arp_reaches_the_other_host(lab: TwoHostLab) -> None:
-    capture = lab.driver_background(lab.b, "capture", lab.if_b, "2.5")
+def _frames_b_sees(lab: TwoHostLab, seconds: str, *announce: str) -> list[list[object]]:
+    """ARP frames host b captures while host a adds the VIP and runs ``announce``."""
+    capture = lab.driver_background(lab.b, "capture", lab.if_b, seconds)
     time.sleep(0.8)
     lab.driver(lab.a, "add", lab.if_a, VIP, "5")
-    lab.driver(lab.a, "announce", lab.if_a, VIP, "2")
+    lab.driver(lab.a, *announce)
     out, _ = capture.communicate(timeout=10)
-    frames = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_gratuitous_arp_reaches_the_other_host(lab: TwoHostLab) -> None:
+    frames = _frames_b_sees(lab, "2.5", "announce", lab.if_a, VIP, "2")
     mac = lab.driver(lab.a, "mac", lab.if_a, VIP)
     garps = [f for f in frames if f[2] == f[3] == "10.199.0.50"]
     assert len(garps) >= 4  # 2 announcements x (request + reply)
@@ -166,12 +171,7 @@ def test_a_fenced_node_cannot_put_a_gratuitous_arp_on_the_wire(lab: TwoHostLab) 
     """A node that is not (or no longer) leader: its fence is shut, so even a gratuitous
     ARP its own code sends is dropped in the kernel. A restart replaces the fence: still
     one filter per direction."""
-    capture = lab.driver_background(lab.b, "capture", lab.if_b, "2.0")
-    time.sleep(0.8)
-    lab.driver(lab.a, "add", lab.if_a, VIP, "5")
-    lab.driver(lab.a, "fence-announce", lab.if_a, VIP, "3")
-    out, _ = capture.communicate(timeout=10)
-    frames = json.loads(out.strip().splitlines()[-1])
+    frames = _frames_b_sees(lab, "2.0", "fence-announce", lab.if_a, VIP, "3")
     assert [f for f in frames if f[2] == "10.199.0.50"] == [], frames
     lab.driver(lab.a, "fence-arm", lab.if_a, VIP, "0")
     for direction in ("ingress", "egress"):
