@@ -32,8 +32,11 @@ class Notifier:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # never blocking: a reader that stopped reading fills the socket's queue
+                # (net.unix.max_dgram_qlen), and a blocking send would then freeze the loop
+                sock.setblocking(False)
                 sock.sendto("\n".join(lines).encode(), self.address)
-        except OSError as exc:  # systemd gone: nothing to tell, nothing to fail
+        except OSError as exc:  # systemd gone or not reading: nothing to tell, nothing to fail
             log.debug("sd_notify to %s failed: %s", self.address, exc)
 
     def ready(self, status: str) -> None:

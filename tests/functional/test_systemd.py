@@ -121,3 +121,30 @@ def test_no_notify_socket_means_no_messages(tmp_path: Path) -> None:
     other = Notifier({"NOTIFY_SOCKET": "@abstract", "WATCHDOG_USEC": "1000000",
                       "WATCHDOG_PID": "1"})  # fmt: skip
     assert other.address == "\0abstract" and other.watchdog_interval is None  # not our pid
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_node(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
+) -> None:
+    """A unix datagram socket queues net.unix.max_dgram_qlen (10) messages; a reader that
+    stops (a wedged systemd, a test that stopped reading) must cost us watchdog messages,
+    never the event loop: the node still answers and still stops on SIGTERM."""
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    port = free_port()
+    # a keepalive every 10 ms fills the queue in a tenth of a second; nothing here reads
+    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "20000"}
+    process = floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env)
+    try:
+        process.wait_listening(port)
+        time.sleep(0.5)  # well past a full queue
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=3) as client:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = client.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 503"), answer  # the loop answers
+        process.signal(signal.SIGTERM)
+        assert process.proc.wait(10) == 0, process.log.read_text()
+    finally:
+        sock.close()
