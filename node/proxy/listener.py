@@ -16,7 +16,8 @@ import logging
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from node.config.model import HostPort
 from node.proxy.errors import ListenError
@@ -183,9 +184,7 @@ class Listener:
         frontend = self._handler.route.frontend
         if tls is None and not frontend.accept_proxy:
             try:
-                await self.loop.connect_accepted_socket(
-                    lambda: self._handler.new_protocol(self, None), client
-                )
+                await self._hand_over(lambda: self._handler.new_protocol(self, None), client)
             except Exception as exc:
                 raise _HandedOver(exc) from exc
             return
@@ -198,6 +197,22 @@ class Listener:
         task = asyncio.create_task(self._start(client, tls, expect_header, probe))
         self._handshake_tasks[task] = time.monotonic()
         task.add_done_callback(self._handshake_done)
+
+    async def _hand_over(
+        self, factory: Callable[[], asyncio.BaseProtocol], client: socket.socket
+    ) -> None:
+        """Give a plain accepted socket to a transport, shielded from cancellation:
+        cancelled (the listener stopping) while the transport waits for its protocol's
+        connection_made, uvloop closes the transport without ever calling
+        connection_lost, and the connection would stay counted (the drain then waits
+        for it the whole shutdown_grace). Finished, it is an ordinary connection that
+        the drain closes."""
+        handing = asyncio.ensure_future(self.loop.connect_accepted_socket(factory, client))
+        try:
+            await asyncio.shield(handing)
+        except asyncio.CancelledError:
+            handing.add_done_callback(_consume)
+            raise
 
     def _handshake_done(self, task: asyncio.Task[None]) -> None:
         self._handshake_tasks.pop(task, None)
@@ -218,7 +233,7 @@ class Listener:
                 return self._handler.new_protocol(self, source)
 
             if tls is None:
-                await self.loop.connect_accepted_socket(factory, client)
+                await self._hand_over(factory, client)
             else:
                 handshakes = self._meters.handshakes
                 try:
@@ -324,6 +339,10 @@ class Listener:
         deadline = time.monotonic() + grace
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+            for conn in list(self.connections):  # one accepted as the loop stopped
+                if conn.phase is not Phase.BUSY and conn.tunnel is None:
+                    conn.closing = True
+                    conn.close()
         for conn in list(self.connections):
             conn.abort()
 
@@ -332,6 +351,13 @@ class _HandedOver(Exception):
     """Serving a socket failed after it was given to a transport, which closes it:
     closing it again could close a descriptor number another connection reuses by
     then (uvloop keeps using the number the Python socket object still holds)."""
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a hand-over nobody awaits any more (no 'never retrieved'
+    warning); the transport, if it was made, belongs to the connection by now."""
+    if not future.cancelled():
+        future.exception()
 
 
 def handshake_result(exc: BaseException) -> str:
