@@ -52,11 +52,7 @@ STRICT = os.environ.get("FLOATGATE_FUZZ_STRICT") == "1"  # known bugs fail the r
 # marked xfail reproduces each. Remove the entry with the fix (FLOATGATE_FUZZ_STRICT=1
 # shows what they hide).
 KNOWN_BUGS: dict[tuple[str, str], str] = {  # (invariant, text in its message): the bug
-    ("stalled", "part-forwarded request held a server connection"): (
-        "chunked body split inside a chunk's data, the next segment's chunk-size line with "
-        "BWS before its extension ('1 ;x'): the request stalls part-forwarded "
-        "(corpus/chunk-size-bws-half-close; found 2026-12-02, not yet fixed)"
-    ),
+    # none known; an entry here hides a finding the fuzzer keeps meeting until it is fixed
 }
 
 

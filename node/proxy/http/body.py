@@ -13,6 +13,7 @@ from aiohttp.streams import StreamReader
 from node.proxy.errors import BadRequest, ClientTimeout
 from node.proxy.http.connection import ClientConnection
 from node.proxy.http.headers import header_value
+from node.proxy.http.stream import first_piece, pieces
 from node.proxy.upstream.exchange import RequestBody
 from node.proxy.wire.chunked import LAST_CHUNK, chunk
 
@@ -44,13 +45,14 @@ async def request_body(
             return RequestBody(stream=_client_body(b"", payload))
         # Chunked: parse what has already arrived before any server is contacted, so
         # a malformed chunk in the first segment is refused with nothing forwarded.
-        first = await payload.readany()
+        first = await first_piece(payload)
+        if payload.is_eof():  # the rest arrived meanwhile: all of it is here
+            whole = first + payload.read_nowait(-1)
+            return RequestBody(data=chunk(whole) + LAST_CHUNK, chunked=True)
     except ClientTimeout:
         raise
     except Exception as exc:
         raise BadRequest(f"request body: {exc}") from exc
-    if payload.is_eof():
-        return RequestBody(data=chunk(first) + LAST_CHUNK, chunked=True)
     return RequestBody(stream=_client_body(first, payload), chunked=True)
 
 
@@ -58,7 +60,7 @@ async def _client_body(first: bytes, content: StreamReader) -> AsyncIterator[byt
     try:
         if first:
             yield first
-        async for data in content.iter_any():
+        async for data in pieces(content):
             yield data
     except Exception as exc:
         raise ClientBodyError(type(exc).__name__) from exc

@@ -57,6 +57,7 @@ from node.proxy.http.headers import (
     serialize,
 )
 from node.proxy.http.rules import RequestFacts, RuleVerdict, evaluate
+from node.proxy.http.stream import pieces
 from node.proxy.http.tunnel import open_tunnel
 from node.proxy.session import Host
 from node.proxy.upstream.connect import ConnectError
@@ -403,7 +404,7 @@ class HttpHandler:
                 conn.write(head + (chunk(data) + LAST_CHUNK if chunked else data))
                 return keep
             conn.write(head)
-            async for data in payload.iter_any():
+            async for data in pieces(payload):
                 conn.write(chunk(data) if chunked else data)
                 ctx.bytes_out += len(data)
                 await conn.drain()
