@@ -311,3 +311,46 @@ async def test_client_abort_mid_response_is_not_an_error(
     ]
     assert errors == []
     assert (await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [(b"5\r\nhello", b"\r\nzz\r\nz\r\n0\r\n\r\n"), (b"5\r\nhello\r\n", b"zz\r\nz\r\n0\r\n\r\n")],
+    ids=["chunk-end-and-error-in-one-segment", "error-alone"],
+)
+async def test_server_framing_error_mid_body_cuts_the_client_at_once(
+    proxy: Any, first: bytes, then: bytes
+) -> None:
+    """A malformed chunk-size line ("zz") in a server's chunked response after the head
+    and some data went to the client: the relay must see the framing error and cut the
+    client (a truncated response, as HAProxy does), not wait for bytes that never come.
+    aiohttp's parser drops the body before raising, so nothing fails it (exchange.py's
+    ServerProtocol does); and when the chunk's end arrives in the same segment, readany
+    misses the failure (tests/unit/test_stream.py). Both waited beyond the server
+    timeout (60 s here)."""
+
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + first)
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the relay has sent "hello" and waits for more
+        writer.write(then)
+        await writer.drain()
+        await asyncio.sleep(60)
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    port = free_port()
+    await proxy(cluster_yaml(port, [address], backend_extra="    timeout: {server: 60s}"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        got = b""
+        async with asyncio.timeout(20):  # cut in well under the server timeout
+            while data := await reader.read(65536):
+                got += data
+        assert got.startswith(b"HTTP/1.1 200") and b"hello" in got
+        assert not got.endswith(b"0\r\n\r\n")  # truncated: no last chunk was invented
+    finally:
+        writer.close()
+        server.close()

@@ -34,6 +34,26 @@ MAX_IDLE = 256  # pooled connections kept per server
 MAX_RESPONSE_LINE = 65536  # status line and each header line from servers
 
 
+class ServerProtocol(ResponseHandler):
+    """aiohttp's ResponseHandler, with a framing error in a response body reaching the
+    body's reader. aiohttp's C parser drops its payload before it raises, so
+    ResponseHandler fails only its message queue (and drops the read timeout): a reader
+    of the body would wait forever for a server that sent a malformed chunk
+    (tests/functional/test_backends.py). ``_payload`` is aiohttp's current body."""
+
+    def data_received(self, data: bytes) -> None:
+        payload = self._payload
+        super().data_received(data)
+        failed = self.exception()
+        if (
+            failed is not None
+            and payload is not None
+            and not payload.is_eof()
+            and payload.exception() is None
+        ):
+            payload.set_exception(aiohttp.ClientPayloadError(f"response body: {failed}"))
+
+
 class StaleConnection(Exception):
     """A pooled connection died before answering; nothing was processed by the server
     that can be told apart from a lost request, so only replayable requests retry."""
@@ -74,7 +94,7 @@ class ServerConnections:
     async def _connect(self, preamble: bytes) -> ResponseHandler:
         loop = asyncio.get_running_loop()
         _, protocol = await connect_server(
-            lambda: ResponseHandler(loop), self.address, self.timeouts.connect, self.tls, preamble
+            lambda: ServerProtocol(loop), self.address, self.timeouts.connect, self.tls, preamble
         )
         return protocol
 
