@@ -46,17 +46,9 @@ _TOP = {
     "self_check",
     "certificates", "client_cas", "crls",
 }  # fmt: skip
-_TIMEOUT_KEYS = frozenset(
-    {
-        "connect",
-        "client",
-        "server",
-        "queue",
-        "http_request",
-        "http_keep_alive",
-        "tunnel",
-    }
-)
+# Which side reads which timeout: a key given where nothing reads it is refused.
+_FRONTEND_TIMEOUTS = frozenset({"client", "http_request", "http_keep_alive", "tunnel"})
+_BACKEND_TIMEOUTS = frozenset({"connect", "server", "queue"})
 _BALANCE = ("roundrobin", "leastconn", "source", "uri")
 _METHOD_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NO_ADDRESS = HostPort("", 0)  # placeholder while collecting errors; never returned
@@ -139,10 +131,23 @@ class _Parser:
             source=r.source,
         )
 
-    def timeouts(self, value: Any, path: str, base: Timeouts) -> Timeouts:
+    def timeouts(
+        self,
+        value: Any,
+        path: str,
+        base: Timeouts,
+        side: frozenset[str] = _FRONTEND_TIMEOUTS | _BACKEND_TIMEOUTS,
+    ) -> Timeouts:
         if value is None:
             return base
-        m = self.r.mapping(value, path, _TIMEOUT_KEYS)
+        elsewhere = (_FRONTEND_TIMEOUTS | _BACKEND_TIMEOUTS) - side
+        if isinstance(value, dict):
+            for key in sorted(elsewhere & set(value)):
+                other = "backends" if key in _BACKEND_TIMEOUTS else "frontends"
+                self.r.error(f"{path}.{key}", f"only {other} read this timeout: set it "
+                             f"under {other}[].timeout or defaults.timeout")  # fmt: skip
+            value = {k: v for k, v in value.items() if k not in elsewhere}
+        m = self.r.mapping(value, path, side)
         return Timeouts(
             connect=self.r.duration(m, "connect", path, base.connect),
             client=self.r.duration(m, "client", path, base.client),
@@ -158,6 +163,7 @@ class _Parser:
     def _optional_duration(
         self, m: Any, key: str, path: str, default: float | None
     ) -> float | None:
+        self.r.fact(path, key, "duration", "unset")
         if key not in m:
             return default
         return self.r.duration(m, key, path, default or 1.0)
@@ -178,6 +184,7 @@ class _Parser:
         if mode == "tcp" and "default_backend" not in m and not m.get("routes"):
             r.error(path, "a tcp frontend needs routes or a default_backend")
         bind = r.host_port(m, "bind", path)
+        r.fact(path, "forwardfor", "true or false, or a mapping", False)
         return FrontendConfig(
             mode=mode,
             routes=self.routes(m.get("routes"), f"{path}.routes"),
@@ -188,7 +195,7 @@ class _Parser:
             default_backend=r.string(m, "default_backend", path),
             maxconn=r.integer(m, "maxconn", path, 10000, 1, 1_000_000),
             forwardfor=self.forwardfor(m.get("forwardfor", False), f"{path}.forwardfor"),
-            timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
+            timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base, _FRONTEND_TIMEOUTS),
             max_header_size=r.integer(m, "max_header_size", path, 16384, 1024, 1 << 20),
             max_uri_length=r.integer(m, "max_uri_length", path, 8190, 256, 1 << 16),
             tls=self.frontend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
@@ -199,22 +206,17 @@ class _Parser:
         r = self.r
         allowed = {"certificates", "policy", "client_auth", "handshake_timeout", "ticket_rotation"}
         m = r.mapping(value, path, allowed, {"certificates"})
+        r.fact(path, "certificates", "list of names")
         names = [str(item) for _, item in r.items(m.get("certificates"), f"{path}.certificates")]
         if "certificates" in m and not names:
             r.error(f"{path}.certificates", "needs at least one certificate")
-        policy = r.string(m, "policy", path, "intermediate")
-        if policy not in ("intermediate", "modern"):
-            r.error(f"{path}.policy", f"{policy!r} is not a TLS policy (intermediate or modern)")
-            policy = "intermediate"
+        policy = r.choice(m, "policy", path, "intermediate", ("intermediate", "modern"))
         client_auth = None
         if "client_auth" in m:
             a_path = f"{path}.client_auth"
             auth_keys = {"ca", "crl", "verify", "forward_pem"}
             a = r.mapping(m["client_auth"], a_path, auth_keys, {"ca"})
-            verify = r.string(a, "verify", a_path, "required")
-            if verify not in ("none", "optional", "required"):
-                r.error(f"{a_path}.verify", f"{verify!r} is not none, optional or required")
-                verify = "required"
+            verify = r.choice(a, "verify", a_path, "required", ("none", "optional", "required"))
             client_auth = ClientAuthConfig(
                 ca=r.string(a, "ca", a_path),
                 verify=cast(Literal["none", "optional", "required"], verify),
@@ -232,10 +234,11 @@ class _Parser:
     def certificates(self, value: Any) -> dict[str, CertificateSource]:
         if value is None:
             return {}
-        m = self.r.mapping(value, "certificates", set(value) if isinstance(value, dict) else set())
+        m = self.r.named(value, "certificates")
         result: dict[str, CertificateSource] = {}
         for name, item in m.items():
             path = f"certificates.{name}"
+            self.r.fact("certificates", name, "file name, or {cert, key}")
             if isinstance(item, str):
                 result[name] = CertificateSource(cert=item)
                 continue
@@ -248,9 +251,10 @@ class _Parser:
     def files(self, value: Any, path: str) -> dict[str, str]:
         if value is None:
             return {}
-        m = self.r.mapping(value, path, set(value) if isinstance(value, dict) else set())
+        m = self.r.named(value, path)
         result = {}
         for name, item in m.items():
+            self.r.fact(path, name, "file name")
             if not isinstance(item, str):
                 self.r.error(f"{path}.{name}", "must be a file name")
             else:
@@ -281,10 +285,8 @@ class _Parser:
                 self.r.error(f"{path}.client_auth.crl", f"{auth.crl!r} is not defined in crls")
 
     def mode(self, value: Any, path: str) -> Mode:
-        mode = value.get("mode", "http") if isinstance(value, dict) else "http"
-        if mode not in ("http", "tcp"):
-            self.r.error(f"{path}.mode", f"{mode!r} is not a mode (use http or tcp)")
-            return "http"
+        mode = self.r.choice(value if isinstance(value, dict) else {}, "mode", path, "http",
+                             ("http", "tcp"))  # fmt: skip
         return "tcp" if mode == "tcp" else "http"
 
     def accept_proxy(self, value: Any, path: str) -> tuple[Network, ...]:
@@ -326,10 +328,7 @@ class _Parser:
         }  # fmt: skip
         m = r.mapping(value, path, allowed, {"name", "servers"})
         backend_mode = self.mode(value, path)
-        balance = r.string(m, "balance", path, "roundrobin")
-        if balance not in _BALANCE:
-            r.error(f"{path}.balance", f"{balance!r} is not one of {', '.join(_BALANCE)}")
-            balance = "roundrobin"
+        balance = r.choice(m, "balance", path, "roundrobin", _BALANCE)
         servers = [self.server(item, p) for p, item in r.items(m.get("servers"), f"{path}.servers")]
         if "servers" in m and not servers:
             r.error(f"{path}.servers", "needs at least one server")
@@ -344,28 +343,21 @@ class _Parser:
             passive_fall=r.integer(m, "passive_fall", path, 0, 0, 1000),
             retries=r.integer(m, "retries", path, retries, 0, 10),
             maxqueue=r.integer(m, "maxqueue", path, 1024, 0, 1_000_000),
-            timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base),
+            timeouts=self.timeouts(m.get("timeout"), f"{path}.timeout", base, _BACKEND_TIMEOUTS),
             tls=self.backend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
             mode=backend_mode,
             send_proxy=self.send_proxy(m, path),
         )
 
     def send_proxy(self, m: Mapping[str, Any], path: str) -> Literal["v1", "v2"] | None:
-        if "send_proxy" not in m:
-            return None
-        value = m["send_proxy"]
-        if value not in ("v1", "v2"):
-            self.r.error(f"{path}.send_proxy", f"{value!r} is not v1 or v2")
-            return None
-        return "v1" if value == "v1" else "v2"
+        value = self.r.choice(m, "send_proxy", path, "", ("v1", "v2")) if "send_proxy" in m else ""
+        self.r.fact(path, "send_proxy", "v1 | v2")
+        return "v1" if value == "v1" else "v2" if value == "v2" else None
 
     def backend_tls(self, value: Any, path: str) -> BackendTls:
         r = self.r
         m = r.mapping(value, path, {"verify", "ca", "sni", "client_certificate"})
-        verify = r.string(m, "verify", path, "required")
-        if verify not in ("none", "required"):
-            r.error(f"{path}.verify", f"{verify!r} is not none or required")
-            verify = "required"
+        verify = r.choice(m, "verify", path, "required", ("none", "required"))
         return BackendTls(
             verify="none" if verify == "none" else "required",
             ca=r.string(m, "ca", path) if "ca" in m else None,
@@ -405,17 +397,16 @@ class _Parser:
             "expect",
         }
         m = r.mapping(value, path, allowed)
-        kind = r.string(m, "type", path, "tcp")
-        if kind not in ("http", "tcp", "ssl-hello"):
-            r.error(f"{path}.type", f"{kind!r} is not a check type (http, tcp or ssl-hello)")
-            kind = "tcp"
+        kind = r.choice(m, "type", path, "tcp", ("tcp", "http", "ssl-hello"))
         method = r.string(m, "method", path, "GET")
         if not method or not set(method) <= _METHOD_CHARS:
             r.error(f"{path}.method", f"{method!r} is not an HTTP method")
         check_path = r.string(m, "path", path, "/")
         if not check_path.startswith("/") or any(c in check_path for c in " \r\n"):
             r.error(f"{path}.path", f"{check_path!r} must start with / and contain no spaces")
+        r.fact(path, "expect", "status or range", "200-399")
         low, high = self.status_range(m.get("expect", "200-399"), f"{path}.expect")
+        r.fact(path, "host", "host name")
         host = m.get("host")
         if host is not None and (not isinstance(host, str) or any(c in host for c in " \r\n")):
             r.error(f"{path}.host", f"{host!r} is not a host name")
@@ -460,10 +451,7 @@ class _Parser:
         m = r.mapping(value, "election",
                       {"lease_ttl", "nopreempt", "min_healthy_backends", "etcd_loss",
                        "down_visible_for"})  # fmt: skip
-        etcd_loss = m.get("etcd_loss", "release")
-        if etcd_loss not in ("release", "failsafe"):
-            r.error("election.etcd_loss", f"{etcd_loss!r}: expected release or failsafe")
-            etcd_loss = "release"
+        etcd_loss = r.choice(m, "etcd_loss", "election", "release", ("release", "failsafe"))
         # etcd leases are whole seconds. 1 s needs the eBPF fence (checked with vip): the
         # kernel address lifetime also counts whole seconds and would be 0 s.
         lease_ttl = r.duration(m, "lease_ttl", "election", 2.0, low=1.0)
@@ -499,10 +487,7 @@ class _Parser:
         probe = r.duration(m, "arp_probe", "vip", 0.05, low=0.0)
         if probe > 1.0:
             r.error("vip.arp_probe", "at most 1s (it delays every takeover)")
-        fence = m.get("fence", "bpf")
-        if fence not in ("bpf", "lifetime"):
-            r.error("vip.fence", f"{fence!r}: expected bpf or lifetime")
-            fence = "bpf"
+        fence = r.choice(m, "fence", "vip", "bpf", ("bpf", "lifetime"))
         if fence == "lifetime" and election.lease_ttl < 2:
             r.error(
                 "election.lease_ttl",

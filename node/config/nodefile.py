@@ -50,7 +50,16 @@ def parse_node(
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: not valid YAML: {exc}"]) from exc
     errors: list[str] = []
-    r = Reader(source, errors)
+    config = parse_node_with(Reader(source, errors), document, check_admin_tls)
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def parse_node_with(
+    r: Reader, document: Any, check_admin_tls: AdminTlsCheck | None = None
+) -> NodeConfig:
+    """Read a parsed node.yaml document with ``r`` (its errors collect there)."""
     m = r.mapping(document, "", _TOP, {"name"})
     config = NodeConfig(
         name=r.name(m, "name", ""),
@@ -60,13 +69,9 @@ def parse_node(
         secret_file=_optional_string(r, m, "secret_file"),
         data_dir=r.string(m, "data_dir", "", "/var/lib/floatgate"),
         priority=r.integer(m, "priority", "", 100, 0, 1000),
-        log_format=r.string(m, "log_format", "", "text"),
-        source=source,
+        log_format=r.choice(m, "log_format", "", "text", ("text", "json")),
+        source=r.source,
     )
-    if config.log_format not in ("text", "json"):
-        r.error("log_format", f"must be text or json, not {config.log_format!r}")
-    if errors:
-        raise ConfigError(errors)
     return config
 
 
@@ -76,6 +81,7 @@ def _optional_string(r: Reader, m: Any, key: str, path: str = "") -> str | None:
 
 def _etcd(r: Reader, value: Any) -> EtcdConfig:
     m = r.mapping(value, "etcd", {"endpoints", "tls", "user", "password_file"}, {"endpoints"})
+    r.fact("etcd", "endpoints", "list of URLs")
     endpoints: list[str] = []
     for path, item in r.items(m.get("endpoints"), "etcd.endpoints"):
         if not isinstance(item, str) or not item.startswith(("http://", "https://")):
@@ -130,10 +136,7 @@ def _admin_listen(r: Reader, m: Any) -> HostPort | None:
 def _admin_tls(r: Reader, value: Any, check: AdminTlsCheck | None) -> AdminTls | None:
     before = len(r.errors)
     m = r.mapping(value, "admin.tls", {"cert", "key", "ca", "verify"}, {"cert", "key"})
-    verify = r.string(m, "verify", "admin.tls", "none")
-    if verify not in _VERIFY:
-        r.error("admin.tls.verify", f"must be none, optional or required, not {verify!r}")
-        verify = "none"
+    verify = r.choice(m, "verify", "admin.tls", "none", _VERIFY)
     tls = AdminTls(
         cert=r.string(m, "cert", "admin.tls"),
         key=r.string(m, "key", "admin.tls"),

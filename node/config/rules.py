@@ -38,6 +38,9 @@ def parse_rules(r: Reader, value: Any, path: str, backends: set[str]) -> tuple[R
     rules = []
     for index, (item_path, item) in enumerate(r.items(value, path)):
         m = r.mapping(item, item_path, _ACTIONS | {"if"})
+        r.fact(item_path, "deny", "true, or a mapping")
+        r.fact(item_path, "use_backend", "backend name")
+        r.fact(item_path, "del_header", "header name")
         actions = [key for key in m if key in _ACTIONS]
         if len(actions) != 1:
             r.error(item_path, f"needs exactly one action ({', '.join(sorted(_ACTIONS))})")
@@ -57,6 +60,8 @@ def parse_rules(r: Reader, value: Any, path: str, backends: set[str]) -> tuple[R
             rule = _with(rule, use_backend=str(name))
         elif action == "set_header":
             h = r.mapping(m[action], action_path, {"name", "value"}, {"name", "value"})
+            r.fact(action_path, "name", "header name")
+            r.fact(action_path, "value", "string")
             name, text = str(h.get("name", "")), str(h.get("value", ""))
             if not _header_name_ok(name) or any(c in text for c in "\r\n\0"):
                 r.error(action_path, "needs a valid header name and a single-line value")
@@ -82,6 +87,8 @@ def _header_name_ok(name: str) -> bool:
 
 def _redirect(r: Reader, value: Any, path: str) -> Redirect:
     m = r.mapping(value, path, {"location", "prefix", "code", "keep_query"})
+    r.fact(path, "location", "URL or path")
+    r.fact(path, "prefix", "URL or path")
     if ("location" in m) == ("prefix" in m):
         r.error(path, "needs exactly one of location or prefix")
     code = r.integer(m, "code", path, 302, 300, 399)
@@ -111,6 +118,8 @@ def _listed(value: Any) -> list[Any]:
 
 def _condition(r: Reader, value: Any, path: str) -> Condition:
     m = r.mapping(value, path, _MATCHERS | _COMBINERS)
+    for matcher in _MATCHERS:
+        r.fact(path, matcher, "true or false" if matcher == "client_cert" else "string or list")
     matches: list[Match] = []
     all_of: list[Condition] = []
     any_of: list[Condition] = []

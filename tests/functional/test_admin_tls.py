@@ -240,10 +240,10 @@ def test_node_yaml_admin_tls_errors(tmp_path: Path, admin_pki: Path, pki: Pki) -
         "admin.tls.ca: is required with verify: required (the CA that signs client certificates)"
     ]
     assert _errors(tmp_path, f"  tls: {{cert: {cert}, key: {key}, ca: {ca}, verify: yes}}\n") == [
-        "admin.tls.verify: must be a string, got True"
+        "admin.tls.verify: True is not one of none, optional, required"
     ]
     assert _errors(tmp_path, f"  tls: {{cert: {cert}, key: {key}, ca: {ca}, verify: all}}\n") == [
-        "admin.tls.verify: must be none, optional or required, not 'all'"
+        "admin.tls.verify: 'all' is not one of none, optional, required"
     ]
     (unknown, required) = _errors(tmp_path, f"  tls: {{certificate: {cert}, key: {key}}}\n")
     assert unknown.startswith("admin.tls.certificate: unknown key (allowed here: ca, cert, ")

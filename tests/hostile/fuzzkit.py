@@ -500,7 +500,7 @@ def exchange(port: int, case: Case, idle: float = 0.25, limit: float = 4.0) -> R
 
 def floatgate_yaml(port: int, backend_port: int) -> str:
     frontend = (
-        f"    timeout: {{client: {CLIENT_TIMEOUT:g}s, server: 2s}}\n"
+        f"    timeout: {{client: {CLIENT_TIMEOUT:g}s}}\n"
         f"    max_uri_length: {MAX_URI_LENGTH}\n"
         f"    max_header_size: {MAX_HEADER_SIZE}"
     )

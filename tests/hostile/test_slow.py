@@ -15,7 +15,7 @@ from aiohttp import web
 from tests.conftest import cluster_yaml, free_port
 from tests.hostile.kit import alive, get, metric, read_until_closed, rss_kib, served
 
-SHORT = "    timeout: {http_request: 1s, client: 1s, server: 5s, queue: 20s}"
+SHORT = "    timeout: {http_request: 1s, client: 1s}"
 
 
 @pytest.fixture

@@ -70,9 +70,18 @@ def test_valid_config_parses_with_defaults_applied() -> None:
          "c.yaml: election.lease_ttl: '2500ms' is not a whole number of seconds"),
         (("10.0.0.50/24", "10.0.0.500/24"), "c.yaml: vip.address:"),
         (("lease_ttl: 2s", "lease_ttl: 2s, etcd_loss: hope"),
-         "c.yaml: election.etcd_loss: 'hope': expected release or failsafe"),
+         "c.yaml: election.etcd_loss: 'hope' is not one of release, failsafe"),
         (("10.0.0.50/24", "10.0.0.50/24, arp_probe: 2s"), "c.yaml: vip.arp_probe: at most 1s"),
         (("retries: 1", "retries: 1, bogus: 2"), "c.yaml: defaults.bogus: unknown key"),
+        # a timeout set where nothing reads it is refused, with where it belongs (such
+        # keys used to be accepted and ignored)
+        (("timeout: {client: 5s}", "timeout: {client: 5s, server: 2s}"),
+         "c.yaml: frontends[0].timeout.server: only backends read this timeout: set it "
+         "under backends[].timeout or defaults.timeout"),
+        (("balance: leastconn", "balance: leastconn\n    timeout: {tunnel: 1h}"),
+         "c.yaml: backends[0].timeout.tunnel: only frontends read this timeout"),
+        (("timeout: {client: 5s}", "timeout: {client: 5s, bogus: 1s}"),
+         "c.yaml: frontends[0].timeout.bogus: unknown key"),
         (("mode: http", "mode: http"), None),
     ],
 )  # fmt: skip
