@@ -39,6 +39,28 @@ def add_commands(commands: Commands) -> None:
     for parser in (check, run_parser):
         parser.set_defaults(run=run)
 
+    reference = commands.add_parser(
+        "config-reference",
+        help="print the configuration reference (every key, its default and meaning)",
+        description="Print the reference of every cluster.yaml and node.yaml key, built "
+        "from the configuration readers themselves (docs/configuration.md is its output).",
+        epilog="example: floatgate config-reference --output docs/configuration.md",
+    )
+    reference.add_argument("--output", type=Path, help="write to this file (default: stdout)")
+    reference.set_defaults(run=_reference)
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from node.config.reference import render
+
+    text = render()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "check":
