@@ -171,9 +171,11 @@ class ClientConnection(BaseProtocol):
         if self.tunnel is not None:
             self.tunnel.client_eof()
             return True  # keep our half open for the server's remaining bytes
-        if self._body_incomplete():
-            return False  # input ended inside a request body: it can never complete
-        if (self.queue or self.task is not None) and self.ssl_object is None:
+        current = self._current_payload
+        if current is not None and current is not EMPTY_PAYLOAD and not current.is_eof():
+            return False  # input ended inside the body being served: it can never complete
+        self._drop_incomplete()
+        if (self.queue or self.phase is Phase.BUSY) and self.ssl_object is None:
             # A half-closed client still gets the answers to the complete requests it
             # sent (as with HAProxy); the connection closes after the last of them.
             # (TLS cannot stay half-open: asyncio closes an SSL transport at EOF.)
@@ -181,11 +183,17 @@ class ClientConnection(BaseProtocol):
             return True
         return False
 
-    def _body_incomplete(self) -> bool:
-        payloads = [p for _, p in self.queue]
-        if self._current_payload is not None:
-            payloads.append(self._current_payload)
-        return any(p is not EMPTY_PAYLOAD and not p.is_eof() for p in payloads)
+    def _drop_incomplete(self) -> None:
+        """Input ended: a queued request whose body is incomplete can never complete;
+        it is dropped (nothing of it was sent anywhere), and the complete requests
+        before it are still answered. (Closing at once here used to lose the answer
+        to a complete request in flight: found by the fuzzer.)"""
+        for index, (_, payload) in enumerate(self.queue):
+            if payload is not EMPTY_PAYLOAD and not payload.is_eof():
+                kept = list(self.queue)[:index]
+                self.queue.clear()
+                self.queue.extend(kept)
+                return
 
     def _fail_bodies(self, exc: BaseException) -> None:
         """A parse error inside a body: the request it belongs to fails now (400), not
