@@ -173,9 +173,10 @@ class _Parser:
     ) -> FrontendConfig:
         r = self.r
         mode = self.mode(value, path)
-        common = {"name", "bind", "mode", "maxconn", "timeout", "default_backend", "accept_proxy"}
+        common = {"name", "bind", "mode", "maxconn", "timeout", "default_backend", "accept_proxy",
+                  "hello_timeout"}  # fmt: skip
         if mode == "tcp":
-            allowed = common | {"routes", "hello_timeout"}
+            allowed = common | {"routes"}
             required = {"name", "bind"}
         else:
             allowed = common | {"forwardfor", "max_header_size", "max_uri_length", "tls", "rules"}

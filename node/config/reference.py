@@ -154,8 +154,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "frontends[].timeout.http_request": "as `defaults.timeout.http_request`",
         "frontends[].timeout.http_keep_alive": "as `defaults.timeout.http_keep_alive`",
         "frontends[].timeout.tunnel": "as `defaults.timeout.tunnel`",
-        "frontends[].hello_timeout": "tcp only: time for the TLS ClientHello (and a "
-        "PROXY header) to arrive",
+        "frontends[].hello_timeout": "time for a PROXY header (`accept_proxy`) and, on "
+        "tcp frontends, the TLS ClientHello to arrive",
         "frontends[].routes": "tcp only: backends by SNI, first match wins",
         "frontends[].routes[].sni": "a host name or `*.domain` (one label)",
         "frontends[].routes[].backend": "the backend for that name",

@@ -177,6 +177,26 @@ async def test_accept_proxy_only_from_trusted_sources(proxy: Any) -> None:
     assert backend.request_count() == 1
 
 
+async def test_hello_timeout_bounds_the_proxy_header_on_http_frontends(proxy: Any) -> None:
+    """`hello_timeout` is accepted on http frontends too (it bounds the PROXY header
+    there; it used to be refused as an unknown key, leaving a fixed 5 s)."""
+    backend = RecordingBackend()
+    await backend.start()
+    port = free_port()
+    extra = "    accept_proxy: {trusted: [127.0.0.1/32]}\n    hello_timeout: 300ms"
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{backend.port}"], frontend_extra=extra))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"PROXY TCP4 203.0.113.7 ")  # and never the rest
+        try:  # dropped (closed or reset) well before the 5 s default
+            assert await asyncio.wait_for(reader.read(), 4) == b""
+        except ConnectionResetError:
+            pass
+    finally:
+        writer.close()
+    assert backend.request_count() == 0
+
+
 async def test_accept_proxy_v2_before_tls(backends: Any, proxy: Any, pki: Pki) -> None:
     app = await backends("a")
     port = free_port()
