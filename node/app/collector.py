@@ -156,6 +156,11 @@ class StateCollector(Collector):
             value=role.lease_remaining(),
         )
         yield GaugeMetricFamily(
+            "floatgate_lease_ttl_seconds",
+            "The lease TTL etcd granted (else the configured one)",
+            value=election.granted_ttl or role.config.election.lease_ttl,
+        )
+        yield GaugeMetricFamily(
             "floatgate_fencing_token",
             "The current reign's fencing token as this node sees it (0: unknown)",
             value=token or 0,
