@@ -49,3 +49,22 @@ def test_relative_links_resolve(page: Path) -> None:
         elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
             broken.append(f"{target}: no heading #{fragment} in {linked.name}")
     assert broken == []
+
+
+# How the project is developed is not the product: operator pages say what is, not
+# which issue or session brought it or what is planned.
+DEVELOPMENT_TALK = re.compile(
+    r"\bissue \d+|\bthe \w+ issue\b|not in this version|\(today\)|\bnot yet\b(?! valid)|"
+    r"\bthis session\b(?! \(resumption)|\bcame after\b|\bthe final code\b",
+    re.I,
+)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_pages_speak_of_the_product_not_its_development(page: Path) -> None:
+    found = [
+        f"{number}: {line.strip()[:120]}"
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        if DEVELOPMENT_TALK.search(line)
+    ]
+    assert found == []
