@@ -5,11 +5,12 @@ HAProxy's metrics covers (role, lease, fencing token, VIP, bundle, certificates)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from node.observe.build import floatgate_version
 
 if TYPE_CHECKING:
     from node.bundle.apply import BundleApplier
@@ -29,17 +30,10 @@ class NodeParts(Protocol):
 ROLES = ("active", "standby", "standalone")
 
 
-def _version() -> str:
-    try:
-        return version("floatgate")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 class StateCollector(Collector):
     def __init__(self, daemon: NodeParts) -> None:
         self.daemon = daemon
-        self.version = _version()
+        self.version = floatgate_version()
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("floatgate_build_info", "floatgate version", labels=["version"])

@@ -26,6 +26,7 @@ from node.cluster.faults import DrillError, inject
 from node.cluster.role import ClusterRole
 from node.config import ConfigError
 from node.config.model import ClusterConfig, NodeConfig
+from node.observe.build import floatgate_version
 from node.observe.metrics import Meters
 from node.observe.sdnotify import Notifier
 from node.proxy.plane import DataPlane
@@ -168,6 +169,7 @@ class Daemon:
         plane = self.plane
         data: dict[str, Any] = self.role.status() if self.role else {"role": "standalone"}
         data.setdefault("node", self.node.name if self.node else "standalone")
+        data["version"] = floatgate_version()
         data["restart_needed"] = self.restart_needed  # election/vip settings not yet running
         if self.bundles is not None:
             data["bundle"] = {**self.bundles.status(), "restart_needed": self.restart_needed}

@@ -9,26 +9,83 @@ from collections.abc import Callable
 
 from node.cli import bundles, certs, cluster
 from node.cli import node as node_commands
+from node.observe.build import floatgate_version
 from node.observe.logformat import FORMATS, configure_logging
 
+N = "--node /etc/floatgate/node.yaml"
+# One example per command, shown at the end of its --help (a test checks that every
+# command has one).
+EXAMPLES = {
+    "check": "floatgate check /etc/floatgate/cluster.yaml --node /etc/floatgate/node.yaml",
+    "run": f"floatgate run --cluster /etc/floatgate/cluster.yaml {N}",
+    "config-reference": "floatgate config-reference --output configuration.md",
+    "status": f"floatgate status {N} --cluster-name edge",
+    "switchover": f"floatgate switchover {N} --cluster-name edge --to n2",
+    "drill": f"floatgate drill {N} --cluster-name edge --scenario switchover",
+    "push": f"floatgate push --cluster cluster.yaml --certs certs {N} -m 'renew shop cert'",
+    "history": f"floatgate history {N} --cluster-name edge",
+    "rollback": f"floatgate rollback 41 {N} --cluster-name edge -m 'back to 41'",
+    "diff": f"floatgate diff 41 {N} --cluster-name edge",
+    "secret": "floatgate secret generate --out /etc/floatgate/secret",
+    "secret generate": "floatgate secret generate --out /etc/floatgate/secret",
+    "certs": "floatgate certs dev-ca --out certs --name shop.example.com",
+    "certs dev-ca": "floatgate certs dev-ca --out certs --name shop.example.com",
+    "certs etcd-pki": "floatgate certs etcd-pki --out pki --member etcd1=10.0.0.5 "
+    "--client fg1 --admin fg1=10.0.0.11",
+    "certs inspect": "floatgate certs inspect certs/shop.example.com.pem",
+    "demo": "floatgate demo --requests 12",
+}
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+
+def _add_examples(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
+    """Give every command its example; returns the commands that have none."""
+    missing = []
+    for action in parser._actions:  # argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                command = f"{path} {name}".strip()
+                example = EXAMPLES.get(command)
+                if example is None:
+                    missing.append(command)
+                else:
+                    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+                    sub.epilog = f"example:\n  {example}"
+                    sub.description = sub.description or action_help(action, name)
+                missing += _add_examples(sub, command)
+    return missing
+
+
+def action_help(action: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> str:
+    """The one-line help a subcommand was added with (its --help shows it too)."""
+    for choice in action._choices_actions:
+        if choice.dest == name and choice.help:
+            return choice.help[0].upper() + choice.help[1:] + "."
+    return ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, each command with its example."""
+    top = argparse.ArgumentParser(
         prog="floatgate", description="Active/passive high-availability reverse proxy."
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    parser.add_argument(
+    top.add_argument("--version", action="version", version=f"floatgate {floatgate_version()}")
+    top.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    top.add_argument(
         "--log-format", choices=FORMATS, help="text or json (default: node.yaml's, else text)"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = top.add_subparsers(dest="command", required=True)
     for group in (node_commands, cluster, bundles, certs):
         group.add_commands(commands)
     demo = commands.add_parser("demo", help="start two backends and floatgate, show balancing")
     demo.add_argument("--requests", type=int, default=12)
     demo.add_argument("--port", type=int, default=18080)
     demo.set_defaults(run=_demo)
+    _add_examples(top)
+    return top
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format or "text")
     run: Callable[[argparse.Namespace], int] = args.run  # set by each command's parser
     return run(args)

@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,11 @@ async def test_status_page_is_self_contained_and_status_json_has_frontends(
     assert cluster["served_by"] == "n1"
     own = cluster["nodes"]["n1"]
     assert own["role"] == "standalone" and own["cluster"] == "obs"
+    # the version: in /status (so in /cluster), on the page's footer, in build_info
+    assert own["version"] == version("floatgate")
+    assert '<span id="version">' in page and "own.version" in page
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as reply:
+        assert f'floatgate_build_info{{version="{own["version"]}"}} 1.0' in await reply.text()
     web = next(f for f in own["frontends"] if f["frontend"] == "web")
     assert web["requests_total"] == 1 and web["responses"]["2xx"] == 1
     assert {s["server"] for s in own["backends"]} == {"a", "b"}
