@@ -155,9 +155,15 @@ def test_bundles_survive_a_failover_and_roll_back(blab: BundleLab) -> None:
     assert b["with_cert"]["status"] == 200 and "CN=bob" in b["with_cert"]["subject"]
     assert b["anonymous"]["fingerprint"] != print_a
 
-    status = blab.client(sys.executable, "-m", "node.cli", "status", "--node",
-                         str(blab.workdir / "n1.yaml"), "--cluster-name", "lab")  # fmt: skip
-    assert "bundle: current revision 2" in status.stdout and "STALE" not in status.stdout
+    def settled() -> bool:
+        """`floatgate status` reads each node's revision from its member record in etcd,
+        which a node rewrites after it applied a bundle: it may lag /status briefly."""
+        node = str(blab.workdir / "n1.yaml")
+        out = blab.client(sys.executable, "-m", "node.cli", "status", "--node", node,
+                          "--cluster-name", "lab").stdout  # fmt: skip
+        return "bundle: current revision 2" in out and "STALE" not in out
+
+    wait_for(settled, 15, "floatgate status to show both nodes on revision 2")
     resumer = subprocess.Popen(
         ["ip", "netns", "exec", blab.lab.ns["client"], sys.executable, "-m",
          "tests.cluster.bundlecheck", "resume", VIP, "other.test", blab.root_ca],
