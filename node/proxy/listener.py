@@ -48,6 +48,9 @@ class Listener:
         # MAX_HANDSHAKES at once: past that the oldest is dropped (it is the likeliest
         # to be a silent one), so a flood never blocks accepting.
         self._handshake_tasks: dict[asyncio.Task[None], float] = {}
+        # Hand-overs of accepted sockets to transports that the accept loop's stop did
+        # not wait for (see _hand_over): the drain waits for them too.
+        self._handing: set[asyncio.Future[Any]] = set()
         self.accept_failure: str | None = None  # why the accept loop last ended
         # The node's own probes (node.proxy.selfcheck), by source address: accepted
         # like any client, but not counted as one.
@@ -211,8 +214,13 @@ class Listener:
         try:
             await asyncio.shield(handing)
         except asyncio.CancelledError:
-            handing.add_done_callback(_consume)
+            self._handing.add(handing)
+            handing.add_done_callback(self._handed)
             raise
+
+    def _handed(self, future: asyncio.Future[Any]) -> None:
+        self._handing.discard(future)
+        _consume(future)
 
     def _handshake_done(self, task: asyncio.Task[None]) -> None:
         self._handshake_tasks.pop(task, None)
@@ -337,11 +345,11 @@ class Listener:
             if conn.phase is not Phase.BUSY and conn.tunnel is None:
                 conn.close()
         deadline = time.monotonic() + grace
-        while self.connections and time.monotonic() < deadline:
+        while (self.connections or self._handing) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             for conn in list(self.connections):  # one accepted as the loop stopped
+                conn.closing = True
                 if conn.phase is not Phase.BUSY and conn.tunnel is None:
-                    conn.closing = True
                     conn.close()
         for conn in list(self.connections):
             conn.abort()
