@@ -6,14 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import BadHttpMessage
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
 from node.proxy.http.stream import first_piece, pieces
+
+_opened: list[tuple[BaseProtocol, socket.socket]] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_sockets() -> AsyncIterator[None]:
+    yield
+    while _opened:
+        protocol, theirs = _opened.pop()
+        if protocol.transport is not None:
+            protocol.transport.close()
+        theirs.close()
+    await asyncio.sleep(0)  # the transports' connection_lost
 
 
 async def _reader(chunked: bool = True) -> StreamReader:
@@ -23,6 +36,7 @@ async def _reader(chunked: bool = True) -> StreamReader:
     _, protocol = await loop.create_connection(lambda: BaseProtocol(loop), sock=ours)
     reader = StreamReader(protocol, 2**16, loop=loop)
     reader.on_eof(theirs.close)
+    _opened.append((protocol, theirs))
     if chunked:
         reader.begin_http_chunk_receiving()
     return reader
@@ -87,3 +101,25 @@ async def test_pieces_of_a_body_without_chunks() -> None:
     reader.feed_eof()
     assert b"".join(await task) == b"a" * 10 + b"b" * 5
     assert await first_piece(reader) == b""  # at the end
+
+
+async def test_the_empty_payload_ends_at_once() -> None:
+    """aiohttp's EmptyStreamReader (a shared singleton) answers readchunk() with
+    (b"", True) forever once read: pieces() must end, not spin the loop."""
+    for _ in range(2):  # the second time, the singleton has been read already
+        async with asyncio.timeout(1):
+            assert await _collect(EMPTY_PAYLOAD) == []
+            assert await first_piece(EMPTY_PAYLOAD) == b""
+
+
+async def test_first_piece_then_the_rest_at_the_end() -> None:
+    """body.py's path: the first chunk, then, the body being complete, all the rest in
+    one read: nothing lost, nothing twice."""
+    reader = await _reader()
+    for data in (b"one", b"two", b"three"):
+        reader.feed_data(data)
+        reader.end_http_chunk_receiving()
+    reader.feed_eof()
+    first = await first_piece(reader)
+    assert first == b"one" and reader.is_eof()
+    assert first + reader.read_nowait(-1) == b"onetwothree"

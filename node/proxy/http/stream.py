@@ -23,7 +23,9 @@ async def pieces(content: StreamReader) -> AsyncIterator[bytes]:
         data, end_of_chunk = await content.readchunk()
         if data:
             yield data
-        elif not end_of_chunk:  # (b"", False) is the end of the data
+        elif not end_of_chunk or content.at_eof():  # the end of the data
+            # ((b"", False) on a StreamReader; aiohttp's EmptyStreamReader answers
+            # (b"", True) forever without waiting, so its end is told by at_eof())
             return
 
 
@@ -31,5 +33,5 @@ async def first_piece(content: StreamReader) -> bytes:
     """The first piece, or b"" at the end; raises the reader's exception."""
     while True:
         data, end_of_chunk = await content.readchunk()
-        if data or not end_of_chunk:
+        if data or not end_of_chunk or content.at_eof():
             return data
