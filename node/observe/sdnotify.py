@@ -27,26 +27,32 @@ class Notifier:
     def enabled(self) -> bool:
         return bool(self.address)
 
-    def send(self, *lines: str) -> None:
+    def send(self, *lines: str, wait: float = 0.0) -> None:
+        """One datagram. Keepalives never block: a reader that stopped reading fills the
+        socket's queue (net.unix.max_dgram_qlen) and a blocking send would freeze the
+        loop; READY and STOPPING wait up to ``wait`` seconds for room (a busy systemd
+        that missed READY=1 would kill the node at its start timeout)."""
         if not self.address:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                # never blocking: a reader that stopped reading fills the socket's queue
-                # (net.unix.max_dgram_qlen), and a blocking send would then freeze the loop
-                sock.setblocking(False)
+                if wait > 0:
+                    sock.settimeout(wait)
+                else:
+                    sock.setblocking(False)
                 sock.sendto("\n".join(lines).encode(), self.address)
         except OSError as exc:  # systemd gone or not reading: nothing to tell, nothing to fail
-            log.debug("sd_notify to %s failed: %s", self.address, exc)
+            level = logging.WARNING if wait > 0 else logging.DEBUG
+            log.log(level, "sd_notify %s to %s failed: %s", lines[0], self.address, exc)
 
     def ready(self, status: str) -> None:
-        self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+        self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}", wait=1.0)
 
     def status(self, status: str) -> None:
         self.send(f"STATUS={status}")
 
     def stopping(self) -> None:
-        self.send("STOPPING=1", "STATUS=stopping: handing over and draining")
+        self.send("STOPPING=1", "STATUS=stopping: handing over and draining", wait=1.0)
 
     async def watchdog(self) -> None:
         """WATCHDOG=1 every half interval, for as long as the event loop runs."""
