@@ -44,7 +44,6 @@ def add_commands(commands: Commands) -> None:
         help="print the configuration reference (every key, its default and meaning)",
         description="Print the reference of every cluster.yaml and node.yaml key, built "
         "from the configuration readers themselves (docs/configuration.md is its output).",
-        epilog="example: floatgate config-reference --output docs/configuration.md",
     )
     reference.add_argument("--output", type=Path, help="write to this file (default: stdout)")
     reference.set_defaults(run=_reference)

@@ -205,7 +205,7 @@ class FrontendConfig:
     tls: FrontendTls | None = None
     rules: tuple[Rule, ...] = ()
     routes: tuple[SniRoute, ...] = ()  # mode tcp
-    hello_timeout: float = 5.0  # mode tcp: time allowed to send the ClientHello
+    hello_timeout: float = 5.0  # for a PROXY header and (mode tcp) the ClientHello
     accept_proxy: tuple[Network, ...] = ()  # PROXY protocol required from these sources
 
 

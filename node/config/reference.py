@@ -351,7 +351,14 @@ def rows(file: str) -> list[Row]:
     facts: dict[str, KeyFact] = {}
     for path, seen_fact in seen.facts.items():
         facts.setdefault(normalize(path, seen.named), seen_fact)
-    required = {normalize(path, seen.named) for path in seen.required}
+    # required where every mapping that accepts the key requires it (a tcp frontend
+    # does not require what an http one does)
+    instances: dict[str, list[bool]] = {}
+    for mapping, allowed in seen.accepted.items():
+        for key in allowed:
+            raw = f"{mapping}.{key}" if mapping else key
+            instances.setdefault(normalize(raw, seen.named), []).append(raw in seen.required)
+    required = {path for path, flags in instances.items() if all(flags)}
     mappings = {normalize(path, seen.named) for path in seen.accepted}
     meanings = MEANINGS[file]
     shown = DEFAULTS_SHOWN.get(file, {})
