@@ -5,7 +5,8 @@ function that runs them (``set_defaults(run=...)``)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from node.cli import bundles, certs, cluster
 from node.cli import node as node_commands
@@ -37,22 +38,28 @@ EXAMPLES = {
 }
 
 
-def _add_examples(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
-    """Give every command its example; returns the commands that have none."""
-    missing = []
+Subcommand = tuple[str, str, argparse.ArgumentParser, "argparse._SubParsersAction[Any]"]
+
+
+def subcommands(parser: argparse.ArgumentParser, path: str = "") -> Iterator[Subcommand]:
+    """Every command under ``parser``: (its path, e.g. "certs dev-ca", its name, its
+    parser, the action that holds it), depth first."""
     for action in parser._actions:  # argparse keeps subcommands only here
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 command = f"{path} {name}".strip()
-                example = EXAMPLES.get(command)
-                if example is None:
-                    missing.append(command)
-                else:
-                    sub.formatter_class = argparse.RawDescriptionHelpFormatter
-                    sub.epilog = f"example:\n  {example}"
-                    sub.description = sub.description or action_help(action, name)
-                missing += _add_examples(sub, command)
-    return missing
+                yield command, name, sub, action
+                yield from subcommands(sub, command)
+
+
+def _add_examples(parser: argparse.ArgumentParser) -> None:
+    """Give every command its example (tests/unit/test_cli_help.py: each has one)."""
+    for command, name, sub, action in subcommands(parser):
+        example = EXAMPLES.get(command)
+        if example is not None:
+            sub.formatter_class = argparse.RawDescriptionHelpFormatter
+            sub.epilog = f"example:\n  {example}"
+            sub.description = sub.description or action_help(action, name)
 
 
 def action_help(action: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> str:

@@ -72,15 +72,22 @@ def _messages(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
     return got
 
 
-async def test_notify_ready_watchdog_and_stopping(
-    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
-) -> None:
+def _notified_node(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], watchdog_usec: int
+) -> tuple[socket.socket, int, FloatgateProcess]:
+    """A notify socket standing in for systemd, and a standalone node told to use it."""
     path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     port = free_port()
-    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
-    process = floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env)
+    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": str(watchdog_usec)}
+    return sock, port, floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env)
+
+
+async def test_notify_ready_watchdog_and_stopping(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
+) -> None:
+    sock, port, process = _notified_node(tmp_path, floatgate_process, 400000)
     try:
         first: list[tuple[float, str]] = []
         ready_at = None
@@ -129,13 +136,8 @@ def test_a_notify_socket_nobody_reads_never_blocks_the_node(
     """A unix datagram socket queues net.unix.max_dgram_qlen (10) messages; a reader that
     stops (a wedged systemd, a test that stopped reading) must cost us watchdog messages,
     never the event loop: the node still answers and still stops on SIGTERM."""
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    port = free_port()
     # a keepalive every 10 ms fills the queue in a tenth of a second; nothing here reads
-    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "20000"}
-    process = floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env)
+    sock, port, process = _notified_node(tmp_path, floatgate_process, 20000)
     try:
         process.wait_listening(port)
         time.sleep(0.5)  # well past a full queue

@@ -3,26 +3,14 @@ and arguments exist (so the examples cannot drift from the parser)."""
 
 from __future__ import annotations
 
-import argparse
 import shlex
 from importlib.metadata import version
 
 import pytest
 
-from node.cli.main import EXAMPLES, build_parser
+from node.cli.main import EXAMPLES, build_parser, subcommands
 
-
-def _commands(parser: argparse.ArgumentParser, path: str = "") -> list[str]:
-    found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                command = f"{path} {name}".strip()
-                found += [command, *_commands(sub, command)]
-    return found
-
-
-COMMANDS = _commands(build_parser())
+COMMANDS = [command for command, *_ in subcommands(build_parser())]
 
 
 def test_every_command_has_an_example_and_every_example_a_command() -> None:
