@@ -52,6 +52,8 @@ class Observation:
     members: tuple[Candidate, ...] = ()  # live members (this node's own entry included)
     handover_to: str | None = None  # a planned switchover names this node
     uptodate: bool = True  # this node serves the cluster's current configuration
+    silent_leader: str | None = None  # the leader key names it, but it went silent
+    key_lost: bool = False  # a write of our leader key was refused: the seat is not ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +93,16 @@ def decide(state: ElectionState, seen: Observation, me: Me) -> tuple[ElectionSta
         state = replace(state, known_since=seen.now)
     if seen.leader is not None:
         return replace(state, vacant_since=None), Decision("follow", f"following {seen.leader}")
+    seat = (
+        "no leader"
+        if seen.silent_leader is None
+        else (
+            f"{seen.silent_leader} went silent (no write for its whole window: its fence is shut)"
+        )
+    )
     if not seen.healthy:
         return replace(state, vacant_since=None), Decision(
-            "wait", "no leader, but the data plane is unhealthy: not campaigning"
+            "wait", f"{seat}, but the data plane is unhealthy: not campaigning"
         )
     now = seen.now
     vacant_since = state.vacant_since if state.vacant_since is not None else now
@@ -107,38 +116,39 @@ def decide(state: ElectionState, seen: Observation, me: Me) -> tuple[ElectionSta
     settle = campaign_grace(state.lease.ttl) / 2
     if state.known_since is not None and now - state.known_since < settle:
         return waited, Decision(
-            "wait", "no leader: letting members that start together register first"
+            "wait", f"{seat}: letting members that start together register first"
         )
-    others = [m for m in seen.members if m.name != me.name and m.healthy]
+    others = [m for m in seen.members
+              if m.name not in (me.name, seen.silent_leader) and m.healthy]  # fmt: skip
     if not seen.uptodate:
         fresh = [m for m in others if m.uptodate]
         if fresh:
             return waited, Decision("wait", (
-                "no leader, but this node's configuration is not the cluster's current "
+                f"{seat}, but this node's configuration is not the cluster's current "
                 f"one: leaving the seat to {fresh[0].name}"))  # fmt: skip
         if now - vacant_since < state.lease.ttl:
             left = state.lease.ttl - (now - vacant_since)
             return waited, Decision("wait", (
-                "no leader and no up-to-date node: campaigning with a stale "
+                f"{seat} and no up-to-date node: campaigning with a stale "
                 f"configuration in {left:.2f}s"))  # fmt: skip
         return waited, Decision("campaign", (
-            "no leader and no up-to-date node for a whole TTL: campaigning with a STALE "
+            f"{seat} and no up-to-date node for a whole TTL: campaigning with a STALE "
             "configuration (alarm)"))  # fmt: skip
     better = sorted(
         (m for m in others if m.uptodate and outranks(m, me)),
         key=lambda m: (-m.priority, m.name),
     )
     if not better:
-        return waited, Decision("campaign", "no leader: campaigning")
+        return waited, Decision("campaign", f"{seat}: campaigning")
     grace = campaign_grace(state.lease.ttl)
     best = better[0]
     if now - vacant_since < grace:
         left = grace - (now - vacant_since)
         return waited, Decision("wait", (
-            f"no leader: {best.name} (priority {best.priority}) outranks this node "
+            f"{seat}: {best.name} (priority {best.priority}) outranks this node "
             f"(priority {me.priority}); campaigning in {left:.2f}s if it does not"))  # fmt: skip
     return waited, Decision(
-        "campaign", f"no leader and {best.name} did not campaign within {grace:.1f}s: campaigning"
+        "campaign", f"{seat} and {best.name} did not campaign within {grace:.1f}s: campaigning"
     )
 
 
@@ -150,6 +160,10 @@ def _as_leader(state: ElectionState, seen: Observation, me: Me) -> tuple[Electio
         )
     if seen.leader_known and seen.leader is not None and seen.leader != me.name:
         return _follower(state), Decision("step_down", f"etcd names {seen.leader} as leader")
+    if seen.key_lost:
+        return _follower(state), Decision("step_down", (
+            "etcd refused a write of this node's leader key (a standby took the seat "
+            "after this node went silent for its whole window)"))  # fmt: skip
     if not seen.healthy:
         return _follower(state), Decision(
             "resign", "data plane unhealthy: resigning so a healthy node can take over"
@@ -202,4 +216,5 @@ def won(state: ElectionState, sent_at: float) -> ElectionState:
 
 
 def renewed(state: ElectionState, sent_at: float) -> ElectionState:
+    """Keepalive and leader-key write both renewed by requests sent at ``sent_at``."""
     return replace(state, lease=state.lease.renewed(sent_at))

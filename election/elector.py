@@ -7,8 +7,13 @@
   and a new watch (events may have been missed).
 - campaign: grant a lease, then one transaction: put the leader key with it if the key's
   create_revision is 0 (absent). The key's create revision is the fencing token.
-- keepalive every TTL/3; leadership is the deadline of :mod:`election.lease`: any etcd
-  error or silence counts against it, never for it.
+- renew every TTL/3: a lease keepalive and a *beat* (the leader key written again under
+  the fencing token, pipelined); leadership is the deadline of :mod:`election.lease`:
+  any etcd error or silence counts against it, never for it.
+- takeover of a silent leader (``fence_slack`` set): a standby that saw no write of the
+  leader key for the leader's whole window, plus the time its fence may lag, deletes the
+  key if its mod revision is still the one seen, then campaigns -- without waiting for
+  etcd to expire and reap the lease (up to TTL + 0.5 s). See :class:`election.view.Silence`.
 - resign: revoke the lease (etcd deletes the key at once). A planned handover to a named
   node first writes ``handover`` under the fencing token.
 
@@ -51,6 +56,7 @@ from election.view import (
     Keys,
     LeaderRecord,
     Member,
+    Silence,
     Succession,
     snapshot,
 )
@@ -78,11 +84,15 @@ class EtcdElection:
         on_request: Callable[[str, float], None] | None = None,
         down_visible_for: int = 600,
         promise_file: Path | None = None,
+        fence_slack: float | None = None,
     ) -> None:
         """``failsafe``: when etcd cannot be reached, ask it whether every known peer
         promised (for the given seconds) not to campaign; if so the leader keeps its
         seat past the deadline (etcd_loss: failsafe). None: leadership ends at the
-        deadline (etcd_loss: release)."""
+        deadline (etcd_loss: release). ``fence_slack``: how long after its deadline a
+        holder's fence may still pass frames (bpf: none; an address lifetime: the
+        kernel's lag); with it, a silent leader's seat is taken once its fence is shut
+        for sure; None: only when etcd deletes the key."""
         if ttl < 1:
             raise ValueError("lease TTL must be at least 1 s")
         if not access.endpoints:
@@ -127,6 +137,11 @@ class EtcdElection:
         self.succession = Succession()  # leader changes and the last vacancy, as seen
         self._on_request = on_request  # (operation, seconds) of each etcd request
         self._isolated_until = 0.0
+        self.fence_slack = fence_slack
+        self.silence = Silence()  # the leader key's last write, as this node saw it
+        self._evict: tuple[int, int] | None = None  # (token, mod revision) of a silent leader
+        self._beats = 0  # beats in flight
+        self._key_lost = False  # a beat was refused: the leader key is not ours
 
     # -- what callers ask -------------------------------------------------------------
 
@@ -209,6 +224,8 @@ class EtcdElection:
             # the next endpoint, and waiting a whole interval could let the deadline
             # pass while another etcd member would have answered.
             due = time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3
+            if due:
+                self._send_beat()
             if due and not await self._renew() and len(self.access.endpoints) > 1:
                 await self._renew()
             if decision.action == "yield" and decision.target:
@@ -298,7 +315,8 @@ class EtcdElection:
     def _leader_value(self, leaving: bool = False) -> bytes:
         extra = {"leaving": True} if leaving else {}
         return json.dumps({"name": self.me.name, "priority": self.me.priority,
-                           **self._payload(), **extra}).encode()  # fmt: skip
+                           **self._payload(), "window": round(self.state.lease.window, 6),
+                           **extra}).encode()  # fmt: skip
 
     async def close(self) -> None:
         if self._watch_task is not None:
@@ -437,7 +455,13 @@ class EtcdElection:
         if view is None or now - self._last_contact > self.ttl:
             return Observation(now, healthy, leader_known=False)
         leader = view.leader(self.keys)
-        self.succession = self.succession.observed(leader, now)
+        silent = self._silent(view, leader, now)
+        if silent and leader is not None:
+            assert self.silence.beat is not None
+            self.succession = self.succession.silenced(leader, self.silence.beat.seen_at)
+            leader = None
+        else:
+            self.succession = self.succession.observed(leader, now)
         before = {m.name: m for m in self.known_members}
         self.known_members = view.members(self.keys)
         vanished = set(before) - {m.name for m in self.known_members} - {self.me.name}
@@ -448,7 +472,25 @@ class EtcdElection:
         return Observation(
             now, healthy, leader_known=True, leader=leader.name if leader else None,
             members=members, handover_to=view.handover_to(self.keys), uptodate=self._uptodate(),
+            silent_leader=self.succession.seen.name if silent and self.succession.seen else None,
+            key_lost=self._key_lost,
         )  # fmt: skip
+
+    def _silent(self, view: ClusterView, leader: LeaderRecord | None, now: float) -> bool:
+        """Whether the leader key's holder went silent (see election.view.Silence);
+        records the write to take away in ``_evict``."""
+        self._evict = None
+        entry = view.entries.get(self.keys.leader)
+        if leader is None or entry is None or self.state.leading:
+            return False
+        window = leader.payload.get("window")
+        stated = float(window) if isinstance(window, (int, float)) and window > 0 else None
+        self.silence = self.silence.observed(leader.fencing_token, entry.mod_revision, stated,
+                                             now)  # fmt: skip
+        if not self.silence.silent(now, self.fence_slack):
+            return False
+        self._evict = (leader.fencing_token, entry.mod_revision)
+        return True
 
     async def _keep_membership(self, healthy: bool) -> None:
         """Keep ``members/<name>`` alive and current: re-written when what it says
@@ -512,9 +554,29 @@ class EtcdElection:
                 pass
 
     async def _campaign(self) -> Decision:
+        evicted = ""
+        if self._evict is not None:
+            token, revision = self._evict
+            try:
+                gone, _ = await self._call("take the seat of a silent leader", lambda c:
+                    c.transaction(
+                        compare=[c.transactions.create(self.keys.leader) == token,
+                                 c.transactions.mod(self.keys.leader) == revision],
+                        success=[c.transactions.delete(self.keys.leader)],
+                        failure=[],
+                    ))  # fmt: skip
+            except EtcdUnavailable as exc:
+                return Decision("wait", f"taking the seat of a silent leader failed: {exc}")
+            if not gone:
+                return Decision("follow", (
+                    "the silent leader's key changed before it could be taken (it wrote "
+                    "again, or another node took it): not campaigning"))  # fmt: skip
+            evicted = f"deleted the silent leader's key (fencing token {token}); "
         sent = time.monotonic()  # the lease's TTL cannot start before this instant
         try:
             lease = await self._call("grant lease", lambda c: c.lease(self.ttl))
+            # The window written must be the one this reign leads on (the granted TTL).
+            self._lead_on_granted(int(getattr(lease, "ttl", 0) or self.ttl))
             value = self._leader_value()
             succeeded, responses = await self._call(
                 "campaign",
@@ -528,19 +590,21 @@ class EtcdElection:
                 ),
             )
         except EtcdUnavailable as exc:
-            return Decision("wait", f"campaign failed: {exc}")
+            return Decision("wait", f"{evicted}campaign failed: {exc}")
         if not succeeded:
             await self._revoke_lease(lease.id)
-            return Decision("follow", "campaign lost: another node created the leader key first")
+            return Decision("follow", f"{evicted}campaign lost: another node created the "
+                            "leader key first")  # fmt: skip
         self._lease_id = lease.id
-        self._lead_on_granted(int(getattr(lease, "ttl", 0) or self.ttl))
         self.state = won(self.state, sent)
         self._yielding = False
+        self._key_lost = False
         # The put's revision is the key's create revision (it did not exist): the token.
         self.fencing_token = int(responses[0].response_put.header.revision) or None
         self.last_token = self.fencing_token
         return Decision(
-            "campaign", f"acquired the lease as leader (fencing token {self.fencing_token})"
+            "campaign",
+            f"{evicted}acquired the lease as leader (fencing token {self.fencing_token})",
         )
 
     def _lead_on_granted(self, granted: int) -> None:
@@ -553,9 +617,8 @@ class EtcdElection:
         ttl = float(max(granted, self.ttl))  # never shorter than asked (etcd never is)
         if ttl != self.state.lease.ttl:
             margin = self._margin or default_margin(ttl)
-            self.state = replace(
-                self.state, lease=LeaseClock(ttl, margin, self.state.lease.last_sent)
-            )
+            self.state = replace(self.state, lease=replace(self.state.lease, ttl=ttl,
+                                                           margin=margin))  # fmt: skip
         if granted > self.ttl and self.ttl_note is None:
             self.ttl_note = (
                 f"etcd grants {granted} s leases, more than election.lease_ttl {self.ttl} s "
@@ -598,9 +661,41 @@ class EtcdElection:
                     return True
             self.state = ElectionState(LeaseClock(self.state.lease.ttl, self.state.lease.margin))
             return True  # an answer: the lease is gone, nothing to retry
-        self.state = renewed(self.state, sent)
+        self.state = replace(self.state, lease=self.state.lease.kept_alive(sent))
         self.failsafe_active = False
         return True
+
+    def _send_beat(self) -> None:
+        """Write the leader key again under the fencing token, in the background (a
+        write waits for fsync; two may be in flight, so one slow write does not hold
+        the next back). Its success moves the deadline from its send time."""
+        token, lease_id = self.fencing_token, self._lease_id
+        if token is None or lease_id is None or self._beats >= 2 or not self.is_leader():
+            return
+        self._beats += 1
+        self._spawn(self._beat(token, lease_id))
+
+    async def _beat(self, token: int, lease_id: int) -> None:
+        sent = time.monotonic()
+        value = self._leader_value()
+        try:
+            ok, _ = await self._call("beat", lambda c: c.transaction(
+                compare=[c.transactions.create(self.keys.leader) == token],
+                success=[c.transactions.put(self.keys.leader, value, lease_id)],
+                failure=[],
+            ), timeout=self.state.lease.window)  # fmt: skip
+        except EtcdUnavailable as exc:
+            log.warning("%s: beat failed, deadline unchanged: %s", self.me.name, exc)
+            return
+        finally:
+            self._beats -= 1
+        if self.fencing_token != token:
+            return  # that reign is over
+        if ok:
+            self.state = replace(self.state, lease=self.state.lease.beaten(sent))
+        else:
+            self._key_lost = True
+            self._wake.set()
 
     async def _failsafe_guard(self) -> None:
         """etcd_loss: failsafe. Beside the election loop (whose keepalive may be stuck

@@ -1,14 +1,18 @@
-"""Leadership as a deadline, on the monotonic clock (docs/architecture.md: invariants).
+"""Leadership as a deadline, on the monotonic clock (docs/cluster.md: the fence).
 
-A node is leader only until ``last keepalive sent + TTL - margin``. The time recorded is
-when the request was *sent*, not when the answer came: etcd may have started the TTL
-any time after the send, never before. A failed or unanswered keepalive records
-nothing, so the deadline only ever moves forward on success.
+A node is leader only until ``renewed_at + TTL - margin``, where ``renewed_at`` is the
+older of two send times: the last successful lease keepalive (etcd keeps the key TTL
+seconds after it, never less) and the last successful *beat*, a write of the leader key
+under the fencing token (a standby that saw it may take the seat once this window has
+passed since it saw it, without waiting for etcd to expire the lease). The time recorded
+is when the request was *sent*, not when the answer came: etcd may have started the TTL,
+or committed the write, any time after the send, never before. A failed or unanswered
+request records nothing, so the deadline only ever moves forward on success.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,18 +20,40 @@ class LeaseClock:
     ttl: float
     margin: float
     last_sent: float | None = None  # send time of the last *successful* grant/keepalive
+    beat_sent: float | None = None  # send time of the last successful leader-key write
 
     def renewed(self, sent_at: float) -> LeaseClock:
-        """After a successful grant or keepalive that was sent at ``sent_at``."""
+        """Both renewed by requests sent at ``sent_at`` (a won campaign: grant and
+        write; a failsafe extension: peers' promises stand for both)."""
+        return self.kept_alive(sent_at).beaten(sent_at)
+
+    def kept_alive(self, sent_at: float) -> LeaseClock:
+        """After a successful keepalive that was sent at ``sent_at``."""
         if self.last_sent is not None and sent_at <= self.last_sent:
             return self
-        return LeaseClock(self.ttl, self.margin, sent_at)
+        return replace(self, last_sent=sent_at)
+
+    def beaten(self, sent_at: float) -> LeaseClock:
+        """After a successful leader-key write (a beat) that was sent at ``sent_at``."""
+        if self.beat_sent is not None and sent_at <= self.beat_sent:
+            return self
+        return replace(self, beat_sent=sent_at)
+
+    @property
+    def window(self) -> float:
+        """How long one renewal carries leadership: TTL - margin."""
+        return self.ttl - self.margin
+
+    @property
+    def renewed_at(self) -> float | None:
+        if self.last_sent is None or self.beat_sent is None:
+            return None
+        return min(self.last_sent, self.beat_sent)
 
     @property
     def deadline(self) -> float | None:
-        if self.last_sent is None:
-            return None
-        return self.last_sent + self.ttl - self.margin
+        renewed_at = self.renewed_at
+        return None if renewed_at is None else renewed_at + self.window
 
     def valid(self, now: float) -> bool:
         deadline = self.deadline

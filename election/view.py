@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,21 +137,30 @@ def _json(value: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+VacancyKind = Literal["handover", "expiry", "silence"]
+
+
 @dataclass(frozen=True, slots=True)
 class Vacancy:
-    """The leader key was seen gone: who held it, and whether it said it was leaving."""
+    """The seat was seen empty: who held it, and how the reign ended.
 
-    at: float  # monotonic time the empty seat was observed
+    ``handover``: the holder said it was leaving; ``expiry``: etcd deleted the key when
+    the lease ran out; ``silence``: the holder wrote nothing for its whole window, so a
+    standby took the seat (see :class:`Silence`), and ``at`` is when its last write
+    was seen."""
+
+    at: float  # monotonic time the empty seat was observed (silence: the last write seen)
     previous: str
     fencing_token: int
-    planned: bool  # the holder resigned (handover), rather than its lease expiring
+    kind: VacancyKind
 
     def last_sign_of_life(self, ttl: float) -> float:
         """When the old leader was last known alive: the moment it left, for a planned
-        handover; for an expiry, TTL before the key vanished (etcd deletes it once the
-        lease went TTL seconds without a keepalive, so that was its last one, at the
-        latest -- etcd's lease reaping adds up to ~0.5 s that this cannot see)."""
-        return self.at if self.planned else self.at - ttl
+        handover, or its last write seen, for silence; for an expiry, TTL before the
+        key vanished (etcd deletes it once the lease went TTL seconds without a
+        keepalive, so that was its last one, at the latest -- etcd's lease reaping adds
+        up to ~0.5 s that this cannot see)."""
+        return self.at - ttl if self.kind == "expiry" else self.at
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,5 +181,68 @@ class Succession:
         if not self.present or self.seen is None:
             return self
         old = self.seen
-        vacancy = Vacancy(now, old.name, old.fencing_token, old.payload.get("leaving") is True)
-        return replace(self, present=False, vacancy=vacancy)
+        kind: VacancyKind = "handover" if old.payload.get("leaving") is True else "expiry"
+        return replace(self, present=False,
+                       vacancy=Vacancy(now, old.name, old.fencing_token, kind))  # fmt: skip
+
+    def silenced(self, leader: LeaderRecord, last_write_seen: float) -> Succession:
+        """``leader`` went silent: this node takes its seat."""
+        vacancy = Vacancy(last_write_seen, leader.name, leader.fencing_token, "silence")
+        return replace(self, seen=leader, present=False, vacancy=vacancy)
+
+
+# Two nodes' monotonic clocks may run this much apart in rate (NTP slews at most 500 ppm).
+CLOCK_RATE = 1e-3
+SCHEDULING = 0.01  # s: between a silence judged and the kernel of the old holder
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """The leader key's latest write as one standby saw it."""
+
+    token: int  # the reign (the key's create revision)
+    revision: int  # the write (the key's mod revision)
+    seen_at: float  # monotonic time this standby first saw that write
+    window: float | None  # the leader's stated window (TTL - margin); None: not stated
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """When a standby may take the seat of a leader that stopped writing (pure).
+
+    The leader writes its key under the fencing token every renewal and leads only
+    until (older of its last successful keepalive and write, as *sent*) + window
+    (election.lease). Every successful write of the reign is committed no later than
+    the one this standby saw, and sent before it was committed, so before ``seen_at``:
+    the leader's deadline is at most ``seen_at + window`` on its clock. Once
+    ``seen_at + window x (1 + CLOCK_RATE) + fence_slack + SCHEDULING`` has passed here,
+    its fence is shut. The takeover deletes the key only if its mod revision is still
+    the one seen (a later write means the leader lives: the delete fails); after that
+    delete, every write of the old reign fails, so nothing can extend its deadline.
+    """
+
+    beat: Beat | None = None
+
+    def observed(self, token: int, revision: int, window: float | None, now: float) -> Silence:
+        held = self.beat
+        if held is None or held.token != token:
+            return Silence(Beat(token, revision, now, window))
+        if held.window is not None and (window is None or window < held.window):
+            window = held.window  # the longest window the reign stated holds for all of it
+        if revision < held.revision or (revision == held.revision and window == held.window):
+            return self
+        seen_at = held.seen_at if revision == held.revision else now
+        return Silence(Beat(token, revision, seen_at, window))
+
+    def quiet_until(self, fence_slack: float) -> float | None:
+        """When the leader's fence is shut for sure, unless it writes again."""
+        beat = self.beat
+        if beat is None or beat.window is None:
+            return None  # a leader that does not state its window is left to etcd
+        return beat.seen_at + beat.window * (1 + CLOCK_RATE) + fence_slack + SCHEDULING
+
+    def silent(self, now: float, fence_slack: float | None) -> bool:
+        if fence_slack is None:
+            return False
+        until = self.quiet_until(fence_slack)
+        return until is not None and now >= until

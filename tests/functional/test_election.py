@@ -35,9 +35,11 @@ async def nodes(etcd: EtcdProcess) -> AsyncIterator[Any]:
     made: list[tuple[EtcdElection, asyncio.Task[None]]] = []
     health: dict[str, bool] = {}
 
-    async def start(name: str, priority: int = 100, nopreempt: bool = True) -> EtcdElection:
+    async def start(
+        name: str, priority: int = 100, nopreempt: bool = True, **options: Any
+    ) -> EtcdElection:
         access = EtcdAccess((("127.0.0.1", etcd.client_port),))
-        election = EtcdElection(access, "test", Me(name, priority, nopreempt), ttl=2)
+        election = EtcdElection(access, "test", Me(name, priority, nopreempt), ttl=2, **options)
         health[name] = True
         made.append((election, asyncio.create_task(election.run(lambda: health[name]))))
         return election
@@ -114,6 +116,58 @@ async def test_silent_etcd_ends_leadership_by_the_deadline(nodes: Any, etcd: Etc
         assert gone_after < a.ttl  # well before etcd itself could expire the lease
     finally:
         etcd.thaw()
+
+
+async def test_a_silent_leader_is_replaced_after_its_window_not_its_lease(
+    nodes: Any, etcd: EtcdProcess
+) -> None:
+    """A leader that stops writing (here: cut off from etcd) is replaced once its window
+    (TTL - margin) has passed since its last write was seen -- after its deadline, so
+    never two leaders, and before etcd expires its lease. While it writes, it is never
+    replaced. Margin 1 s at TTL 2 s: takeover ~1 s after the last write, the lease lives
+    at least 1.33 s after the cut."""
+    a = await nodes("a", priority=900, margin=1.0, fence_slack=0.0)
+    b = await nodes("b", priority=100, margin=1.0, fence_slack=0.0)
+    await _until(a.is_leader)
+    token = a.fencing_token
+    for _ in range(40):  # 2 s, two windows: beats keep the seat
+        assert a.is_leader() and not b.is_leader() and a.fencing_token == token
+        await asyncio.sleep(0.05)
+    old_lease = a._lease_id
+    assert old_lease is not None
+    a.isolate(5.0)  # every request fails from now on, as when cut off from etcd
+    cut_at = time.monotonic()
+    a_deadline = a.state.lease.deadline
+    assert a_deadline is not None
+    await _until(b.is_leader, timeout=5)
+    won_sent = b.state.lease.beat_sent
+    assert won_sent is not None and won_sent > a_deadline  # a's reign had ended
+    assert not a.is_leader()
+    assert "went silent" in b.last_decision.reason, b.last_decision.reason
+    assert "deleted the silent leader's key" in b.last_decision.reason
+    assert b.succession.vacancy is not None and b.succession.vacancy.kind == "silence"
+    assert time.monotonic() - cut_at < 1.5
+    lease = await b._client.get_lease_info(old_lease)  # etcd had not expired it yet
+    assert lease.TTL >= 0  # -1: expired or unknown; 0: under a second left
+    assert b.fencing_token is not None and token is not None and b.fencing_token > token
+
+
+async def test_a_leader_whose_key_was_taken_steps_down_on_its_next_write(
+    nodes: Any, etcd: EtcdProcess
+) -> None:
+    """Frozen past its window and back (its event loop stalled: SIGSTOP, a GC pause): the
+    standby took the seat; the old leader's deadline has passed, and its writes are
+    refused, so it follows."""
+    a = await nodes("a", priority=900, margin=1.0, fence_slack=0.0)
+    b = await nodes("b", priority=100, margin=1.0, fence_slack=0.0)
+    await _until(a.is_leader)
+    a.isolate(2.5)
+    await _until(b.is_leader, timeout=5)
+    await asyncio.sleep(2.0)  # a can reach etcd again
+    await _until(lambda: a.leader is not None and a.leader.name == "b", timeout=5)
+    for _ in range(20):
+        assert b.is_leader() and not a.is_leader()
+        await asyncio.sleep(0.05)
 
 
 async def test_a_longer_ttl_granted_by_etcd_is_what_the_leader_leads_on() -> None:
