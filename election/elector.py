@@ -141,6 +141,8 @@ class EtcdElection:
         self.silence = Silence()  # the leader key's last write, as this node saw it
         self._evict: tuple[int, int] | None = None  # (token, mod revision) of a silent leader
         self._beats = 0  # beats in flight
+        self._beat_tried = float("-inf")  # send time of the latest beat
+        self._beat_failed = False  # the latest beat failed (or its client was replaced)
         self._key_lost = False  # a beat was refused: the leader key is not ours
 
     # -- what callers ask -------------------------------------------------------------
@@ -185,8 +187,9 @@ class EtcdElection:
                     log.exception("%s: election step failed; continuing", self.me.name)
                     decision = Decision("wait", "election step failed")
                 pause = 0.05
-                if decision.action in ("renew", "yield"):  # wake when the keepalive is due
-                    due = (self.state.lease.last_sent or 0.0) + self.ttl / 3
+                if decision.action in ("renew", "yield"):  # wake when a renewal is due
+                    due = min((self.state.lease.last_sent or 0.0) + self.ttl / 3,
+                              self._beat_due_at())  # fmt: skip
                     pause = min(self.ttl / 3, max(0.01, due - time.monotonic()))
                 self._wake.clear()
                 try:
@@ -223,10 +226,12 @@ class EtcdElection:
             # A failed keepalive is retried at once: the failure moved the client to
             # the next endpoint, and waiting a whole interval could let the deadline
             # pass while another etcd member would have answered.
-            due = time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3
-            if due:
+            if time.monotonic() >= self._beat_due_at():
                 self._send_beat()
+            due = time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3
             if due and not await self._renew() and len(self.access.endpoints) > 1:
+                self._beat_failed = True  # its client may be the dead one too: beat anew
+                self._send_beat()
                 await self._renew()
             if decision.action == "yield" and decision.target:
                 self._yield_to(decision.target)
@@ -312,10 +317,16 @@ class EtcdElection:
             return False
         return bool(ok)
 
-    def _leader_value(self, leaving: bool = False) -> bytes:
-        extra = {"leaving": True} if leaving else {}
+    def _leader_value(self, leaving: bool = False, window: float | None = None) -> bytes:
+        """The leader key's value. ``window``: what this reign leads on (TTL - margin),
+        stated so a standby knows how long after a write this node may still hold the
+        seat; ``fence_lag``: how long after that its fence may still pass frames."""
+        extra: dict[str, Any] = {"leaving": True} if leaving else {}
+        if self.fence_slack is not None:
+            extra["fence_lag"] = self.fence_slack
+        stated = self.state.lease.window if window is None else window
         return json.dumps({"name": self.me.name, "priority": self.me.priority,
-                           **self._payload(), "window": round(self.state.lease.window, 6),
+                           **self._payload(), "window": round(stated, 6),
                            **extra}).encode()  # fmt: skip
 
     async def close(self) -> None:
@@ -453,7 +464,7 @@ class EtcdElection:
         now = time.monotonic()
         view = self.view
         if view is None or now - self._last_contact > self.ttl:
-            return Observation(now, healthy, leader_known=False)
+            return Observation(now, healthy, leader_known=False, key_lost=self._key_lost)
         leader = view.leader(self.keys)
         silent = self._silent(view, leader, now)
         if silent and leader is not None:
@@ -483,11 +494,14 @@ class EtcdElection:
         entry = view.entries.get(self.keys.leader)
         if leader is None or entry is None or self.state.leading:
             return False
-        window = leader.payload.get("window")
+        window, lag = leader.payload.get("window"), leader.payload.get("fence_lag")
         stated = float(window) if isinstance(window, (int, float)) and window > 0 else None
         self.silence = self.silence.observed(leader.fencing_token, entry.mod_revision, stated,
                                              now)  # fmt: skip
-        if not self.silence.silent(now, self.fence_slack):
+        slack = self.fence_slack
+        if slack is not None and isinstance(lag, (int, float)) and lag > slack:
+            slack = float(lag)  # the leader's fence lags more than this node's would
+        if not self.silence.silent(now, slack):
             return False
         self._evict = (leader.fencing_token, entry.mod_revision)
         return True
@@ -555,8 +569,9 @@ class EtcdElection:
 
     async def _campaign(self) -> Decision:
         evicted = ""
-        if self._evict is not None:
-            token, revision = self._evict
+        evict, self._evict = self._evict, None
+        if evict is not None:
+            token, revision = evict
             try:
                 gone, _ = await self._call("take the seat of a silent leader", lambda c:
                     c.transaction(
@@ -567,7 +582,15 @@ class EtcdElection:
                     ))  # fmt: skip
             except EtcdUnavailable as exc:
                 return Decision("wait", f"taking the seat of a silent leader failed: {exc}")
-            if not gone:
+            if not gone:  # this node's view is behind: read again, and no vacancy after all
+                self._restart_watch()
+                vacancy = self.succession.vacancy
+                if (
+                    vacancy is not None
+                    and vacancy.kind == "silence"
+                    and (vacancy.fencing_token == token)
+                ):
+                    self.succession = replace(self.succession, vacancy=None)
                 return Decision("follow", (
                     "the silent leader's key changed before it could be taken (it wrote "
                     "again, or another node took it): not campaigning"))  # fmt: skip
@@ -575,9 +598,11 @@ class EtcdElection:
         sent = time.monotonic()  # the lease's TTL cannot start before this instant
         try:
             lease = await self._call("grant lease", lambda c: c.lease(self.ttl))
-            # The window written must be the one this reign leads on (the granted TTL).
-            self._lead_on_granted(int(getattr(lease, "ttl", 0) or self.ttl))
-            value = self._leader_value()
+            # The window written is the one the new reign leads on (the granted TTL);
+            # the state takes it only once won (a reign still running keeps its own).
+            granted = int(getattr(lease, "ttl", 0) or self.ttl)
+            ttl = float(max(granted, self.ttl))
+            value = self._leader_value(window=ttl - (self._margin or default_margin(ttl)))
             succeeded, responses = await self._call(
                 "campaign",
                 lambda c: c.transaction(
@@ -596,6 +621,7 @@ class EtcdElection:
             return Decision("follow", f"{evicted}campaign lost: another node created the "
                             "leader key first")  # fmt: skip
         self._lease_id = lease.id
+        self._lead_on_granted(granted)
         self.state = won(self.state, sent)
         self._yielding = False
         self._key_lost = False
@@ -665,26 +691,43 @@ class EtcdElection:
         self.failsafe_active = False
         return True
 
+    def _beat_due_at(self) -> float:
+        """When the next beat should go out: TTL/3 after the latest one was sent (the
+        keepalive has its own clock), or 50 ms after a failed one -- retried on the
+        client in use, which a failure may have just replaced."""
+        if self._beats >= 2:
+            return float("inf")
+        latest = max(self.state.lease.beat_sent or float("-inf"), self._beat_tried)
+        if self._beat_failed:
+            return min(latest + self.ttl / 3, self._beat_tried + 0.05)
+        return latest + self.ttl / 3
+
     def _send_beat(self) -> None:
-        """Write the leader key again under the fencing token, in the background (a
-        write waits for fsync; two may be in flight, so one slow write does not hold
-        the next back). Its success moves the deadline from its send time."""
+        """Write the leader key again under the fencing token, in the background, so a
+        keepalive retried on the next endpoint is not held up by a write stuck on the
+        dead one (two may be in flight). Its success moves the deadline from its send
+        time; it may take what is left of the window after the TTL/3 between beats."""
         token, lease_id = self.fencing_token, self._lease_id
         if token is None or lease_id is None or self._beats >= 2 or not self.is_leader():
             return
         self._beats += 1
+        self._beat_tried = time.monotonic()
+        self._beat_failed = False
         self._spawn(self._beat(token, lease_id))
 
     async def _beat(self, token: int, lease_id: int) -> None:
         sent = time.monotonic()
         value = self._leader_value()
+        budget = max(self.keepalive_timeout(), self.state.lease.window - self.ttl / 3)
         try:
             ok, _ = await self._call("beat", lambda c: c.transaction(
                 compare=[c.transactions.create(self.keys.leader) == token],
                 success=[c.transactions.put(self.keys.leader, value, lease_id)],
                 failure=[],
-            ), timeout=self.state.lease.window)  # fmt: skip
+            ), timeout=budget)  # fmt: skip
         except EtcdUnavailable as exc:
+            if self.fencing_token == token and sent >= self._beat_tried:
+                self._beat_failed = True
             log.warning("%s: beat failed, deadline unchanged: %s", self.me.name, exc)
             return
         finally:
@@ -705,7 +748,9 @@ class EtcdElection:
         while True:
             await asyncio.sleep(0.05)
             now = time.monotonic()
-            if self.is_leader(now) and self.state.lease.remaining(now) < threshold:
+            kept = self.state.lease.last_sent
+            left = kept + self.state.lease.window - now if kept is not None else 0.0
+            if self.is_leader(now) and left < threshold:  # the keepalive is overdue
                 # etcd first (the loop's own keepalive may be stuck on a dead client;
                 # this one goes out on the current, fresh one), the peers only if that fails
                 # ... and briefly: asking the peers (up to 0.45 s) must still fit before the
@@ -722,7 +767,8 @@ class EtcdElection:
         assert self._failsafe is not None
         sent = time.monotonic()
         try:
-            agreed = await self._failsafe(float(self.ttl))
+            # For as long as this node may lead on it: the granted TTL, if etcd granted more.
+            agreed = await self._failsafe(max(float(self.ttl), self.state.lease.ttl))
         except Exception as exc:  # a failure to ask is a refusal
             log.warning("%s: failsafe: asking peers failed: %s", self.me.name, exc)
             agreed = False

@@ -40,13 +40,17 @@ log = logging.getLogger("floatgate.cluster")
 
 def fence_slack(fence: str, ttl: float) -> float:
     """How long after a silent leader's deadline a standby waits before taking its seat
-    (election.view.Silence). With ``lease_ttl: 1s`` (bpf fence) the fence ends the reign
-    at the deadline itself and the address is a 1 s backstop that outlives it whatever
-    one waits: nothing to add. Otherwise the address expires by the deadline (whole
-    seconds, rounded down) and the kernel removes it up to ~0.33 s late (measured on
-    Debian 12): waiting for that keeps two nodes from ever having the address at once,
-    fence or not."""
-    return 0.0 if fence == "bpf" and ttl < 2 else 0.4
+    (election.view.Silence); the leader states its own in its key and the larger one
+    counts. With ``lease_ttl: 1s`` (bpf fence) the fence ends the reign at the deadline
+    itself and the address is a 1 s backstop that outlives it whatever one waits:
+    nothing to add. Otherwise the address expires by the deadline (whole seconds,
+    rounded down) and the kernel removes it late: up to 0.33 s measured on Debian 12
+    (its lifetime check may round up by 0.25 s, then waits for a workqueue). With the
+    bpf fence the address is only a backstop, so 0.4 s keeps the two addresses from
+    overlapping; with ``vip.fence: lifetime`` the address is the fence: 0.6 s."""
+    if fence == "bpf":
+        return 0.0 if ttl < 2 else 0.4
+    return 0.6
 
 
 class ClusterRole:
