@@ -80,6 +80,7 @@ def test_site_push_and_drill_playbooks_in_the_lab(alab: AnsibleLab) -> None:
     # etcd_profile: lan: etcd grants the 1 s leases of lease_ttl: 1s
     etcd_yml = (alab.root("etcd") / "etc/etcd/etcd.yml").read_text()
     assert "heartbeat-interval: 50\n" in etcd_yml and "election-timeout: 500\n" in etcd_yml
+    assert "auto-compaction-mode: periodic\n" in etcd_yml  # leader-key writes: bounded history
     granted = {n: _status(alab, n).get("lease_ttl_granted") for n in ("n1", "n2")}
     assert 1 in granted.values() and _status(alab, "n1").get("vip_fence") == "bpf", granted
     assert _revision(alab, "n1") == 1 and _revision(alab, "n2") == 1
