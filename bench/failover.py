@@ -23,7 +23,14 @@ milliseconds during which two MACs answered the client's ARP questions for the V
 (the client-visible split brain).
 
     sudo .venv/bin/python bench/failover.py [--runs 5] [--only floatgate|keepalived]
-        [--scenario crash --scenario sigstop ...] [--ttl 1 --ttl 2]
+        [--scenario crash --scenario sigstop ...] [--ttl 1 --ttl 2] [--seed S]
+        [--phase-locked]
+
+A fault comes 1.5 s after the client starts plus a random delay of 0-1 s (seeded:
+``--seed`` replays), so it hits a random point of the active's renewal cycle (floatgate's
+TTL/3 renewals, keepalived's adverts), as a real failure does. ``--phase-locked`` leaves
+the random delay out: the fault then comes at about the same point of the cycle every
+run (for floatgate right after a renewal, its slowest case).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -66,15 +74,18 @@ def probe(lab: SwitchedLab, seconds: float) -> dict[str, Any]:
     return result
 
 
-def fault_run(lab: SwitchedLab, fault: Any, standby: str, seconds: float) -> dict[str, Any]:
-    """Probe for ``seconds``; inject the fault after 1.5 s; measure VIP move and gap."""
+def fault_run(
+    lab: SwitchedLab, fault: Any, standby: str, seconds: float, delay: float
+) -> dict[str, Any]:
+    """Probe for ``seconds``; inject the fault after 1.5 s + ``delay``; measure VIP move
+    and gap."""
     result: dict[str, Any] = {}
     asker = lab.start_arp_watch()
     checker = EventChecker(lab)
     checker.start()
     client = threading.Thread(target=lambda: result.update(probe(lab, seconds)))
     client.start()
-    time.sleep(1.5)
+    time.sleep(1.5 + delay)
     fault()
     try:
         moved = wait_for(lambda: standby in lab.holders(), 15, f"{standby} to hold the VIP")
@@ -101,7 +112,7 @@ def stop_for(lab: SwitchedLab, name: str, seconds: float, pid: int | None = None
     threading.Timer(seconds, os.kill, (target, signal.SIGCONT)).start()
 
 
-def floatgate_run(scenario: str, ttl: int = 2) -> dict[str, Any]:
+def floatgate_run(scenario: str, ttl: int, delay: float) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="floatgate-bench-"))
     lab = SwitchedLab(workdir, lease_ttl=f"{ttl}s")
     try:
@@ -117,7 +128,7 @@ def floatgate_run(scenario: str, ttl: int = 2) -> dict[str, Any]:
                 cwd=REPO, capture_output=True, check=True, timeout=30),
             "sigstop": lambda: stop_for(lab, "n1", 4.0),
         }  # fmt: skip
-        return fault_run(lab, faults[scenario], "n2", 7.0)
+        return fault_run(lab, faults[scenario], "n2", 7.0, delay)
     finally:
         lab.down()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -149,7 +160,7 @@ vrrp_instance VI_1 {{
 """
 
 
-def keepalived_run(scenario: str, tuned: bool) -> dict[str, Any]:
+def keepalived_run(scenario: str, tuned: bool, delay: float) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="keepalived-bench-"))
     lab = SwitchedLab(workdir)
     try:
@@ -174,7 +185,7 @@ def keepalived_run(scenario: str, tuned: bool) -> dict[str, Any]:
             "sigstop": lambda: stop_for(lab, "n1", 4.0,
                                         int((workdir / "n1.vrrp.pid").read_text())),
         }  # fmt: skip
-        return fault_run(lab, faults[scenario], "n2", 8.0)
+        return fault_run(lab, faults[scenario], "n2", 8.0, delay)
     finally:
         lab.down()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -201,19 +212,27 @@ def main() -> int:
     parser.add_argument("--only", choices=("floatgate", "keepalived"))
     parser.add_argument("--scenario", choices=SCENARIOS, action="append")
     parser.add_argument("--ttl", type=int, action="append", help="floatgate lease TTLs (s)")
+    parser.add_argument("--seed", type=int, help="the random fault delays (default: random)")
+    parser.add_argument("--phase-locked", action="store_true",
+                        help="no random delay before a fault")  # fmt: skip
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/failover: needs root (network namespaces)", file=sys.stderr)
         return 2
     ensure_keepalived()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    rng = random.Random(seed)
+    if not args.phase_locked:
+        print(f"fault delays: seed {seed} (1.5 s + 0-1 s after the client starts)", flush=True)
     scenarios = args.scenario or list(SCENARIOS)
     targets: list[tuple[str, Any]] = []
     if args.only != "keepalived":
         for ttl in args.ttl or [1, 2]:
-            targets.append((f"floatgate TTL {ttl}s", lambda s, t=ttl: floatgate_run(s, t)))
+            targets.append((f"floatgate TTL {ttl}s",
+                            lambda s, d, t=ttl: floatgate_run(s, t, d)))  # fmt: skip
     if args.only != "floatgate":
-        targets.append(("keepalived default", lambda s: keepalived_run(s, tuned=False)))
-        targets.append(("keepalived tuned", lambda s: keepalived_run(s, tuned=True)))
+        targets.append(("keepalived default", lambda s, d: keepalived_run(s, False, d)))
+        targets.append(("keepalived tuned", lambda s, d: keepalived_run(s, True, d)))
     table: list[tuple[str, str, dict[str, Any]]] = []
     for scenario in scenarios:
         for label, runner in targets:
@@ -222,7 +241,8 @@ def main() -> int:
             results = []
             for index in range(args.runs):
                 print(f"{scenario:<11}{label:<20}run {index + 1}/{args.runs} ...", flush=True)
-                results.append(runner(scenario))
+                delay = 0.0 if args.phase_locked else rng.uniform(0.0, 1.0)
+                results.append(runner(scenario, delay))
             table.append((scenario, label, summary(results)))
     print()
     print(f"{'scenario':<11}{'target':<20}{'outage med':>11}{'outage max':>11}"
