@@ -107,7 +107,7 @@ def test_status_page_follows_a_failover_without_errors(cluster: SwitchedLab) -> 
     # the takeover and the election/VIP events are logged with their fencing token
     log = cluster.log("n2")
     token = int(after["floatgate_fencing_token"])
-    assert re.search(rf"takeover from n1 \(expiry\) took [0-9.]+s.*\[fencing token {token}\]", log)
+    assert re.search(rf"takeover from n1 \(silence\) took [0-9.]+s.*\[fencing token {token}\]", log)
     assert f"acquired the lease as leader (fencing token {token})" in log
     assert re.search(rf"VIP .*: .*\[fencing token {token}\]", log)
     print(f"takeover measured by n2: {takeover:.3f}s (fencing token {old_token:.0f} -> {token})")
