@@ -308,13 +308,20 @@ class EtcdElection:
             return False
         value = self._leader_value(leaving)
         try:
-            ok, _ = await self._call("update leader key", lambda c: c.transaction(
-                compare=[c.transactions.create(self.keys.leader) == token],
-                success=[c.transactions.put(self.keys.leader, value, lease_id)],
-                failure=[],
-            ))  # fmt: skip
+            return await self._write_leader("update leader key", token, lease_id, value)
         except EtcdUnavailable:
             return False
+
+    async def _write_leader(
+        self, what: str, token: int, lease_id: int, value: bytes, timeout: float | None = None
+    ) -> bool:
+        """Put the leader key's value under the fencing token, on the reign's lease:
+        False when the key is no longer this reign's."""
+        ok, _ = await self._call(what, lambda c: c.transaction(
+            compare=[c.transactions.create(self.keys.leader) == token],
+            success=[c.transactions.put(self.keys.leader, value, lease_id)],
+            failure=[],
+        ), timeout=timeout)  # fmt: skip
         return bool(ok)
 
     def _leader_value(self, leaving: bool = False, window: float | None = None) -> bytes:
@@ -720,11 +727,7 @@ class EtcdElection:
         value = self._leader_value()
         budget = max(self.keepalive_timeout(), self.state.lease.window - self.ttl / 3)
         try:
-            ok, _ = await self._call("beat", lambda c: c.transaction(
-                compare=[c.transactions.create(self.keys.leader) == token],
-                success=[c.transactions.put(self.keys.leader, value, lease_id)],
-                failure=[],
-            ), timeout=budget)  # fmt: skip
+            ok = await self._write_leader("beat", token, lease_id, value, budget)
         except EtcdUnavailable as exc:
             if self.fencing_token == token and sent >= self._beat_tried:
                 self._beat_failed = True
