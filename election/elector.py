@@ -124,6 +124,7 @@ class EtcdElection:
         self._wake = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bool, str], None]] = []
+        self._lease_listeners: list[Callable[[str, int | None], None]] = []
         self._on_yield: Callable[[str], Awaitable[None]] | None = None
         self._yielding = False
         self._failsafe = failsafe
@@ -168,6 +169,17 @@ class EtcdElection:
 
     def on_change(self, callback: Callable[[bool, str], None]) -> None:
         self._listeners.append(callback)
+
+    def on_lease(self, callback: Callable[[str, int | None], None]) -> None:
+        """Called as ``callback("leader", id)`` with each lease granted for a campaign
+        (before the campaign is sent: no reign starts on a lease not yet told), with
+        ``("leader", None)`` once it is revoked, and ``("member", id)`` with each lease
+        granted for the member entry (before the entry is written)."""
+        self._lease_listeners.append(callback)
+
+    def _tell_lease(self, which: str, lease_id: int | None) -> None:
+        for callback in self._lease_listeners:
+            callback(which, lease_id)
 
     def on_yield(self, handler: Callable[[str], Awaitable[None]]) -> None:
         """Called (as a task) when this leader should hand over to a better node
@@ -532,6 +544,7 @@ class EtcdElection:
             if self._member_lease is None:
                 lease = await self._call("grant member lease", lambda c: c.lease(self.ttl))
                 self._member_lease, self._member_written = lease.id, None
+                self._tell_lease("member", int(lease.id))
                 self._member_renewed = now
             if value != self._member_written:
                 lease_id = self._member_lease
@@ -605,6 +618,7 @@ class EtcdElection:
         sent = time.monotonic()  # the lease's TTL cannot start before this instant
         try:
             lease = await self._call("grant lease", lambda c: c.lease(self.ttl))
+            self._tell_lease("leader", int(lease.id))
             # The window written is the one the new reign leads on (the granted TTL);
             # the state takes it only once won (a reign still running keeps its own).
             granted = int(getattr(lease, "ttl", 0) or self.ttl)
@@ -880,6 +894,7 @@ class EtcdElection:
         self.fencing_token = None
         if lease_id is not None:
             await self._revoke_lease(lease_id)
+            self._tell_lease("leader", None)
 
     async def _revoke_lease(self, lease_id: int) -> None:
         try:

@@ -137,14 +137,16 @@ def _json(value: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-VacancyKind = Literal["handover", "expiry", "silence"]
+VacancyKind = Literal["handover", "crash", "expiry", "silence"]
 
 
 @dataclass(frozen=True, slots=True)
 class Vacancy:
     """The seat was seen empty: who held it, and how the reign ended.
 
-    ``handover``: the holder said it was leaving; ``expiry``: etcd deleted the key when
+    ``handover``: the holder said it was leaving; ``crash``: its process died and the
+    crash guard beside it ended the reign (VIP removed first, then the lease revoked:
+    ``at`` is then a few milliseconds after the death); ``expiry``: etcd deleted the key when
     the lease ran out; ``silence``: the holder wrote nothing for its whole window, so a
     standby took the seat (see :class:`Silence`), and ``at`` is when its last write
     was seen."""
@@ -181,7 +183,11 @@ class Succession:
         if not self.present or self.seen is None:
             return self
         old = self.seen
-        kind: VacancyKind = "handover" if old.payload.get("leaving") is True else "expiry"
+        kind: VacancyKind = (
+            "crash" if old.payload.get("crashed") is True
+            else "handover" if old.payload.get("leaving") is True
+            else "expiry"
+        )  # fmt: skip
         return replace(self, present=False,
                        vacancy=Vacancy(now, old.name, old.fencing_token, kind))  # fmt: skip
 

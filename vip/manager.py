@@ -47,11 +47,16 @@ class VipManager:
         self.garps_sent = 0  # gratuitous ARPs handed to the backend
         self.token = token
         self._on_claim: list[Callable[[float], None]] = []
+        self._wake = asyncio.Event()
 
     def on_claim(self, callback: Callable[[float], None]) -> None:
         """Called each time the VIP was added and announced, with the monotonic time its
         first gratuitous ARP went out."""
         self._on_claim.append(callback)
+
+    def wake(self) -> None:
+        """Reconcile now instead of at the next tick (leadership just changed)."""
+        self._wake.set()
 
     async def install(self) -> None:
         """Attach the kernel fence (shut) before the first claim; raises VipError."""
@@ -65,7 +70,11 @@ class VipManager:
                 log.error("VIP %s: %s", self.vip, exc)
             except Exception:  # the loop must outlive any surprise; the kernel fences
                 log.exception("VIP %s: unexpected error in the reconcile loop", self.vip)
-            await asyncio.sleep(self.tick)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            except TimeoutError:
+                pass
+            self._wake.clear()
 
     async def reconcile(self) -> VipAction:
         actual = await self.backend.query(self.vip)

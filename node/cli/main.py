@@ -22,6 +22,7 @@ EXAMPLES = {
     "config-reference": "floatgate config-reference --output configuration.md",
     "status": f"floatgate status {N} --cluster-name edge",
     "switchover": f"floatgate switchover {N} --cluster-name edge --to n2",
+    "release-crashed": f"floatgate release-crashed {N}",
     "drill": f"floatgate drill {N} --cluster-name edge --scenario switchover",
     "push": f"floatgate push --cluster cluster.yaml --certs certs {N} -m 'renew shop cert'",
     "history": f"floatgate history {N} --cluster-name edge",

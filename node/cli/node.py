@@ -39,6 +39,18 @@ def add_commands(commands: Commands) -> None:
     for parser in (check, run_parser):
         parser.set_defaults(run=run)
 
+    crashed = commands.add_parser(
+        "release-crashed",
+        help="after a crash: remove this node's VIP and end its lease (ExecStopPost=)",
+        description="What the crash guard does, for when it died with the node (systemd's "
+        "ExecStopPost=): if the floatgate process of this node.yaml is gone without handing "
+        "over, remove the VIP from this machine, then end its lease in etcd, so a standby "
+        "takes over at once. Does nothing after a clean stop or while floatgate runs.",
+    )
+    crashed.add_argument("--node", type=Path, required=True, help="node.yaml")
+    crashed.add_argument("--json", action="store_true", help="machine-readable output")
+    crashed.set_defaults(run=_release_crashed)
+
     reference = commands.add_parser(
         "config-reference",
         help="print the configuration reference (every key, its default and meaning)",
@@ -47,6 +59,28 @@ def add_commands(commands: Commands) -> None:
     )
     reference.add_argument("--output", type=Path, help="write to this file (default: stdout)")
     reference.set_defaults(run=_reference)
+
+
+def _release_crashed(args: argparse.Namespace) -> int:
+    from node.cluster.guard import act
+    from node.config.etcd import EtcdAccessError, etcd_access
+
+    try:
+        node = load_node(args.node)
+        access = etcd_access(node.etcd) if node.etcd is not None else None
+    except (ConfigError, EtcdAccessError) as exc:
+        print(f"floatgate release-crashed: {exc}", file=sys.stderr)
+        return 2
+    records = sorted(Path(node.data_dir).glob("running-*.json"))
+    outcomes = [(path, act(path, access, None)) for path in records]
+    if args.json:
+        print(json.dumps([{"record": str(path), "released": o.released, "status": o.status,
+                           "said": o.said} for path, o in outcomes]))  # fmt: skip
+    elif not outcomes:
+        print(f"nothing to do: no running record in {node.data_dir}")
+    for path, outcome in outcomes if not args.json else ():
+        print(f"{path.name}: {outcome.said}")
+    return max((o.status for _, o in outcomes), default=0)
 
 
 def _reference(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from node.admin.auth import read_token
 from node.admin.client import advertised_address
 from node.cluster.errors import ClusterConfigError, SwitchoverError
 from node.cluster.failsafe import ask_for_promises
+from node.cluster.guard import GuardProcess, RecordKeeper, RunningRecord, boot_id, record_path
 from node.config.etcd import EtcdAccessError, etcd_access
 from node.config.model import ClusterConfig, NodeConfig
 from node.observe.metrics import Meters
@@ -119,6 +120,13 @@ class ClusterRole:
             arp_probe=config.vip.arp_probe,
             token=lambda: self.election.fencing_token or self.election.last_token,
         )
+        # The crash guard and the running record it acts on (node.cluster.guard).
+        record = RunningRecord(os.getpid(), boot_id(), config.cluster, node.interface,
+                               str(config.vip.address))  # fmt: skip
+        self.record = RecordKeeper(record_path(node.data_dir, config.cluster), record)
+        self.election.on_lease(self._record_lease)
+        self.election.on_change(lambda leading, reason: self.vip.wake())  # claim at once
+        self.guard = GuardProcess(Path(node.source), self.record.path)
         self.meters = meters
         self.takeovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.vip.on_claim(self._claimed)
@@ -128,6 +136,12 @@ class ClusterRole:
         self._stepping_down = False  # VIP released (or being released) before a resign
         self._step_lock = asyncio.Lock()
         self.last_handover_reason: str | None = None
+
+    def _record_lease(self, which: str, lease: int | None) -> None:
+        if which == "leader":
+            self.record.write(lease=lease)
+        else:
+            self.record.write(member_lease=lease)
 
     async def _ask_peers(self, seconds: float) -> bool:
         peers = [m for m in self.election.known_members if m.name != self.node.name]
@@ -219,10 +233,12 @@ class ClusterRole:
             await self.vip.install()
         except VipError as exc:
             raise ClusterConfigError(str(exc)) from exc
+        self.record.write(released=False)
         self._tasks = [
             asyncio.create_task(self.election.run(self._election_health)),
             asyncio.create_task(self.vip.run()),
             asyncio.create_task(self._watch_health()),
+            asyncio.create_task(self.guard.keep()),
         ]
 
     async def _watch_health(self) -> None:
@@ -287,6 +303,7 @@ class ClusterRole:
             "etcd_rtt": round(self.election.rtt, 4) if self.election.rtt is not None else None,
             "keepalive_timeout": round(self.election.keepalive_timeout(), 3),
             "takeovers": list(self.takeovers),
+            "crash_guard": self.guard.status(),
         }  # fmt: skip
 
     def _fence_remaining(self) -> float | None:
@@ -390,4 +407,6 @@ class ClusterRole:
         election_task.cancel()
         await asyncio.gather(election_task, return_exceptions=True)  # resigns if leading
         await self.election.close()
+        self.record.write(released=True)  # the guard, seeing this process exit, does nothing
+        self._tasks[3].cancel()
         log.info("handed over: VIP removed, lease resigned")

@@ -38,7 +38,8 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     unit.write_text(text.replace(INSTALLED, entry))
     result = _verify(unit)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
-    for needed in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes",
+    for needed in ("Type=notify", "WatchdogSec=", "ExecStopPost=", "release-crashed",
+                   "Restart=on-failure", "NoNewPrivileges=yes",
                    "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                    "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
                    "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
