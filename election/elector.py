@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aetcd
 
@@ -64,6 +64,8 @@ from election.view import (
 log = logging.getLogger("floatgate.election")
 # The requests whose time is a round trip (keepalives are leader-local in etcd, reads are
 # a ReadIndex): raft writes (grants, txns) also wait for fsync and are not samples.
+LeaseKind = Literal["leader", "member"]  # which lease on_lease tells of
+
 RTT_SAMPLES = frozenset({"keepalive", "read election keys", "member keepalive"})
 
 _DIGITS = re.compile(r"[0-9.]+")
@@ -124,7 +126,7 @@ class EtcdElection:
         self._wake = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[bool, str], None]] = []
-        self._lease_listeners: list[Callable[[str, int | None], None]] = []
+        self._lease_listeners: list[Callable[[LeaseKind, int | None], None]] = []
         self._on_yield: Callable[[str], Awaitable[None]] | None = None
         self._yielding = False
         self._failsafe = failsafe
@@ -170,14 +172,14 @@ class EtcdElection:
     def on_change(self, callback: Callable[[bool, str], None]) -> None:
         self._listeners.append(callback)
 
-    def on_lease(self, callback: Callable[[str, int | None], None]) -> None:
+    def on_lease(self, callback: Callable[[LeaseKind, int | None], None]) -> None:
         """Called as ``callback("leader", id)`` with each lease granted for a campaign
         (before the campaign is sent: no reign starts on a lease not yet told), with
         ``("leader", None)`` once it is revoked, and ``("member", id)`` with each lease
         granted for the member entry (before the entry is written)."""
         self._lease_listeners.append(callback)
 
-    def _tell_lease(self, which: str, lease_id: int | None) -> None:
+    def _tell_lease(self, which: LeaseKind, lease_id: int | None) -> None:
         for callback in self._lease_listeners:
             callback(which, lease_id)
 
@@ -892,15 +894,16 @@ class EtcdElection:
     async def _revoke(self) -> None:
         lease_id, self._lease_id = self._lease_id, None
         self.fencing_token = None
-        if lease_id is not None:
-            await self._revoke_lease(lease_id)
-            self._tell_lease("leader", None)
+        if lease_id is not None and await self._revoke_lease(lease_id):
+            self._tell_lease("leader", None)  # a lease still live stays told
 
-    async def _revoke_lease(self, lease_id: int) -> None:
+    async def _revoke_lease(self, lease_id: int) -> bool:
         try:
             await self._call("revoke lease", lambda c: c.revoke_lease(lease_id))
         except EtcdUnavailable as exc:
             log.warning("%s: could not revoke lease (it will expire): %s", self.me.name, exc)
+            return False
+        return True
 
 
 def _worth_logging(new: Decision, old: Decision) -> bool:

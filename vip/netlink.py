@@ -98,6 +98,19 @@ class NetlinkBackend:
         assert isinstance(state, VipState)
         return state
 
+    async def links_with(self, ip: ipaddress.IPv4Address) -> list[str]:
+        """The interfaces of this namespace that have ``ip``, with any prefix length."""
+
+        def find(ipr: IPRoute, index: int) -> list[str]:
+            found = {int(a["index"]) for a in ipr.get_addr(family=2)
+                     if a.get("IFA_ADDRESS") == str(ip)}  # fmt: skip
+            names = {int(link["index"]): str(link.get("IFLA_IFNAME")) for link in ipr.get_links()}
+            return sorted(names.get(i, str(i)) for i in found)
+
+        links = await self._run(f"looking for {ip}", find)
+        assert isinstance(links, list)
+        return links
+
     async def add(self, vip: ipaddress.IPv4Interface, deadline: float) -> float:
         """The lifetime is computed in the worker thread, right before the netlink
         request goes out: a stall of the event loop between the plan and the write (a

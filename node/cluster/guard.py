@@ -15,7 +15,8 @@ lease is gone, so the address must already be off this machine (the dead process
 add nothing any more: its pidfd says every thread of it has exited). When etcd cannot be
 reached the lease simply runs out as before. The same steps run from ``floatgate
 release-crashed`` (the systemd unit's ExecStopPost=), for when the guard died with the
-node (systemd's KillMode=control-group kills the whole unit after a crash).
+node (a SIGKILL of the whole unit, an OOM kill of the group, the watchdog's SIGABRT;
+systemd's SIGTERM after a crash the guard ignores).
 
 What the guard acts on is the node's *running record*, a small JSON file in data_dir the
 node keeps up to date: its PID and boot, the VIP and interface, and the lease of its
@@ -38,6 +39,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from election.crash import end_reign
 from election.errors import EtcdUnavailable
@@ -63,9 +65,10 @@ class RunningRecord:
     cluster: str
     interface: str
     vip: str  # address/prefix
+    namespaces: str  # the node's network and PID namespaces (see namespaces())
     lease: int | None = None  # the lease of the latest campaign
     member_lease: int | None = None  # the member entry's lease
-    released: bool = False  # the node handed over (or never led): nothing to do
+    released: bool = False  # the node handed over cleanly: nothing to do
 
     def dump(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -77,7 +80,7 @@ class RunningRecord:
             lease, member = raw.get("lease"), raw.get("member_lease")
             return cls(int(raw["pid"]), str(raw["boot_id"]), str(raw["cluster"]),
                        str(raw["interface"]), str(ipaddress.IPv4Interface(raw["vip"])),
-                       int(lease) if lease is not None else None,
+                       str(raw["namespaces"]), int(lease) if lease is not None else None,
                        int(member) if member is not None else None,
                        bool(raw.get("released", False)))  # fmt: skip
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -89,16 +92,20 @@ def record_path(data_dir: str | Path, cluster: str) -> Path:
 
 
 def what_to_do(record: RunningRecord | None, dead_pid: int | None, boot_id: str,
-               alive: bool) -> str | None:  # fmt: skip
+               where: str, alive: bool) -> str | None:  # fmt: skip
     """None: release (remove the VIP, end the lease); else why there is nothing to do.
     ``dead_pid``: the process the guard watched (None: any, as after a crash of the
-    whole unit); ``alive``: whether the record's process still runs."""
+    whole unit); ``where``: this process's namespaces; ``alive``: whether the record's
+    process may still run (unsure counts as alive)."""
     if record is None:
         return "no running record: the node never started in cluster mode here"
     if record.released:
         return "the node handed over cleanly (or its reign was ended already)"
-    if record.boot_id != boot_id:
-        return "the record is from an earlier boot: its VIP and lease are long gone"
+    if record.boot_id != boot_id or boot_id == "unknown":
+        return "the record is not from this boot (or the boot is unknown): left alone"
+    if record.namespaces != where:
+        return ("the record was written in other network/PID namespaces than this command "
+                "runs in: run it where floatgate ran (e.g. under ip netns exec)")  # fmt: skip
     if dead_pid is not None and record.pid != dead_pid:
         return f"the record belongs to another floatgate process (pid {record.pid})"
     if alive:
@@ -114,9 +121,9 @@ class RecordKeeper:
         self.path = path
         self.record = record
 
-    def write(self, **changes: object) -> None:
-        self.record = replace(self.record, **changes)  # type: ignore[arg-type]
-        tmp = self.path.with_name(self.path.name + ".tmp")
+    def write(self, record: RunningRecord) -> None:
+        self.record = record
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(self.record.dump())
@@ -142,28 +149,50 @@ def boot_id() -> str:
         return "unknown"
 
 
-def pid_alive(pid: int) -> bool:
+def namespaces() -> str:
+    """This process's network and PID namespaces: a record is only acted on from where
+    it was written (elsewhere the VIP would not be found, nor the process)."""
     try:
-        os.kill(pid, 0)
+        return " ".join(f"{kind}:{os.stat(f'/proc/self/ns/{kind}').st_ino}"
+                        for kind in ("net", "pid"))  # fmt: skip
+    except OSError:
+        return "unknown"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` may still run: False only when it has certainly exited (its
+    pidfd is readable once every thread of it is gone, a zombie included)."""
+    try:
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    # A zombie (dead, not yet reaped) still answers kill(0): it serves nothing.
+    except OSError:
+        return True  # unsure: alive
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+        readable, _, _ = select.select([fd], [], [], 0)
+        return not readable
+    finally:
+        os.close(fd)
 
 
-async def release(record: RunningRecord, access: EtcdAccess | None) -> list[str]:
+class AddressRemover(Protocol):
+    """What release needs of the VIP backend (vip.netlink.NetlinkBackend)."""
+
+    async def remove(self, vip: ipaddress.IPv4Interface) -> None: ...
+    async def links_with(self, ip: ipaddress.IPv4Address) -> list[str]: ...
+
+
+async def release(
+    record: RunningRecord, access: EtcdAccess | None, backend: AddressRemover | None = None
+) -> list[str]:
     """Remove the VIP (verified), then end the lease. Each step said in words; raises
     VipError when the VIP could not be removed (then the lease is left alone)."""
     vip = ipaddress.IPv4Interface(record.vip)
-    backend = NetlinkBackend(record.interface)
+    backend = backend or NetlinkBackend(record.interface)
     await backend.remove(vip)
-    if (await backend.query(vip)).present:
-        raise VipError(f"{vip} is still on {record.interface} after removing it")
+    still = await backend.links_with(vip.ip)
+    if still:
+        raise VipError(f"{vip.ip} is still on {', '.join(still)} after removing it")
     done = [f"VIP {vip} removed from {record.interface}"]
     if record.lease is None and record.member_lease is None:
         return [*done, "no lease to end"]
@@ -174,18 +203,6 @@ async def release(record: RunningRecord, access: EtcdAccess | None) -> list[str]
     except EtcdUnavailable as exc:
         done.append(f"could not end the lease (it runs out by itself): {exc}")
     return done
-
-
-def _wait_for_exit(pid: int) -> None:
-    """Block until process ``pid`` has exited (every thread of it)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [])
-    finally:
-        os.close(fd)
 
 
 def _access(node_file: Path) -> EtcdAccess | None:
@@ -208,9 +225,18 @@ def guard(node_file: Path, record_file: Path, pid: int) -> int:
     except (ConfigError, EtcdAccessError) as exc:
         log.error("crash guard cannot start: %s", exc)
         return 2
+    try:
+        watched = os.pidfd_open(pid)  # before READY, and of our own parent only: never
+    except OSError as exc:  # a reused PID
+        log.error("crash guard cannot watch pid %d: %s", pid, exc)
+        return 2
+    if os.getppid() != pid:
+        log.error("crash guard: pid %d is not the node that started this guard", pid)
+        return 2
     sys.stdout.buffer.write(READY)
     sys.stdout.flush()
-    _wait_for_exit(pid)
+    select.select([watched], [], [])
+    os.close(watched)
     died = time.monotonic()
     outcome = act(record_file, access, pid)
     level = logging.WARNING if outcome.released else logging.INFO
@@ -235,7 +261,7 @@ def act(record_file: Path, access: EtcdAccess | None, dead_pid: int | None) -> O
     except ClusterConfigError as exc:
         return Outcome(1, False, f"{exc}; nothing done")
     alive = record is not None and pid_alive(record.pid)
-    skip = what_to_do(record, dead_pid, boot_id(), alive)
+    skip = what_to_do(record, dead_pid, boot_id(), namespaces(), alive)
     if skip is not None:
         return Outcome(0, False, f"nothing to do: {skip}")
     assert record is not None
@@ -245,7 +271,12 @@ def act(record_file: Path, access: EtcdAccess | None, dead_pid: int | None) -> O
         return Outcome(1, False, (
             f"could not remove the VIP, so the lease is left to run out (the fence and "
             f"the address's lifetime end the reign): {exc}"))  # fmt: skip
-    RecordKeeper(record_file, record).write(released=True)
+    try:  # unless a new floatgate process has written its own record meanwhile
+        now = read_record(record_file)
+    except ClusterConfigError:
+        now = None
+    if now is not None and (now.pid, now.boot_id) == (record.pid, record.boot_id):
+        RecordKeeper(record_file, now).write(replace(now, released=True))
     return Outcome(0, True, f"floatgate pid {record.pid} died without handing over; "
                    + "; ".join(steps))  # fmt: skip
 
@@ -254,9 +285,10 @@ class GuardProcess:
     """The node's side: starts the guard beside this process, and again should it die
     (said in the log and in ``/status``)."""
 
-    def __init__(self, node_file: Path, record_file: Path) -> None:
+    def __init__(self, node_file: Path, record_file: Path, possible: bool = True) -> None:
         self.node_file = node_file
         self.record_file = record_file
+        self.possible = possible  # False: node.yaml is not a file the guard could read
         # subprocess.Popen, not asyncio's: asyncio kills a child still running when
         # its loop closes, and the guard must outlive this process to do its work.
         self.process: subprocess.Popen[bytes] | None = None
@@ -300,16 +332,22 @@ class GuardProcess:
     async def keep(self) -> None:
         """Start the guard, and again whenever it exits (not expected while the node
         runs). The node does not wait for it: nothing it does depends on the guard."""
+        if not self.possible:
+            self.problem = "not started: node.yaml was not read from a file"
+            log.warning("crash guard %s: a crash waits for the lease to run out", self.problem)
+            return
         await self.start()
         delay = 0.5
         while True:
             process = self.process
             if process is not None and self.problem is None:
+                armed = time.monotonic()
                 while process.poll() is None:  # polled: a thread blocked in wait() would
                     await asyncio.sleep(0.5)  # hold up this process's own exit
                 self.problem = f"exited (status {process.returncode})"
                 log.warning("crash guard %s; starting it again", self.problem)
-                delay = 0.5
+                if time.monotonic() - armed > 60:
+                    delay = 0.5  # it had lived: a fresh start; else keep backing off
             await asyncio.sleep(delay)
             delay = min(30.0, delay * 2)  # a guard that cannot start: no storm of retries
             await self.start()

@@ -13,17 +13,25 @@ import datetime
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from election.decide import Me
-from election.elector import EtcdElection
+from election.elector import EtcdElection, LeaseKind
 from election.errors import ElectionError
 from node.admin.auth import read_token
 from node.admin.client import advertised_address
 from node.cluster.errors import ClusterConfigError, SwitchoverError
 from node.cluster.failsafe import ask_for_promises
-from node.cluster.guard import GuardProcess, RecordKeeper, RunningRecord, boot_id, record_path
+from node.cluster.guard import (
+    GuardProcess,
+    RecordKeeper,
+    RunningRecord,
+    boot_id,
+    namespaces,
+    record_path,
+)
 from node.config.etcd import EtcdAccessError, etcd_access
 from node.config.model import ClusterConfig, NodeConfig
 from node.observe.metrics import Meters
@@ -122,11 +130,12 @@ class ClusterRole:
         )
         # The crash guard and the running record it acts on (node.cluster.guard).
         record = RunningRecord(os.getpid(), boot_id(), config.cluster, node.interface,
-                               str(config.vip.address))  # fmt: skip
+                               str(config.vip.address), namespaces())  # fmt: skip
         self.record = RecordKeeper(record_path(node.data_dir, config.cluster), record)
         self.election.on_lease(self._record_lease)
         self.election.on_change(lambda leading, reason: self.vip.wake())  # claim at once
-        self.guard = GuardProcess(Path(node.source), self.record.path)
+        # node.yaml read from a file (not from memory, as in some tests): the guard reads it
+        self.guard = GuardProcess(Path(node.source), self.record.path, Path(node.source).is_file())
         self.meters = meters
         self.takeovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.vip.on_claim(self._claimed)
@@ -137,11 +146,10 @@ class ClusterRole:
         self._step_lock = asyncio.Lock()
         self.last_handover_reason: str | None = None
 
-    def _record_lease(self, which: str, lease: int | None) -> None:
-        if which == "leader":
-            self.record.write(lease=lease)
-        else:
-            self.record.write(member_lease=lease)
+    def _record_lease(self, which: LeaseKind, lease: int | None) -> None:
+        old = self.record.record
+        self.record.write(replace(old, lease=lease) if which == "leader"
+                          else replace(old, member_lease=lease))  # fmt: skip
 
     async def _ask_peers(self, seconds: float) -> bool:
         peers = [m for m in self.election.known_members if m.name != self.node.name]
@@ -233,7 +241,7 @@ class ClusterRole:
             await self.vip.install()
         except VipError as exc:
             raise ClusterConfigError(str(exc)) from exc
-        self.record.write(released=False)
+        self.record.write(replace(self.record.record, released=False))
         self._tasks = [
             asyncio.create_task(self.election.run(self._election_health)),
             asyncio.create_task(self.vip.run()),
@@ -399,14 +407,17 @@ class ClusterRole:
         vip_task = self._tasks[1]
         vip_task.cancel()
         await asyncio.gather(vip_task, return_exceptions=True)
+        removed = True
         try:
             await self.vip.release()
         except Exception as exc:
+            removed = False  # the crash guard tries again once this process has exited
             log.error("could not remove the VIP on shutdown: %s", exc)
         election_task = self._tasks[0]
         election_task.cancel()
         await asyncio.gather(election_task, return_exceptions=True)  # resigns if leading
         await self.election.close()
-        self.record.write(released=True)  # the guard, seeing this process exit, does nothing
+        if removed:  # the guard, seeing this process exit, then does nothing
+            self.record.write(replace(self.record.record, released=True))
         self._tasks[3].cancel()
         log.info("handed over: VIP removed, lease resigned")
