@@ -86,7 +86,7 @@ def test_status_page_follows_a_failover_without_errors(cluster: SwitchedLab) -> 
         time.sleep(1.5)  # a few more refreshes with n1 gone
         browser.screenshot(ARTIFACTS / "status-page-after-failover.png")
         failover = next(r for r in _rows(browser, "failovers") if r[1:3] == ["n1", "n2"])
-        assert failover[3] == "silence"  # kill -9: no write for its window
+        assert failover[3] == "crash"  # kill -9: n1's crash guard ended the reign
         assert browser.evaluate("document.getElementById('vip-holder').textContent") == "n2"
         assert browser.errors == [], browser.errors
     finally:
@@ -101,13 +101,13 @@ def test_status_page_follows_a_failover_without_errors(cluster: SwitchedLab) -> 
     assert after["floatgate_leader_changes_total"] >= 1
     assert after["floatgate_takeover_duration_seconds_count"] == 1
     takeover = after["floatgate_takeover_last_duration_seconds"]
-    assert 0.5 < takeover < 6.0, takeover
+    assert 0.0 < takeover < 6.0, takeover
     assert after["floatgate_garp_sent_total"] >= 3
     assert after["floatgate_lease_remaining_seconds"] > 0
     # the takeover and the election/VIP events are logged with their fencing token
     log = cluster.log("n2")
     token = int(after["floatgate_fencing_token"])
-    assert re.search(rf"takeover from n1 \(silence\) took [0-9.]+s.*\[fencing token {token}\]", log)
+    assert re.search(rf"takeover from n1 \(crash\) took [0-9.]+s.*\[fencing token {token}\]", log)
     assert f"acquired the lease as leader (fencing token {token})" in log
     assert re.search(rf"VIP .*: .*\[fencing token {token}\]", log)
     print(f"takeover measured by n2: {takeover:.3f}s (fencing token {old_token:.0f} -> {token})")
