@@ -119,15 +119,17 @@ def test_bpf_fence_ends_the_reign_at_its_deadline_without_floatgate_running(
     lab: TwoHostLab,
 ) -> None:
     """The address stays (30 s lifetime, as a frozen holder's might); the fence is opened
-    for 1 s by a process that then exits. Host b's ARP probes (every 20 ms) are answered
+    for 3 s by a process that then exits. Host b's ARP probes (every 20 ms) are answered
     until the deadline and never after it (resolution well under 100 ms), and a TCP
     connect to the VIP, refused (answered) before, gets nothing after."""
     run("ip", "-n", lab.a, "addr", "add", VIP, "dev", lab.if_a, "valid_lft", "30",
         "preferred_lft", "30")  # fmt: skip
-    armed = lab.driver(lab.a, "fence-arm", lab.if_a, VIP, "1.0")
+    # 3 s: each driver is a fresh Python in a namespace (~1 s on a busy machine), and the
+    # watch must begin well before the deadline
+    armed = lab.driver(lab.a, "fence-arm", lab.if_a, VIP, "3.0")
     assert isinstance(armed, dict) and armed["kernel_deadline_ns"] == int(armed["deadline"] * 1e9)
     assert lab.driver(lab.b, "connect", lab.if_b, VIP, "0.5") == "refused"
-    answers = lab.driver(lab.b, "watch-arp", lab.if_b, VIP, "1.5")
+    answers = lab.driver(lab.b, "watch-arp", lab.if_b, VIP, "3.5")
     assert isinstance(answers, list)
     deadline = float(armed["deadline"])
     answered = [t for t, mac in answers if mac is not None]
