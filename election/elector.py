@@ -838,7 +838,7 @@ class EtcdElection:
             log.warning("%s: ignoring unreadable failsafe promise file %s: %s", self.me.name,
                         self.promise_file, exc)  # fmt: skip
             return
-        if boot != "unknown" and boot == _boot_id() and until > time.monotonic():
+        if boot != "unknown" and boot == boot_id() and until > time.monotonic():
             self._no_campaign_until = until
             self.promised_to = leader
             log.warning("%s: keeping the failsafe promise to %s made before a restart "
@@ -849,7 +849,7 @@ class EtcdElection:
         """Written before the promise is given (0600, atomically); the reason if not."""
         if self.promise_file is None:
             return None
-        boot = _boot_id()
+        boot = boot_id()
         if boot == "unknown":
             return "cannot read this boot's id (/proc/sys/kernel/random/boot_id)"
         record = {"leader": leader, "until_monotonic": until, "boot_id": boot}
@@ -914,7 +914,7 @@ def _worth_logging(new: Decision, old: Decision) -> bool:
     return new.action != "renew" and _DIGITS.sub("", new.reason) != _DIGITS.sub("", old.reason)
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
     """This boot's identity: CLOCK_MONOTONIC is comparable only within one boot."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:

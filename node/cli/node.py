@@ -62,17 +62,15 @@ def add_commands(commands: Commands) -> None:
 
 
 def _release_crashed(args: argparse.Namespace) -> int:
-    from node.cluster.guard import act
-    from node.config.etcd import EtcdAccessError, etcd_access
+    from node.cluster.guard import release_crashed
+    from node.config.etcd import EtcdAccessError
 
     try:
         node = load_node(args.node)
-        access = etcd_access(node.etcd) if node.etcd is not None else None
+        outcomes = release_crashed(node)
     except (ConfigError, EtcdAccessError) as exc:
         print(f"floatgate release-crashed: {exc}", file=sys.stderr)
         return 2
-    records = sorted(Path(node.data_dir).glob("running-*.json"))
-    outcomes = [(path, act(path, access, None)) for path in records]
     if args.json:
         print(json.dumps([{"record": str(path), "released": o.released, "status": o.status,
                            "said": o.said} for path, o in outcomes]))  # fmt: skip

@@ -42,11 +42,13 @@ from pathlib import Path
 from typing import Protocol
 
 from election.crash import end_reign
+from election.elector import boot_id
 from election.errors import EtcdUnavailable
 from election.etcdclient import EtcdAccess
 from node.cluster.errors import ClusterConfigError
 from node.config import ConfigError
 from node.config.etcd import EtcdAccessError, etcd_access
+from node.config.model import NodeConfig
 from node.config.nodefile import load_node
 from vip.errors import VipError
 from vip.netlink import NetlinkBackend
@@ -142,13 +144,6 @@ def read_record(path: Path) -> RunningRecord | None:
         raise ClusterConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
 def namespaces() -> str:
     """This process's network and PID namespaces: a record is only acted on from where
     it was written (elsewhere the VIP would not be found, nor the process)."""
@@ -207,9 +202,15 @@ async def release(
 
 def _access(node_file: Path) -> EtcdAccess | None:
     node = load_node(node_file)
-    if node.etcd is None:
-        return None
-    return etcd_access(node.etcd)
+    return etcd_access(node.etcd) if node.etcd is not None else None
+
+
+def release_crashed(node: NodeConfig) -> list[tuple[Path, Outcome]]:
+    """``floatgate release-crashed``: act on every running record in data_dir (raises
+    EtcdAccessError when node.yaml's etcd settings cannot be used)."""
+    access = etcd_access(node.etcd) if node.etcd is not None else None
+    records = sorted(Path(node.data_dir).glob("running-*.json"))
+    return [(path, act(path, access, None)) for path in records]
 
 
 def guard(node_file: Path, record_file: Path, pid: int) -> int:

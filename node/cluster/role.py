@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from election.decide import Me
-from election.elector import EtcdElection, LeaseKind
+from election.elector import EtcdElection, LeaseKind, boot_id
 from election.errors import ElectionError
 from node.admin.auth import read_token
 from node.admin.client import advertised_address
@@ -28,7 +28,6 @@ from node.cluster.guard import (
     GuardProcess,
     RecordKeeper,
     RunningRecord,
-    boot_id,
     namespaces,
     record_path,
 )
