@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("floatgate.listener")
 
 MAX_HANDSHAKES = 1024  # TLS handshakes in progress per frontend
+MAX_ACCEPT = 64  # clients taken from the backlog per wake-up (HAProxy's tune.maxaccept)
 IP_FREEBIND = 15  # linux/in.h
 
 
@@ -166,31 +167,60 @@ class Listener:
                 log.error("frontend %s: accept failed: %s; retrying", self.name, exc)
                 await asyncio.sleep(0.1)
                 continue
-            probe = False
-            if self.probes and tuple(address[:2]) in self.probes:
-                self.probes_accepted.add(tuple(address[:2]))
-                probe = True
-            else:
-                self._meters.connections += 1
-            try:
-                await self._serve_accepted(client, probe)
-            except Exception as exc:  # contained: one connection never ends the loop
-                # e.g. the peer reset it before it could be served (getpeername: ENOTCONN)
-                self._meters.accept_errors += 1
-                log.debug("frontend %s: accepted connection failed at once: %r", self.name, exc)
-                if not isinstance(exc, _HandedOver):
-                    client.close()  # else its transport closed it (see _HandedOver)
+            # Every client already waiting in the backlog is taken now, not one per
+            # turn of the event loop (a busy loop made a burst of new clients wait a
+            # turn each): HAProxy's tune.maxaccept.
+            handing = []
+            for accepted in [(client, address), *self._waiting(sock)]:
+                started = self._start_serving(*accepted)
+                if started is not None:
+                    handing.append(started)
+            if handing:
+                await self._handed_over(handing)
 
-    async def _serve_accepted(self, client: socket.socket, probe: bool = False) -> None:
+    def _waiting(self, sock: socket.socket) -> list[tuple[socket.socket, Any]]:
+        """The clients waiting in the accept backlog, taken without waiting: at most
+        MAX_ACCEPT - 1 more, and no more than maxconn leaves room for."""
+        room = self._handler.route.frontend.maxconn - len(self.connections) - 1
+        taken: list[tuple[socket.socket, Any]] = []
+        while len(taken) < min(room, MAX_ACCEPT - 1):
+            try:
+                client, address = sock.accept()
+            except OSError:  # none left (EAGAIN), or a failure the next wait reports
+                break
+            client.setblocking(False)
+            taken.append((client, address))
+        return taken
+
+    def _start_serving(self, client: socket.socket, address: Any) -> asyncio.Future[Any] | None:
+        """Give one accepted client to its handler; returns the hand-over of a plain
+        socket to its transport (awaited with the rest of the batch)."""
+        probe = False
+        if self.probes and tuple(address[:2]) in self.probes:
+            self.probes_accepted.add(tuple(address[:2]))
+            probe = True
+        else:
+            self._meters.connections += 1
+        try:
+            return self._serve_accepted(client, probe)
+        except Exception as exc:  # contained: one connection never ends the loop
+            # e.g. the peer reset it before it could be served (getpeername: ENOTCONN)
+            self._meters.accept_errors += 1
+            log.debug("frontend %s: accepted connection failed at once: %r", self.name, exc)
+            client.close()
+            return None
+
+    def _serve_accepted(
+        self, client: socket.socket, probe: bool = False
+    ) -> asyncio.Future[Any] | None:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = self._handler.route.tls
         frontend = self._handler.route.frontend
         if tls is None and not frontend.accept_proxy:
-            try:
-                await self._hand_over(lambda: self._handler.new_protocol(self, None), client)
-            except Exception as exc:
-                raise _HandedOver(exc) from exc
-            return
+            handler = self._handler
+            return asyncio.ensure_future(
+                self.loop.connect_accepted_socket(lambda: handler.new_protocol(self, None), client)
+            )
         peer = client.getpeername()[0]
         if len(self._handshake_tasks) >= MAX_HANDSHAKES:
             oldest = next(iter(self._handshake_tasks))
@@ -200,6 +230,27 @@ class Listener:
         task = asyncio.create_task(self._start(client, tls, expect_header, probe))
         self._handshake_tasks[task] = time.monotonic()
         task.add_done_callback(self._handshake_done)
+        return None
+
+    async def _handed_over(self, handing: list[asyncio.Future[Any]]) -> None:
+        """Wait for a batch of plain sockets to reach their transports, shielded from
+        cancellation (see _hand_over); a failed one was closed by its transport
+        (closing it again could close a descriptor number reused by then)."""
+        batch = asyncio.gather(*handing, return_exceptions=True)
+        try:
+            outcomes = await asyncio.shield(batch)
+        except asyncio.CancelledError:
+            for future in handing:
+                if not future.done():
+                    self._handing.add(future)
+                    future.add_done_callback(self._handed)
+            batch.add_done_callback(_consume)
+            raise
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                self._meters.accept_errors += 1
+                log.debug("frontend %s: accepted connection failed at once: %r", self.name,
+                          outcome)  # fmt: skip
 
     async def _hand_over(
         self, factory: Callable[[], asyncio.BaseProtocol], client: socket.socket
@@ -353,12 +404,6 @@ class Listener:
                     conn.close()
         for conn in list(self.connections):
             conn.abort()
-
-
-class _HandedOver(Exception):
-    """Serving a socket failed after it was given to a transport, which closes it:
-    closing it again could close a descriptor number another connection reuses by
-    then (uvloop keeps using the number the Python socket object still holds)."""
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
