@@ -13,7 +13,8 @@ from node.app.daemon import Daemon
 from node.cluster.errors import ClusterConfigError
 from node.cluster.role import ClusterRole
 from node.config import ConfigError
-from node.config.model import NodeConfig
+from node.config.model import AccessLogConfig, NodeConfig
+from node.observe.logsink import LogTargetError
 from node.proxy.errors import ListenError
 from node.snapshot import load
 
@@ -76,7 +77,10 @@ def install_event_loop_policy() -> str:
 
 
 def run_standalone(
-    cluster_path: Path, certs_dir: Path, access_log: bool = True, node: NodeConfig | None = None
+    cluster_path: Path,
+    certs_dir: Path,
+    access_log: AccessLogConfig | bool = True,
+    node: NodeConfig | None = None,
 ) -> int:
     try:
         require_aiohttp()
@@ -100,7 +104,7 @@ def run_standalone(
     except ClusterConfigError as exc:
         print(f"floatgate: cannot run as a cluster node: {exc}", file=sys.stderr)
         return 2
-    except (ListenError, OSError) as exc:
+    except (ListenError, LogTargetError, OSError) as exc:
         print(f"floatgate: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -25,7 +25,7 @@ from node.cluster.errors import ClusterConfigError, SwitchoverError
 from node.cluster.faults import DrillError, inject
 from node.cluster.role import ClusterRole
 from node.config import ConfigError
-from node.config.model import ClusterConfig, NodeConfig
+from node.config.model import AccessLogConfig, ClusterConfig, NodeConfig
 from node.observe.build import floatgate_version
 from node.observe.metrics import Meters
 from node.observe.sdnotify import Notifier
@@ -46,7 +46,7 @@ class Daemon:
         self,
         cluster_path: Path,
         certs_dir: Path,
-        access_log: bool = True,
+        access_log: AccessLogConfig | bool = True,
         node: NodeConfig | None = None,
     ) -> None:
         self.node = node
@@ -222,6 +222,8 @@ class Daemon:
     async def _reload_loop(self) -> None:
         while True:
             await self._reloads.get()
+            if self.plane is not None and self.plane.access.sink is not None:
+                self.plane.access.sink.reopen()  # logrotate moved the file, then signalled
             await self.reload()
 
     async def reload(self) -> bool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from node.cli.common import Commands, certs_dir
 from node.config import ConfigError, load_cluster
-from node.config.model import ClusterConfig
+from node.config.model import AccessLogConfig, ClusterConfig, NodeConfig
 from node.config.summary import summarize, summary_lines
 from node.observe.logformat import configure_logging
 from node.snapshot import load_node
@@ -98,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return _check(args.cluster, args.node, certs_dir(args), args.json)
     certs = certs_dir(args) if args.cluster is not None else None
     return _run(args.cluster, args.node, certs, not args.no_access_log, args.cluster_name,
-                args.log_level if args.log_format is None else None)  # fmt: skip
+                args.log_level if args.log_format is None else None,
+                args.log_format)  # fmt: skip
 
 
 def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> int:
@@ -118,7 +121,7 @@ def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> 
             errors.extend(exc.errors)
     if node is not None:
         try:
-            load_node(node)
+            errors.extend(_access_log_problems(load_node(node)))
         except ConfigError as exc:
             errors.extend(exc.errors)
     if as_json:
@@ -140,6 +143,19 @@ def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> 
     return 0
 
 
+def _access_log_problems(node: NodeConfig) -> list[str]:
+    """What keeps the access-log file from being opened here (``check`` on this host)."""
+    target = node.access_log.target
+    if target == "stderr":
+        return []
+    folder = Path(target).parent
+    if not folder.is_dir():
+        return [f"{node.source}: access_log.target: directory {folder} does not exist"]
+    if not os.access(folder, os.W_OK) and not os.access(target, os.W_OK):
+        return [f"{node.source}: access_log.target: {target} is not writable here"]
+    return []
+
+
 def _run(
     cluster: Path | None,
     node: Path | None,
@@ -147,8 +163,10 @@ def _run(
     access_log: bool,
     cluster_name: str | None = None,
     log_level: str | None = None,
+    log_format: str | None = None,
 ) -> int:
-    """``log_level``: set when --log-format was not given (node.yaml's log_format applies)."""
+    """``log_level``: set when --log-format was not given (node.yaml's log_format applies);
+    ``log_format``: --log-format, which the access log follows too."""
     if node is not None:
         try:
             node_config = load_node(node)
@@ -174,4 +192,7 @@ def _run(
     assert certs_dir is not None
     from node.app.boot import run_standalone
 
-    return run_standalone(cluster, certs_dir, access_log, node_config)
+    settings = node_config.access_log if node_config is not None else AccessLogConfig()
+    if log_format is not None:
+        settings = replace(settings, format=log_format)
+    return run_standalone(cluster, certs_dir, replace(settings, enabled=access_log), node_config)

@@ -306,6 +306,19 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessLogConfig:
+    """``access_log`` in node.yaml: where the one line per request goes. Lines are
+    buffered and written by a thread of their own, never by the event loop; what a
+    slow or failing target cannot take is dropped and counted."""
+
+    enabled: bool = True
+    target: str = "stderr"  # or an absolute file path (appended to, reopened on SIGHUP)
+    format: str = "text"  # text | json
+    flush_interval: float = 0.1  # seconds a line may wait in the buffer
+    max_pending_kib: int = 4096  # buffered and unwritten; past it lines are dropped
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     name: str
     etcd: EtcdConfig | None = None
@@ -315,4 +328,5 @@ class NodeConfig:
     data_dir: str = "/var/lib/floatgate"
     priority: int = 100
     log_format: str = "text"  # text | json
+    access_log: AccessLogConfig = AccessLogConfig()
     source: str = "<memory>"

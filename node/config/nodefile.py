@@ -10,6 +10,7 @@ import yaml
 
 from node.config.errors import ConfigError
 from node.config.model import (
+    AccessLogConfig,
     AdminConfig,
     AdminTls,
     AdminVerify,
@@ -23,7 +24,9 @@ from node.config.reader import Reader
 LOOPBACK = "127.0.0.1"  # where a bare admin.listen port listens
 _VERIFY = ("none", "optional", "required")
 
-_TOP = {"name", "etcd", "interface", "admin", "secret_file", "data_dir", "priority", "log_format"}
+_TOP = {"name", "etcd", "interface", "admin", "secret_file", "data_dir", "priority", "log_format",
+        "access_log"}  # fmt: skip
+_ACCESS_LOG = {"target", "format", "flush_interval", "max_pending_kib"}
 
 
 # What a node.yaml reader may ask of the TLS room above: ``(key path, message)`` for each
@@ -61,6 +64,7 @@ def parse_node_with(
 ) -> NodeConfig:
     """Read a parsed node.yaml document with ``r`` (its errors collect there)."""
     m = r.mapping(document, "", _TOP, {"name"})
+    log_format = r.choice(m, "log_format", "", "text", ("text", "json"))
     config = NodeConfig(
         name=r.name(m, "name", ""),
         etcd=_etcd(r, m["etcd"]) if "etcd" in m else None,
@@ -69,10 +73,27 @@ def parse_node_with(
         secret_file=_optional_string(r, m, "secret_file"),
         data_dir=r.string(m, "data_dir", "", "/var/lib/floatgate"),
         priority=r.integer(m, "priority", "", 100, 0, 1000),
-        log_format=r.choice(m, "log_format", "", "text", ("text", "json")),
+        log_format=log_format,
+        access_log=_access_log(r, m.get("access_log", {}), log_format),
         source=r.source,
     )
     return config
+
+
+def _access_log(r: Reader, value: Any, log_format: str) -> AccessLogConfig:
+    m = r.mapping(value, "access_log", _ACCESS_LOG, set())
+    target = r.string(m, "target", "access_log", "stderr")
+    if target != "stderr" and not target.startswith("/"):
+        r.error("access_log.target", f"{target!r} must be stderr or an absolute file path")
+    interval = r.duration(m, "flush_interval", "access_log", 0.1)
+    if interval > 10:
+        r.error("access_log.flush_interval", "must be at most 10s")
+    return AccessLogConfig(
+        target=target,
+        format=r.choice(m, "format", "access_log", log_format, ("text", "json")),
+        flush_interval=interval,
+        max_pending_kib=r.integer(m, "max_pending_kib", "access_log", 4096, 64, 1 << 20),
+    )
 
 
 def _optional_string(r: Reader, m: Any, key: str, path: str = "") -> str | None:

@@ -255,6 +255,14 @@ MEANINGS: dict[str, dict[str, str]] = {
         "interface": "the network interface the VIP goes on",
         "data_dir": "state kept across restarts (bundle cache, failsafe promises)",
         "log_format": "`text` or `json` (`--log-format` overrides it)",
+        "access_log": "the access log: one line per request (`floatgate run "
+        "--no-access-log` turns it off)",
+        "access_log.target": "`stderr`, or an absolute file path: appended to, and "
+        "reopened on SIGHUP (after logrotate moved it)",
+        "access_log.format": "`text` (HAProxy-style timers) or `json`",
+        "access_log.flush_interval": "how long a line may wait in the buffer before it is written",
+        "access_log.max_pending_kib": "lines buffered but unwritten; past this "
+        "(a full disk, a slow pipe) lines are dropped and counted, the proxy never waits",
         "secret_file": "the cluster secret (`floatgate secret generate`): with it the "
         "node follows the [bundles](bundles.md) pushed to etcd",
         "etcd": "cluster mode: the etcd cluster to elect through",
@@ -291,6 +299,7 @@ DEFAULTS_SHOWN = {
         "backends[].check.timeout": "min(1s, interval)",
         "frontends[].rules[].redirect.keep_query": "true with `prefix`",
     },
+    "node.yaml": {"access_log.format": "`log_format`"},
 }  # fmt: skip
 
 

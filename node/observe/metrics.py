@@ -18,12 +18,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from node.observe.logsink import LineSink
 
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 HANDSHAKE_RESULTS = ("ok", "failed", "timeout", "aborted")
@@ -134,6 +137,7 @@ class Meters(Collector):
         self.frontends: dict[str, FrontendMeters] = {}
         self.backends: dict[str, BackendMeters] = {}
         self.check_changes: dict[tuple[str, str], int] = {}
+        self.log_sink: LineSink | None = None  # the access log's, when it is on
         r.register(self)
 
     def register(self, collector: Collector) -> None:
@@ -269,3 +273,17 @@ class Meters(Collector):
         for (backend, server), count in sorted(self.check_changes.items()):
             changes.add_metric([backend, server], count)
         yield changes
+        sink = self.log_sink
+        if sink is not None:
+            yield CounterMetricFamily(
+                "floatgate_access_log_lines", "Access-log lines written", value=sink.written
+            )
+            dropped = CounterMetricFamily(
+                "floatgate_access_log_dropped",
+                "Access-log lines dropped, by reason (full: more was pending than "
+                "access_log.max_pending_kib; failed: the target refused the write)",
+                labels=["reason"],
+            )
+            dropped.add_metric(["full"], sink.dropped_full)
+            dropped.add_metric(["failed"], sink.dropped_failed)
+            yield dropped

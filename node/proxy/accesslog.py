@@ -7,10 +7,14 @@ headers, ``Tt`` total. All in milliseconds.
 
 from __future__ import annotations
 
-import logging
+import datetime
+import json
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from node.config.model import AccessLogConfig
+from node.observe.logsink import LineSink, LogTargetError
 from node.observe.metrics import Finished, Meters
 
 
@@ -67,20 +71,71 @@ class AccessEntry:
 
 
 class AccessLog:
-    """Where finished requests go: the meters (always) and the access log (if on)."""
+    """Where finished requests go: the meters (always) and the access log (if on).
+
+    A line is formatted on the event loop and buffered in a
+    :class:`~node.observe.logsink.LineSink`, whose thread writes it: text lines look as
+    the node's own log lines do (``time INFO floatgate.access: ...``), JSON lines carry
+    the same keys as a JSON log record plus the request's fields."""
 
     def __init__(
-        self, enabled: bool, meters: Meters | None = None, logger: logging.Logger | None = None
+        self,
+        config: AccessLogConfig | bool = True,
+        meters: Meters | None = None,
+        sink: LineSink | None = None,
     ) -> None:
-        self.logger = logger or logging.getLogger("floatgate.access")
-        self.enabled = enabled
+        if isinstance(config, bool):
+            config = AccessLogConfig(enabled=config)
+        self.config = config
+        self.enabled = config.enabled
         self.meters = meters or Meters()
+        self.sink = sink
+        self._json = config.format == "json"
+        self._second = -1
+        self._stamp = ""
+
+    def start(self) -> None:
+        """Open the target and start the writer (LogTargetError: the path is unusable)."""
+        if self.enabled and self.sink is None:
+            config = self.config
+            sink = LineSink(config.target, config.flush_interval, config.max_pending_kib * 1024)
+            try:
+                sink.open_now()
+            except OSError as exc:
+                sink.close()
+                raise LogTargetError(
+                    f"access log: cannot open {config.target}: {exc.strerror or exc} "
+                    "(fix access_log.target in node.yaml)"
+                ) from exc
+            self.sink = sink
+            self.meters.log_sink = sink
+
+    def close(self) -> None:
+        """Write what is buffered and stop the writer."""
+        if self.sink is not None:
+            self.sink.close()
 
     def write(self, finished: Loggable) -> None:
         self.meters.request(finished)
-        if self.enabled and self.logger.isEnabledFor(logging.INFO):
+        sink = self.sink
+        if sink is not None:
             entry = finished.log_entry()
-            self.logger.info("%s", entry.format(), extra={"event": "access", **entry.fields()})
+            sink.add(self._json_line(entry) if self._json else self._text_line(entry))
+
+    def _text_line(self, entry: AccessEntry) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        millis = int((now - second) * 1000)
+        return f"{self._stamp},{millis:03d} INFO floatgate.access: {entry.format()}\n"
+
+    def _json_line(self, entry: AccessEntry) -> str:
+        moment = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+        document = {"ts": moment, "level": "info", "logger": "floatgate.access",
+                    "message": entry.format(), "event": "access", **entry.fields()}  # fmt: skip
+        return json.dumps(document) + "\n"
 
 
 def _ms(seconds: float) -> int:

@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import replace
 
-from node.config.model import ClusterConfig, FrontendConfig
+from node.config.model import AccessLogConfig, ClusterConfig, FrontendConfig
 from node.observe.metrics import Meters
 from node.proxy.accesslog import AccessLog
 from node.proxy.http.handler import HttpHandler, HttpRoute
@@ -25,7 +25,7 @@ class DataPlane:
     def __init__(
         self,
         config: ClusterConfig,
-        access_log: bool = True,
+        access_log: AccessLogConfig | bool = True,
         tls: TlsMaterial | None = None,
         meters: Meters | None = None,
     ) -> None:
@@ -61,6 +61,7 @@ class DataPlane:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.access.start()  # an access-log file that cannot be opened: before serving
         self.pools = self._build_pools(self.config, self.tls)
         for pool in self.pools.values():
             pool.start()
@@ -202,3 +203,4 @@ class DataPlane:
         self.listeners.clear()
         await asyncio.gather(*self._retired, return_exceptions=True)
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
+        await asyncio.to_thread(self.access.close)  # what is buffered is written
