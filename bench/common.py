@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"{what} did not listen on {port}")
 
 
-def start_nginx(work: Path, port: int) -> subprocess.Popen[bytes]:
+def start_nginx(work: Path, port: int, cpus: str | None = None) -> subprocess.Popen[bytes]:
     (work / "nginx").mkdir()
     conf = work / "nginx" / "nginx.conf"
     conf.write_text(f"""
@@ -60,8 +61,9 @@ http {{
   }}
 }}
 """)
-    return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work / "nginx"),
-                             "-g", "daemon off;"], stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(pinned(cpus, ["nginx", "-c", str(conf), "-p", str(work / "nginx"),
+                                          "-g", "daemon off;"]),
+                            stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def wrk(
@@ -75,6 +77,44 @@ def wrk(
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return rps, _latency(out, "50%"), _latency(out, "99%")
+
+
+@dataclass(frozen=True)
+class Load:
+    """One wrk run: throughput, latency (ms) and what went wrong."""
+
+    rps: float
+    requests: int
+    p50: float
+    p99: float
+    max: float
+    errors: int  # socket errors (connect, read, write, timeout) and non-2xx/3xx answers
+
+
+def load(port: int, connections: int, duration: int, cpus: str | None = None) -> Load:
+    """Keep-alive GET / with one wrk thread (pinned to ``cpus`` when given)."""
+    out = subprocess.run(
+        pinned(cpus, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+                      f"http://127.0.0.1:{port}/"]),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    latency = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    value, unit = latency.groups()  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Load(
+        rps=rps,
+        requests=requests,
+        p50=_latency(out, "50%"),
+        p99=_latency(out, "99%"),
+        max=float(value) * _UNITS[unit],
+        errors=errors + (int(bad.group(1)) if bad else 0),
+    )
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def _latency(out: str, pct: str) -> float:
@@ -102,19 +142,73 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait(5)
 
 
-def start_haproxy(work: Path, name: str, config: str) -> subprocess.Popen[bytes]:
-    """HAProxy in the foreground with ``config`` written to WORK/NAME.cfg."""
+def start_haproxy(
+    work: Path, name: str, config: str, cpus: str | None = None, stdout: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """HAProxy in the foreground with ``config`` written to WORK/NAME.cfg; its stdout
+    (``log stdout``) to ``stdout`` when given."""
     path = work / f"{name}.cfg"
     path.write_text(config)
-    return subprocess.Popen(["haproxy", "-f", str(path), "-db"], stderr=subprocess.DEVNULL)
+    out = stdout.open("ab") if stdout is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            pinned(cpus, ["haproxy", "-f", str(path), "-db"]),
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    finally:
+        if stdout is not None:
+            out.close()  # type: ignore[union-attr]
 
 
-def start_floatgate(work: Path, name: str, cluster_yaml: str) -> subprocess.Popen[bytes]:
-    """``floatgate run`` (one process, no access log) with WORK/NAME.yaml."""
+def start_floatgate(
+    work: Path,
+    name: str,
+    cluster_yaml: str,
+    cpus: str | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """``floatgate run`` (one process) with WORK/NAME.yaml, pinned to ``cpus`` when
+    given; without ``log`` the access log is off, with it node.yaml's default access
+    log goes to that file."""
     path = work / f"{name}.yaml"
     path.write_text(cluster_yaml)
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--log-level", "WARNING", "run", "--cluster",
-         str(path), "--no-access-log"],
-        cwd=REPO, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "node.cli", "--log-level", "INFO", "run", "--cluster",
+               str(path)]  # fmt: skip
+    if log is None:
+        command.append("--no-access-log")
+    else:
+        node = work / f"{name}-node.yaml"
+        node.write_text(f"name: {name}\naccess_log: {{target: {log}}}\n")
+        command += ["--node", str(node)]
+    return subprocess.Popen(pinned(cpus, command), cwd=REPO, stderr=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def pinned(cpus: str | None, command: list[str]) -> list[str]:
+    """``command`` run on the CPUs ``cpus`` (taskset -c; exec, so the PID is the same)."""
+    return ["taskset", "-c", cpus, *command] if cpus else command
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and all its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for child, seconds in times.items():
+        walk = child
+        while walk > 1 and walk != pid:
+            walk = parents.get(walk, 0)
+        if walk == pid:
+            total += seconds
+    return total

@@ -1,9 +1,17 @@
-"""HTTP benchmark: nginx-light (1 worker) as the backend; wrk against the backend
-directly, HAProxy 2.6 (nbthread 1, keep-alive, http-reuse always) and floatgate (one
-process), same connections and duration, in one run. Prints req/s, p50, p99 and the
-floatgate/HAProxy ratio, then floatgate's RSS per idle keep-alive client connection.
+"""HTTP benchmark: HAProxy 2.6 (nbthread 1) and floatgate (one process) side by side,
+both logging every request to a file, as operators run them; nginx-light (1 worker) is
+the backend and wrk the load.
 
-    .venv/bin/python bench/http.py [--duration 10] [--connections 50] [--idle 5000]
+    .venv/bin/python bench/http.py [--duration 8] [--connections 50,200] [--rounds 3]
+                                   [--idle 5000]
+
+With two or more CPUs the proxy under test is pinned to CPU 0 and wrk and nginx to the
+others. Rounds alternate the order of the targets; each row is the median of its rounds:
+req/s, requests per CPU-second of the proxy's process tree, p50/p99/max latency and
+errors (socket errors and non-2xx answers). Rows: nginx direct, HAProxy with
+``option httplog`` to a file, floatgate with its default access log to a file, and
+floatgate with the access log off. Ratios are printed last, then floatgate's RSS per
+idle keep-alive client connection.
 
 Not a test: numbers depend on the machine. Installs nginx-light, haproxy and wrk with
 apt-get when missing (as root). Everything listens on 127.0.0.1 and is stopped by PID.
@@ -13,25 +21,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import common
 from common import (
+    Load,
+    cpu_seconds,
     ensure_tools,
     free_port,
+    load,
     start_nginx,
     stop_all,
     wait_port,
-    wrk,
 )
 
 
-def start_haproxy(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
+def start_haproxy(work: Path, port: int, backend: int, cpus: str | None) -> subprocess.Popen[bytes]:
     return common.start_haproxy(
         work,
         "haproxy-http",
@@ -39,8 +52,11 @@ def start_haproxy(work: Path, port: int, backend: int) -> subprocess.Popen[bytes
 global
   nbthread 1
   maxconn 8000
+  log stdout format raw local0 info
 defaults
   mode http
+  log global
+  option httplog
   timeout connect 5s
   timeout client 30s
   timeout server 30s
@@ -52,13 +68,17 @@ frontend web
 backend app
   server s1 127.0.0.1:{backend}
 """,
+        cpus,
+        stdout=work / "haproxy-access.log",
     )
 
 
-def start_floatgate(work: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
+def start_floatgate(
+    work: Path, name: str, port: int, backend: int, cpus: str | None, log: bool
+) -> subprocess.Popen[bytes]:
     return common.start_floatgate(
         work,
-        "cluster-http",
+        name,
         f"""
 cluster: bench
 frontends:
@@ -68,6 +88,8 @@ backends:
     servers:
       - {{name: s1, address: "127.0.0.1:{backend}"}}
 """,
+        cpus,
+        log=work / f"{name}-access.log" if log else None,
     )
 
 
@@ -89,40 +111,133 @@ async def hold_idle(port: int, count: int, pid: int) -> tuple[int, int]:
     return before, after
 
 
+@dataclass(frozen=True)
+class Target:
+    label: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass(frozen=True)
+class Round:
+    load: Load
+    cpu: float  # CPU-seconds of the proxy's process tree during the run
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.load.requests / self.cpu if self.cpu > 0 else 0.0
+
+
+def measure(target: Target, connections: int, duration: int, cpus: str | None) -> Round:
+    load(target.port, connections, 2, cpus)  # warm-up
+    before = cpu_seconds(target.proc.pid)
+    result = load(target.port, connections, duration, cpus)
+    return Round(result, cpu_seconds(target.proc.pid) - before)
+
+
+def median_row(label: str, rounds: list[Round]) -> dict[str, float | str]:
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return {
+        "target": label,
+        "rps": mid([r.load.rps for r in rounds]),
+        "cpu": mid([r.cpu for r in rounds]),
+        "per_cpu": mid([r.per_cpu_second for r in rounds]),
+        "p50": mid([r.load.p50 for r in rounds]),
+        "p99": mid([r.load.p99 for r in rounds]),
+        "max": mid([r.load.max for r in rounds]),
+        "errors": sum(r.load.errors for r in rounds),
+    }
+
+
+def print_table(connections: int, rows: list[dict[str, float | str]]) -> None:
+    print(f"\n{connections} keep-alive connections (median of the rounds):")
+    print(f"{'target':<28}{'req/s':>9}{'CPU s':>7}{'req/CPU-s':>11}{'p50 ms':>8}"
+          f"{'p99 ms':>8}{'max ms':>8}{'errors':>7}")  # fmt: skip
+    for row in rows:
+        cpu = f"{row['cpu']:.1f}" if row["cpu"] else "-"
+        per = f"{row['per_cpu']:.0f}" if row["per_cpu"] else "-"
+        print(f"{row['target']:<28}{row['rps']:>9.0f}{cpu:>7}{per:>11}{row['p50']:>8.2f}"
+              f"{row['p99']:>8.2f}{row['max']:>8.1f}{row['errors']:>7}")  # fmt: skip
+
+
+def lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as file:
+        return sum(1 for _ in file)
+
+
+def ratios(connections: int, rows: list[dict[str, float | str]]) -> str:
+    by = {str(r["target"]): r for r in rows}
+    fg, ha = by["floatgate (log to file)"], by["HAProxy (httplog to file)"]
+    quiet = by["floatgate (no access log)"]
+
+    def ratio(a: dict[str, float | str], b: dict[str, float | str], key: str) -> float:
+        return float(a[key]) / float(b[key]) if float(b[key]) else 0.0
+
+    return (
+        f"-c{connections}: floatgate/HAProxy req/s {ratio(fg, ha, 'rps'):.2f}, "
+        f"req/CPU-s {ratio(fg, ha, 'per_cpu'):.2f}, p99 {ratio(fg, ha, 'p99'):.1f}x HAProxy's; "
+        f"floatgate access log on/off req/s {ratio(fg, quiet, 'rps'):.2f}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", default="50,200", help="comma-separated counts")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=5000)
     args = parser.parse_args()
+    counts = [int(c) for c in args.connections.split(",")]
     ensure_tools()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    usable = sorted(os.sched_getaffinity(0))
+    proxy_cpu, other_cpus = (
+        (str(usable[0]), ",".join(map(str, usable[1:]))) if len(usable) >= 2 else (None, None)
+    )
+    where = f"proxy on CPU {proxy_cpu}, wrk and nginx on {other_cpus}" if proxy_cpu else "unpinned"
+    print(f"{len(usable)} usable CPUs: {where}")
     work = Path(tempfile.mkdtemp(prefix="floatgate-bench-"))
-    ports = {name: free_port() for name in ("nginx", "haproxy", "floatgate")}
+    ports = {name: free_port() for name in ("nginx", "haproxy", "floatgate", "quiet")}
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(start_nginx(work, ports["nginx"]))
+        procs.append(start_nginx(work, ports["nginx"], other_cpus))
         wait_port(ports["nginx"], procs[-1], "nginx")
-        procs.append(start_haproxy(work, ports["haproxy"], ports["nginx"]))
-        wait_port(ports["haproxy"], procs[-1], "haproxy")
-        procs.append(start_floatgate(work, ports["floatgate"], ports["nginx"]))
+        backend = ports["nginx"]
+        targets = [Target("nginx direct", backend, procs[-1])]
+        procs.append(start_haproxy(work, ports["haproxy"], backend, proxy_cpu))
+        targets.append(Target("HAProxy (httplog to file)", ports["haproxy"], procs[-1]))
+        procs.append(start_floatgate(work, "fg", ports["floatgate"], backend, proxy_cpu, True))
+        targets.append(Target("floatgate (log to file)", ports["floatgate"], procs[-1]))
         floatgate = procs[-1]
-        wait_port(ports["floatgate"], floatgate, "floatgate")
-        results = {}
-        for name in ("nginx", "haproxy", "floatgate"):
-            print(f"wrk -t1 -c{args.connections} -d{args.duration}s against {name} ...",
-                  flush=True)  # fmt: skip
-            wrk(ports[name], args.connections, 2)  # warm-up
-            results[name] = wrk(ports[name], args.connections, args.duration)
+        procs.append(start_floatgate(work, "quiet", ports["quiet"], backend, proxy_cpu, False))
+        targets.append(Target("floatgate (no access log)", ports["quiet"], procs[-1]))
+        for target in targets:
+            wait_port(target.port, target.proc, target.label)
+        tables: dict[int, list[dict[str, float | str]]] = {}
+        for connections in counts:
+            rounds: dict[str, list[Round]] = {t.label: [] for t in targets}
+            for number in range(args.rounds):
+                order = targets if number % 2 == 0 else list(reversed(targets))
+                for target in order:
+                    print(f"round {number + 1}/{args.rounds}: wrk -c{connections} "
+                          f"-d{args.duration}s against {target.label} ...", flush=True)  # fmt: skip
+                    rounds[target.label].append(
+                        measure(target, connections, args.duration, other_cpus)
+                    )
+            tables[connections] = [median_row(t.label, rounds[t.label]) for t in targets]
+            tables[connections][0]["cpu"] = tables[connections][0]["per_cpu"] = 0.0
+        for connections, rows in tables.items():
+            print_table(connections, rows)
+        print(f"\nlog lines written: floatgate {lines(work / 'fg-access.log')}, "
+              f"HAProxy {lines(work / 'haproxy-access.log')}")  # fmt: skip
         print()
-        print(f"{'target':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-        labels = {"nginx": "nginx direct", "haproxy": "HAProxy 2.6 (1 thread)",
-                  "floatgate": "floatgate (1 process)"}  # fmt: skip
-        for name, (rps, p50, p99) in results.items():
-            print(f"{labels[name]:<22}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
-        ratio = results["floatgate"][0] / results["haproxy"][0]
-        print(f"\nfloatgate/HAProxy req/s ratio: {ratio:.2f}")
+        for connections, rows in tables.items():
+            print(ratios(connections, rows))
         if args.idle:
             print(f"\nopening {args.idle} idle keep-alive connections to floatgate ...")
             before, after = asyncio.run(hold_idle(ports["floatgate"], args.idle, floatgate.pid))
