@@ -258,13 +258,21 @@ async def test_client_timeout_408_and_idle_close(backends: Any, proxy: Any) -> N
     assert a.requests == [("GET", "/")]
 
 
-async def test_access_log_line(backends: Any, proxy: Any, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "floatgate.access")
+async def test_access_log_line(
+    backends: Any, proxy: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The line reaches stderr (the default target) from the writer thread."""
     a = await backends("a")
     port = free_port()
     await proxy(cluster_yaml(port, [a.address]))
     await raw_exchange(port, b"GET /logged?q=1 HTTP/1.1\r\nHost: h\r\n\r\n")
-    lines = [r.getMessage() for r in caplog.records if r.name == "floatgate.access"]
+    lines: list[str] = []
+    for _ in range(50):  # flush_interval is 100 ms
+        await asyncio.sleep(0.05)
+        lines += [x.split("floatgate.access: ", 1)[1] for x in capfd.readouterr().err.splitlines()
+                  if " INFO floatgate.access: " in x]  # fmt: skip
+        if lines:
+            break
     assert len(lines) == 1
     client, frontend, route, timers, status, size, *_ = lines[0].split(" ")
     assert (client, frontend, route, status, size) == ("127.0.0.1", "web", "app/s0", "200", "1")
