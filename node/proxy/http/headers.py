@@ -102,10 +102,19 @@ def connection_tokens(raw_headers: RawHeaders) -> frozenset[bytes]:
 def end_to_end(raw_headers: RawHeaders, drop: frozenset[bytes] = frozenset()) -> HeaderList:
     """Headers minus hop-by-hop ones, those named in Connection, and ``drop`` (all
     lower-case names), in their original order and spelling."""
-    skip = HOP_BY_HOP | drop
-    if any(name.lower() == b"connection" for name, _ in raw_headers):
-        skip = skip | connection_tokens(raw_headers)
-    return [(name, value) for name, value in raw_headers if name.lower() not in skip]
+    skip = HOP_BY_HOP | drop if drop else HOP_BY_HOP
+    kept: HeaderList = []
+    named = False  # a Connection header: the names it lists go too
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower in skip:
+            named = named or lower == b"connection"
+        else:
+            kept.append((name, value))
+    if named:
+        tokens = connection_tokens(raw_headers)
+        kept = [(name, value) for name, value in kept if name.lower() not in tokens]
+    return kept
 
 
 def add_forwarded(
@@ -149,7 +158,7 @@ def header_value(raw_headers: RawHeaders, name: bytes) -> bytes | None:
 
 def serialize(first_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """A message head: first line, headers, blank line."""
-    return b"".join([first_line, b"\r\n", *(b"%b: %b\r\n" % (n, v) for n, v in headers), b"\r\n"])
+    return b"\r\n".join([first_line, *[n + b": " + v for n, v in headers], b"\r\n"])
 
 
 def is_websocket_upgrade(raw_headers: RawHeaders) -> bool:

@@ -39,7 +39,14 @@ class ServerProtocol(ResponseHandler):
     body's reader. aiohttp's C parser drops its payload before it raises, so
     ResponseHandler fails only its message queue (and drops the read timeout): a reader
     of the body would wait forever for a server that sent a malformed chunk
-    (tests/functional/test_backends.py). ``_payload`` is aiohttp's current body."""
+    (tests/functional/test_backends.py). ``_payload`` is aiohttp's current body.
+
+    ``parsing_head``: whether the response parser was made for a HEAD request (None:
+    not made yet). ``set_response_params`` builds a new parser at each call, so it is
+    called again only when that changes: a kept-alive connection keeps its parser
+    (llhttp starts over after each message, as for pipelined responses)."""
+
+    parsing_head: bool | None = None
 
     def data_received(self, data: bytes) -> None:
         payload = self._payload
@@ -76,7 +83,7 @@ class UpstreamResponse:
     raw_headers: tuple[tuple[bytes, bytes], ...]
     content_length: int | None
     payload: aiohttp.StreamReader
-    protocol: ResponseHandler
+    protocol: ServerProtocol
     connect_seconds: float
 
 
@@ -89,16 +96,16 @@ class ServerConnections:
         self.address = address
         self.timeouts = timeouts
         self.tls = tls
-        self._idle: collections.deque[tuple[ResponseHandler, float]] = collections.deque()
+        self._idle: collections.deque[tuple[ServerProtocol, float]] = collections.deque()
 
-    async def _connect(self, preamble: bytes) -> ResponseHandler:
+    async def _connect(self, preamble: bytes) -> ServerProtocol:
         loop = asyncio.get_running_loop()
         _, protocol = await connect_server(
             lambda: ServerProtocol(loop), self.address, self.timeouts.connect, self.tls, preamble
         )
         return protocol
 
-    def _pooled(self) -> ResponseHandler | None:
+    def _pooled(self) -> ServerProtocol | None:
         now = time.monotonic()
         while self._idle:
             protocol, since = self._idle.pop()
@@ -107,7 +114,7 @@ class ServerConnections:
             protocol.close()
         return None
 
-    def release(self, protocol: ResponseHandler, reusable: bool) -> None:
+    def release(self, protocol: ServerProtocol, reusable: bool) -> None:
         if reusable and not protocol.should_close and len(self._idle) < MAX_IDLE:
             self._idle.append((protocol, time.monotonic()))
         else:
@@ -139,16 +146,19 @@ class ServerConnections:
             protocol = await self._connect(preamble)
             connect_seconds = time.monotonic() - started
             preamble = b""  # sent: before the TLS handshake, if any
-        protocol.set_response_params(
-            skip_payload=method == "HEAD",
-            read_until_eof=False,
-            auto_decompress=False,
-            read_timeout=self.timeouts.server,
-            read_bufsize=2**16,
-            max_line_size=MAX_RESPONSE_LINE,
-            max_field_size=MAX_RESPONSE_LINE,
-            max_headers=256,
-        )
+        for_head = method == "HEAD"
+        if protocol.parsing_head is not for_head:
+            protocol.set_response_params(
+                skip_payload=for_head,
+                read_until_eof=False,
+                auto_decompress=False,
+                read_timeout=self.timeouts.server,
+                read_bufsize=2**16,
+                max_line_size=MAX_RESPONSE_LINE,
+                max_field_size=MAX_RESPONSE_LINE,
+                max_headers=256,
+            )
+            protocol.parsing_head = for_head
         try:
             await _write_request(protocol, preamble + head, body, self.timeouts.server)
             protocol.start_timeout()
@@ -177,7 +187,7 @@ class ServerConnections:
 
 
 async def _write_request(
-    protocol: ResponseHandler, head: bytes, body: RequestBody, server_timeout: float
+    protocol: ServerProtocol, head: bytes, body: RequestBody, server_timeout: float
 ) -> None:
     """Write one request; a server that stops reading the body for ``server_timeout``
     raises TimeoutError."""
