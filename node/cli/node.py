@@ -148,11 +148,16 @@ def _access_log_problems(node: NodeConfig) -> list[str]:
     target = node.access_log.target
     if target == "stderr":
         return []
-    folder = Path(target).parent
-    if not folder.is_dir():
-        return [f"{node.source}: access_log.target: directory {folder} does not exist"]
-    if not os.access(folder, os.W_OK) and not os.access(target, os.W_OK):
-        return [f"{node.source}: access_log.target: {target} is not writable here"]
+    path, where = Path(target), f"{node.source}: access_log.target"
+    if path.is_dir():
+        return [f"{where}: {target} is a directory (name a file in it)"]
+    if path.exists():
+        writable = os.access(path, os.W_OK)
+        return [] if writable else [f"{where}: {target} is not writable here"]
+    if not path.parent.is_dir():
+        return [f"{where}: directory {path.parent} does not exist"]
+    if not os.access(path.parent, os.W_OK):
+        return [f"{where}: cannot create {target} (directory not writable here)"]
     return []
 
 
@@ -193,6 +198,7 @@ def _run(
     from node.app.boot import run_standalone
 
     settings = node_config.access_log if node_config is not None else AccessLogConfig()
-    if log_format is not None:
+    follows = node_config is None or settings.format == node_config.log_format
+    if log_format is not None and follows:  # the access log follows the log's format
         settings = replace(settings, format=log_format)
     return run_standalone(cluster, certs_dir, replace(settings, enabled=access_log), node_config)

@@ -22,6 +22,8 @@ import collections
 import errno
 import logging
 import os
+import select
+import stat
 import sys
 import threading
 import time
@@ -54,7 +56,9 @@ class LineSink:
         self._done = 0  # bytes of those written or dropped (writer thread)
         self._batches: collections.deque[tuple[bytes, int]] = collections.deque()
         self._wake = threading.Condition()
-        self._closing = False
+        self._closing = False  # the writer stops once the queue is empty
+        self._closed = False  # the event loop's side: no more lines
+        self._cut = False  # a partial write ended inside a line: start the next on a new one
         self._reopen = False
         self._fd: int | None = None
         self._warned_at = 0.0
@@ -71,14 +75,15 @@ class LineSink:
         try:
             os.close(_open_append(self.target, os.O_NONBLOCK))
         except OSError as exc:
-            if exc.errno != errno.ENXIO:  # a FIFO nobody reads yet is fine
+            # A FIFO nobody reads yet is fine; a socket (ENXIO too) cannot be opened
+            if exc.errno != errno.ENXIO or not stat.S_ISFIFO(os.stat(self.target).st_mode):
                 raise
 
     # -- the event loop's side ------------------------------------------------------
 
     def add(self, line: str) -> None:
         """Buffer one line (with its newline)."""
-        if self._size + self._handed - self._done >= self.max_pending:
+        if self._closed or self._size + self._handed - self._done >= self.max_pending:
             self.dropped_full += 1
             return
         self._lines.append(line)
@@ -112,13 +117,28 @@ class LineSink:
         with self._wake:
             self._wake.notify()
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Flush, let the writer finish (up to ``timeout`` seconds), and stop it."""
+    def close(self) -> None:
+        """Flush and tell the writer to stop once the queue is written (on the loop);
+        lines added later are counted as dropped. ``wait`` for the writer."""
         self.flush()
+        self._closed = True
         with self._wake:
             self._closing = True
             self._wake.notify()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait (in any thread) up to ``timeout`` seconds for the writer to finish;
+        False when it did not (a target that blocks): what it still holds is lost, and
+        logged as such (the process is ending)."""
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            return True
+        with self._wake:
+            queued = sum(count for _, count in self._batches)
+        log.warning("access log: %s did not take the last lines within %gs; %d queued "
+                    "lines and the batch being written are lost", self.target, timeout,
+                    queued)  # fmt: skip
+        return False
 
     @property
     def dropped(self) -> int:
@@ -134,49 +154,68 @@ class LineSink:
                 if not self._batches:
                     break
                 data, count = self._batches.popleft()
+            done = 0
             try:
-                self._write(data)
+                if self._cut:
+                    self._write(b"\n")
+                    self._cut = False
+                done = self._write(data)
                 self.written += count
-            except OSError as exc:
-                self.dropped_failed += count
-                self._failed(exc)
+            except _Partial as partial:
+                done = partial.done
+                lost = data.count(b"\n", done)
+                self.written += count - lost
+                self.dropped_failed += lost
+                self._cut = done > 0 and data[done - 1 : done] != b"\n"
+                self._failed(partial.error)
             finally:
                 self._done += len(data)
         if self._fd is not None and self.target != "stderr":
             os.close(self._fd)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> int:
+        """Write all of ``data``; raises _Partial with how much was written."""
         if self.target == "stderr":
-            self._write_stderr(data)
-            return
-        if self._reopen and self._fd is not None:
-            self._reopen = False
-            os.close(self._fd)
-            self._fd = None
-        if self._fd is None:
-            self._fd = _open_append(self.target)
-        _write_all(self._fd, data)
+            return self._write_stderr(data)
+        try:
+            if self._reopen and self._fd is not None:
+                self._reopen = False
+                os.close(self._fd)
+                self._fd = None
+            if self._fd is None:
+                self._fd = _open_append(self.target)
+        except OSError as exc:
+            raise _Partial(0, exc) from exc
+        return _write_all(self._fd, data)
 
-    def _write_stderr(self, data: bytes) -> None:
+    def _write_stderr(self, data: bytes) -> int:
         """In pieces of whole lines of at most PIPE_BUF bytes (a pipe write that size
-        is atomic), each under the locks of the logging handlers that write there."""
+        is atomic), each under the locks of the logging handlers that write there. The
+        locks are taken only once the descriptor can take the piece (poll), so a
+        journal that stopped reading blocks this thread, not the node's own logging."""
         handlers = [
             h
             for h in logging.getLogger().handlers
             if isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.__stderr__)
         ]
         fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+        waiter = select.poll()
+        waiter.register(fd, select.POLLOUT)
         start = 0
         while start < len(data):
             end = start + select_piece(data, start, 4096)
+            waiter.poll()  # POLLERR/POLLHUP wake it too: the write then fails
             for handler in handlers:
                 handler.acquire()
             try:
                 _write_all(fd, data[start:end])
+            except _Partial as partial:
+                raise _Partial(start + partial.done, partial.error) from partial.error
             finally:
                 for handler in reversed(handlers):
                     handler.release()
             start = end
+        return start
 
     def _failed(self, exc: OSError) -> None:
         self.last_error = f"{self.target}: {exc.strerror or exc}"
@@ -209,8 +248,21 @@ def _open_append(path: str, extra: int = 0) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | extra, 0o640)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+class _Partial(Exception):
+    """A write failed after ``done`` bytes of the batch were written."""
+
+    def __init__(self, done: int, error: OSError) -> None:
+        super().__init__(done, error)
+        self.done = done
+        self.error = error
+
+
+def _write_all(fd: int, data: bytes) -> int:
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    done = 0
+    while done < len(data):
+        try:
+            done += os.write(fd, view[done:])
+        except OSError as exc:
+            raise _Partial(done, exc) from exc
+    return done

@@ -7,8 +7,10 @@ headers, ``Tt`` total. All in milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -96,7 +98,9 @@ class AccessLog:
 
     def start(self) -> None:
         """Open the target and start the writer (LogTargetError: the path is unusable)."""
-        if self.enabled and self.sink is None:
+        # --log-level WARNING (or higher) silences the access log, as it always did
+        audible = logging.getLogger("floatgate.access").isEnabledFor(logging.INFO)
+        if self.enabled and audible and self.sink is None:
             config = self.config
             sink = LineSink(config.target, config.flush_interval, config.max_pending_kib * 1024)
             try:
@@ -110,10 +114,15 @@ class AccessLog:
             self.sink = sink
             self.meters.log_sink = sink
 
-    def close(self) -> None:
-        """Write what is buffered and stop the writer."""
-        if self.sink is not None:
-            self.sink.close()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Hand over what is buffered (on the loop), wait up to ``timeout`` seconds for
+        the writer to write it (in a thread), and let a later ``start`` begin anew."""
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.close()
+            await asyncio.to_thread(sink.wait, timeout)
+            if self.meters.log_sink is sink:
+                self.meters.log_sink = None
 
     def write(self, finished: Loggable) -> None:
         self.meters.request(finished)

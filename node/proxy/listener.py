@@ -202,13 +202,17 @@ class Listener:
         else:
             self._meters.connections += 1
         try:
-            return self._serve_accepted(client, probe)
+            handing = self._serve_accepted(client, probe)
         except Exception as exc:  # contained: one connection never ends the loop
             # e.g. the peer reset it before it could be served (getpeername: ENOTCONN)
             self._meters.accept_errors += 1
             log.debug("frontend %s: accepted connection failed at once: %r", self.name, exc)
             client.close()
             return None
+        if handing is not None:  # tracked at once: a drain that starts now waits for it
+            self._handing.add(handing)
+            handing.add_done_callback(self._handed)
+        return handing
 
     def _serve_accepted(
         self, client: socket.socket, probe: bool = False
@@ -240,11 +244,7 @@ class Listener:
         try:
             outcomes = await asyncio.shield(batch)
         except asyncio.CancelledError:
-            for future in handing:
-                if not future.done():
-                    self._handing.add(future)
-                    future.add_done_callback(self._handed)
-            batch.add_done_callback(_consume)
+            batch.add_done_callback(_consume)  # the drain waits for them (_handing)
             raise
         for outcome in outcomes:
             if isinstance(outcome, Exception):

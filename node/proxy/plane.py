@@ -61,11 +61,11 @@ class DataPlane:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.access.start()  # an access-log file that cannot be opened: before serving
-        self.pools = self._build_pools(self.config, self.tls)
-        for pool in self.pools.values():
-            pool.start()
         try:
+            self.access.start()  # an access-log file that cannot be opened: before serving
+            self.pools = self._build_pools(self.config, self.tls)
+            for pool in self.pools.values():
+                pool.start()
             for frontend in self.config.frontends:
                 listener = Listener(self._proxy(frontend, self.pools, self.tls), loop)
                 listener.start()
@@ -203,4 +203,4 @@ class DataPlane:
         self.listeners.clear()
         await asyncio.gather(*self._retired, return_exceptions=True)
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
-        await asyncio.to_thread(self.access.close)  # what is buffered is written
+        await self.access.close()  # what is buffered is written

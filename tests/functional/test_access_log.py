@@ -190,3 +190,63 @@ def test_an_unusable_target_stops_the_start_with_a_clear_error(tmp_path: Path) -
     )  # fmt: skip
     assert check.returncode == 2
     assert "access_log.target: directory /nonexistent-dir does not exist" in check.stderr
+
+
+async def test_a_stderr_nobody_reads_never_stalls_the_proxy(backends: Any, tmp_path: Path) -> None:
+    """The default target with stderr a pipe that is never read (a stalled journal):
+    the writer blocks once the pipe is full, the proxy answers on, lines are dropped."""
+    backend = await backends("a")
+    port, admin = free_port(), free_port()
+    (tmp_path / "cluster.yaml").write_text(cluster_yaml(port, [backend.address]))
+    (tmp_path / "node.yaml").write_text(
+        f'name: n1\nadmin: {{listen: "127.0.0.1:{admin}"}}\naccess_log: {{max_pending_kib: 64}}\n'
+    )
+    command = [sys.executable, "-m", "node.cli", "run", "--cluster", str(tmp_path / "cluster.yaml"),
+               "--node", str(tmp_path / "node.yaml")]  # fmt: skip
+    process = subprocess.Popen(  # noqa: ASYNC220 (returns at once; the backend runs on this loop)
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        for wanted in (port, admin):
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", wanted), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert process.poll() is None and time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+        for _ in range(10):
+            await asyncio.to_thread(_get, port, "/" + "x" * 40, 300)
+        metrics = await asyncio.to_thread(_scrape, admin)
+        assert _metric(metrics, 'floatgate_access_log_dropped_total{reason="full"}') > 1000
+    finally:
+        process.terminate()
+        assert process.stderr is not None
+        process.stderr.read()  # let it write its last lines and exit
+        process.wait(15)
+
+
+def test_check_refuses_a_directory_or_a_socket_as_the_target(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "cluster.yaml").write_text(cluster_yaml(port, ["127.0.0.1:9"]))
+    node = tmp_path / "node.yaml"
+    node.write_text(f"name: n1\naccess_log: {{target: {tmp_path}}}\n")
+    check = subprocess.run(
+        [sys.executable, "-m", "node.cli", "check", str(tmp_path / "cluster.yaml"), "--node",
+         str(node)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 2
+    assert f"access_log.target: {tmp_path} is a directory" in check.stderr
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(tmp_path / "log.sock"))  # like /dev/log: a socket, not a file
+    try:
+        node.write_text(f"name: n1\naccess_log: {{target: {tmp_path / 'log.sock'}}}\n")
+        command = [sys.executable, "-m", "node.cli", "run", "--cluster",
+                   str(tmp_path / "cluster.yaml"), "--node", str(node)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert done.returncode == 1
+        assert "access log: cannot open" in done.stderr
+    finally:
+        listening.close()

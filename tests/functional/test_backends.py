@@ -259,9 +259,11 @@ async def test_client_timeout_408_and_idle_close(backends: Any, proxy: Any) -> N
 
 
 async def test_access_log_line(
-    backends: Any, proxy: Any, capfd: pytest.CaptureFixture[str]
+    backends: Any, proxy: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The line reaches stderr (the default target) from the writer thread."""
+    """The line reaches stderr (the default target) from the writer thread; the access
+    log is on when its logger is at INFO (--log-level WARNING silences it)."""
+    caplog.set_level(logging.INFO, "floatgate.access")
     a = await backends("a")
     port = free_port()
     await proxy(cluster_yaml(port, [a.address]))
