@@ -10,7 +10,6 @@ parser and drops the per-request framework objects.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import ssl
 import time
@@ -67,6 +66,16 @@ class ClientConnection(BaseProtocol):
     """Phases (node.proxy.session.Phase): IDLE between requests, READING while a request's
     head arrives, BUSY while it is served. ``expire`` applies the deadline of each."""
 
+    # Slots and a list for the queue: an idle keep-alive connection is ~1 KiB smaller
+    # (an instance dict; a deque allocates a 64-slot block even when empty).
+    __slots__ = (
+        "_cert_headers", "_current_payload", "_identity", "_meters",
+        "_reading_paused_by_queue", "closing", "ended_at", "input_ended", "last_read",
+        "last_write", "listener", "local", "parser", "peer", "phase", "proxied", "queue",
+        "remote", "request_started", "served", "since", "ssl_object", "task", "tunnel",
+        "upgrade_tail", "upgraded", "uri_limit", "write_paused_since",
+    )  # fmt: skip
+
     def __init__(self, listener: Host, proxied: tuple[str, int] | None = None) -> None:
         super().__init__(listener.loop)
         frontend = listener.handler.route.frontend
@@ -83,7 +92,7 @@ class ClientConnection(BaseProtocol):
             auto_decompress=False,
         )
         self._parser = self.parser  # BaseProtocol pauses and resumes it with the transport
-        self.queue: collections.deque[tuple[Any, StreamReader]] = collections.deque()
+        self.queue: list[tuple[Any, StreamReader]] = []  # at most _PIPELINE_PAUSE long
         self.task: asyncio.Task[None] | None = None
         self.phase = Phase.IDLE
         self.since = time.monotonic()
@@ -190,9 +199,7 @@ class ClientConnection(BaseProtocol):
         to a complete request in flight: found by the fuzzer.)"""
         for index, (_, payload) in enumerate(self.queue):
             if payload is not EMPTY_PAYLOAD and not payload.is_eof():
-                kept = list(self.queue)[:index]
-                self.queue.clear()
-                self.queue.extend(kept)
+                del self.queue[index:]
                 return
 
     def _fail_bodies(self, exc: BaseException) -> None:
@@ -242,7 +249,7 @@ class ClientConnection(BaseProtocol):
     async def _serve(self) -> None:
         try:
             while self.queue and self.transport is not None:
-                message, payload = self.queue.popleft()
+                message, payload = self.queue.pop(0)
                 if self._reading_paused_by_queue and len(self.queue) < _PIPELINE_RESUME:
                     self._reading_paused_by_queue = False
                     self.transport.resume_reading()
