@@ -286,3 +286,75 @@ def test_one_gib_each_way_keeps_rss_flat(floatgate_process: Any, thread_backends
     growth = peak[0] - baseline
     print(f"floatgate RSS: baseline {baseline >> 20} MiB, peak {peak[0] >> 20} MiB")
     assert growth < 64 * 1024 * 1024, f"RSS grew by {growth >> 20} MiB"
+
+
+def test_ten_reloads_under_load_fail_no_request(
+    floatgate_process: Any, thread_backends: Any, tmp_path: Path
+) -> None:
+    """Keep-alive clients and clients that connect per request, without pause, while
+    the cluster file flips ten times between two server sets: every request is
+    answered 200 (the HAProxy reload promise: no error, no 5xx)."""
+    import re
+    import socket
+
+    a, b = thread_backends("a"), thread_backends("b")
+    port = free_port()
+    one, two = cluster_yaml(port, [a.address]), cluster_yaml(port, [a.address, b.address])
+    process = floatgate_process(one)
+    process.wait_listening(port)
+    config = tmp_path / "cluster0.yaml"
+    stop = threading.Event()
+    answers: list[str] = []
+    failures: list[str] = []
+
+    def client(keep_alive: bool) -> None:
+        request = (
+            b"GET /load HTTP/1.1\r\nHost: t\r\n"
+            + (b"" if keep_alive else b"Connection: close\r\n")
+            + b"\r\n"
+        )
+        sock: socket.socket | None = None
+        while not stop.is_set():
+            try:
+                if sock is None:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.sendall(request)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionError(f"closed before an answer: {data[:60]!r}")
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+                while len(body) < length:
+                    body += sock.recv(65536)
+                answers.append(head.split(b" ", 2)[1].decode())
+                if not keep_alive or b"connection: close" in head.lower():
+                    sock.close()
+                    sock = None
+            except OSError as exc:
+                failures.append(repr(exc))
+                if sock is not None:
+                    sock.close()
+                sock = None
+        if sock is not None:
+            sock.close()
+
+    clients = [threading.Thread(target=client, args=(i % 2 == 0,)) for i in range(6)]
+    for thread in clients:
+        thread.start()
+    try:
+        for flip in range(10):
+            time.sleep(0.4)
+            config.write_text(two if flip % 2 == 0 else one)
+            process.signal(signal.SIGHUP)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(15)
+    log = process.log.read_text()
+    assert log.count("configuration reloaded") == 10, log[-2000:]
+    assert failures == []
+    assert len(answers) > 100 and set(answers) == {"200"}
