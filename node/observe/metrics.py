@@ -78,7 +78,10 @@ class Finished(Protocol):
 
 
 def code_class(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status < 600 else "other"
+    return _BY_HUNDREDS[status // 100] if 100 <= status < 600 else "other"
+
+
+_BY_HUNDREDS = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 def _zeros(keys: tuple[str, ...]) -> dict[str, int]:

@@ -7,6 +7,8 @@ import ipaddress
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.proxy.accesslog import AccessEntry
 from node.proxy.http.headers import (
@@ -14,8 +16,10 @@ from node.proxy.http.headers import (
     add_forwarded,
     end_to_end,
     framing_problem,
+    header_by_header,
     is_ambiguous,
     is_websocket_upgrade,
+    plainly_fine,
     serialize,
 )
 from node.proxy.upstream.balance import ConsistentHash, LeastConnections, SmoothRoundRobin
@@ -153,3 +157,35 @@ def test_aiohttp_too_old_is_refused_with_what_to_do() -> None:
     assert old is not None and "needs aiohttp 3.14 or newer" in old and "found 3.10.11" in old
     assert "pip install 'aiohttp>=3.14,<4'" in old
     assert aiohttp_problem("3.14.0", ["read_timeout"]) is not None  # the API is what counts
+
+
+_NAME_PIECES = ["Host", "Content-Length", "content-length", "Transfer-Encoding",
+                "Transfer_Encoding", "Content--Length", "X-Content-Length", "X A", "", "Ü",
+                "Accept", "TE", "transfer.encoding"]  # fmt: skip
+_VALUE_PIECES = ["5", "chunked", "gzip, chunked", "a\x00b", "x\ty", "\x7f", "é", "", " 3"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(_NAME_PIECES), st.sampled_from(_VALUE_PIECES)), max_size=6),
+    st.sampled_from([(1, 1), (1, 0)]),
+)
+def test_the_all_at_once_framing_check_agrees_with_the_header_by_header_one(
+    headers: list[tuple[str, str]], version: tuple[int, int]
+) -> None:
+    """plainly_fine is a shortcut: whenever it says fine, the one-by-one checks find
+    nothing either (no problem, no unsupported coding)."""
+    raw = [(n.encode(), v.encode()) for n, v in headers]
+    if plainly_fine(raw):
+        assert header_by_header(raw, version) is None
+        assert framing_problem(raw, version) is None
+    else:
+        try:
+            expected: object = header_by_header(raw, version)
+        except UnsupportedCoding as exc:
+            expected = exc.args
+        try:
+            got: object = framing_problem(raw, version)
+        except UnsupportedCoding as exc:
+            got = exc.args
+        assert got == expected

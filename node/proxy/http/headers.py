@@ -43,6 +43,14 @@ def framing_problem(raw_headers: RawHeaders, version: tuple[int, int]) -> str | 
     not implement (anything but a lone ``chunked``)."""
     if version not in ((1, 1), (1, 0)):
         return f"unsupported HTTP version {version[0]}.{version[1]}"
+    if plainly_fine(raw_headers):
+        return None
+    return header_by_header(raw_headers, version)
+
+
+def header_by_header(raw_headers: RawHeaders, version: tuple[int, int]) -> str | None:
+    """framing_problem's checks one header at a time (what ``plainly_fine`` says of
+    all of them at once, when it can)."""
     content_lengths: list[bytes] = []
     transfer_encodings: list[bytes] = []
     for name, value in raw_headers:
@@ -74,6 +82,19 @@ def framing_problem(raw_headers: RawHeaders, version: tuple[int, int]) -> str | 
         if codings != [b"chunked"]:
             raise UnsupportedCoding(b", ".join(codings).decode("latin-1")[:60])
     return None
+
+
+def plainly_fine(raw_headers: RawHeaders) -> bool:
+    """The common case, checked over all headers at once: every name and value valid
+    and no name that could be (or imitate) a framing header. False says nothing; the
+    header-by-header checks then decide."""
+    names = [name for name, _ in raw_headers]
+    if not all(names) or b"".join(names).translate(None, _TCHAR):
+        return False
+    if b"".join([value for _, value in raw_headers]).translate(None, _VALUE_OK):
+        return False
+    squeezed = b"\n".join(names).lower().translate(None, _SEPARATORS)
+    return b"transferencoding" not in squeezed and b"contentlength" not in squeezed
 
 
 def is_ambiguous(method: str, raw_headers: RawHeaders) -> bool:
@@ -112,8 +133,9 @@ def end_to_end(raw_headers: RawHeaders, drop: frozenset[bytes] = frozenset()) ->
         else:
             kept.append((name, value))
     if named:
-        tokens = connection_tokens(raw_headers)
-        kept = [(name, value) for name, value in kept if name.lower() not in tokens]
+        tokens = connection_tokens(raw_headers) - skip  # (keep-alive is gone already)
+        if tokens:
+            kept = [(name, value) for name, value in kept if name.lower() not in tokens]
     return kept
 
 
