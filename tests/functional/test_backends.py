@@ -364,3 +364,104 @@ async def test_server_framing_error_mid_body_cuts_the_client_at_once(
     finally:
         writer.close()
         server.close()
+
+
+class _ScriptedServer:
+    """A raw server that answers the n-th request on a connection with answers[n]
+    (bytes sent as they are, extra bytes included), then ``idle_extra`` bytes on its
+    own a moment after the first answer."""
+
+    def __init__(self, answers: list[bytes], idle_extra: bytes = b"") -> None:
+        self.answers = answers
+        self.idle_extra = idle_extra
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            for answer in self.answers:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+                if self.idle_extra:
+                    await asyncio.sleep(0.1)
+                    writer.write(self.idle_extra)
+                    self.idle_extra = b""
+            await reader.read()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+_FAKE_HEAD = b"HTTP/1.1 302 Found\r\nLocation: /evil\r\nSet-Cookie: s=attacker\r\nX-Pad: "
+_REAL = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_bytes_a_server_sends_past_its_answer_never_reach_the_next_client(
+    proxy: Any,
+) -> None:
+    """A server that sends more than its response (a body on a 304, a length that
+    counted characters): the extra bytes (here the start of a forged response head)
+    must not be read as part of the answer to the next request on that connection."""
+    server = _ScriptedServer(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc" + _FAKE_HEAD, _REAL]
+    )
+    port = free_port()
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{await server.start()}"]))
+    try:
+        first = await raw_exchange(port, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert first.status == 200 and first.body == b"abc"
+        second = await raw_exchange(port, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert second.status == 200, second.raw
+        assert b"attacker" not in second.raw and b"/evil" not in second.raw
+    finally:
+        await server.stop()
+
+
+async def test_a_response_a_server_sends_unasked_is_never_served(proxy: Any) -> None:
+    """A complete response that arrives on an idle pooled connection answers nobody:
+    the connection is closed, not handed the next request with that answer waiting."""
+    unasked = b"HTTP/1.1 302 Found\r\nLocation: /evil\r\nContent-Length: 0\r\n\r\n"
+    server = _ScriptedServer([_REAL, _REAL], idle_extra=unasked)
+    port = free_port()
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{await server.start()}"]))
+    try:
+        assert (await raw_exchange(port, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")).status == 200
+        await asyncio.sleep(0.5)  # the unasked answer arrives while the connection idles
+        second = await raw_exchange(port, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert second.status == 200 and b"/evil" not in second.raw, second.raw
+    finally:
+        await server.stop()
+
+
+async def test_connection_cannot_name_content_length_or_host_away(proxy: Any) -> None:
+    """Connection: content-length, host: removing the framing header from a request
+    whose body is still sent would make the server read the body as a request."""
+    backend = RecordingBackend()
+    await backend.start()
+    port = free_port()
+    await proxy(cluster_yaml(port, [f"127.0.0.1:{backend.port}"]))
+    body = b"GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+    request = (b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n"
+               b"Connection: content-length, host\r\n\r\n" % len(body)) + body  # fmt: skip
+    reply = await raw_exchange(port, request)
+    await asyncio.sleep(0.2)
+    await backend.stop()
+    received = backend.received
+    if reply.status == 200:  # forwarded: with its length and Host, as one request
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert b"content-length: %d" % len(body) in head.lower()
+        assert head.lower().count(b"\r\nhost: ") == 1
+        assert rest == body  # the body, as a body
+    else:
+        assert reply.status == 400 and b"/smuggled" not in received

@@ -23,6 +23,7 @@ HOP_BY_HOP = frozenset(
         b"proxy-connection",
     }
 )
+_NEVER_NAMED_AWAY = frozenset({b"content-length", b"host"})
 _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # bytes.translate(None, X) deletes X: what is left of a name or value is what is invalid.
@@ -133,7 +134,10 @@ def end_to_end(raw_headers: RawHeaders, drop: frozenset[bytes] = frozenset()) ->
         else:
             kept.append((name, value))
     if named:
-        tokens = connection_tokens(raw_headers) - skip  # (keep-alive is gone already)
+        # (keep-alive is gone already; the framing and routing headers are never
+        # named away: a request whose body is sent without its Content-Length would
+        # be read by the server as a second request)
+        tokens = connection_tokens(raw_headers) - skip - _NEVER_NAMED_AWAY
         if tokens:
             kept = [(name, value) for name, value in kept if name.lower() not in tokens]
     return kept

@@ -41,14 +41,20 @@ class ServerProtocol(ResponseHandler):
     of the body would wait forever for a server that sent a malformed chunk
     (tests/functional/test_backends.py). ``_payload`` is aiohttp's current body.
 
-    ``parsing_head``: whether the response parser was made for a HEAD request (None:
-    not made yet). ``set_response_params`` builds a new parser at each call, so it is
-    called again only when that changes: a kept-alive connection keeps its parser
-    (llhttp starts over after each message, as for pipelined responses)."""
+    A new parser is made for every exchange (``set_response_params``): bytes a server
+    sent past the end of its last response (a body on a 304, a length that counted
+    characters) may have started a message inside the old one, which would glue them
+    onto the next response (tests/functional/test_backends.py). ``pooled``: idle in
+    the pool; whatever arrives then answers nobody and closes the connection."""
 
-    parsing_head: bool | None = None
+    pooled = False
 
     def data_received(self, data: bytes) -> None:
+        if self.pooled and data:
+            self.pooled = False
+            if self.transport is not None:
+                self.transport.close()  # an answer nobody asked for: never served
+            return
         payload = self._payload
         super().data_received(data)
         failed = self.exception()
@@ -109,13 +115,16 @@ class ServerConnections:
         now = time.monotonic()
         while self._idle:
             protocol, since = self._idle.pop()
-            if protocol.is_connected() and now - since < IDLE_SECONDS:
+            protocol.pooled = False
+            fresh = now - since < IDLE_SECONDS
+            if protocol.is_connected() and not protocol.should_close and fresh:
                 return protocol
             protocol.close()
         return None
 
     def release(self, protocol: ServerProtocol, reusable: bool) -> None:
         if reusable and not protocol.should_close and len(self._idle) < MAX_IDLE:
+            protocol.pooled = True
             self._idle.append((protocol, time.monotonic()))
         else:
             protocol.close()
@@ -146,19 +155,16 @@ class ServerConnections:
             protocol = await self._connect(preamble)
             connect_seconds = time.monotonic() - started
             preamble = b""  # sent: before the TLS handshake, if any
-        for_head = method == "HEAD"
-        if protocol.parsing_head is not for_head:
-            protocol.set_response_params(
-                skip_payload=for_head,
-                read_until_eof=False,
-                auto_decompress=False,
-                read_timeout=self.timeouts.server,
-                read_bufsize=2**16,
-                max_line_size=MAX_RESPONSE_LINE,
-                max_field_size=MAX_RESPONSE_LINE,
-                max_headers=256,
-            )
-            protocol.parsing_head = for_head
+        protocol.set_response_params(
+            skip_payload=method == "HEAD",
+            read_until_eof=False,
+            auto_decompress=False,
+            read_timeout=self.timeouts.server,
+            read_bufsize=2**16,
+            max_line_size=MAX_RESPONSE_LINE,
+            max_field_size=MAX_RESPONSE_LINE,
+            max_headers=256,
+        )
         try:
             await _write_request(protocol, preamble + head, body, self.timeouts.server)
             protocol.start_timeout()
