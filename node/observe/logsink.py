@@ -166,7 +166,8 @@ class LineSink:
                 lost = data.count(b"\n", done)
                 self.written += count - lost
                 self.dropped_failed += lost
-                self._cut = done > 0 and data[done - 1 : done] != b"\n"
+                if done > 0:  # (done == 0: the batch, or the newline before it, failed)
+                    self._cut = data[done - 1 : done] != b"\n"
                 self._failed(partial.error)
             finally:
                 self._done += len(data)

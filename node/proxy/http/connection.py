@@ -92,7 +92,9 @@ class ClientConnection(BaseProtocol):
             auto_decompress=False,
         )
         self._parser = self.parser  # BaseProtocol pauses and resumes it with the transport
-        self.queue: list[tuple[Any, StreamReader]] = []  # at most _PIPELINE_PAUSE long
+        # Reading pauses at _PIPELINE_PAUSE queued requests; one read (64 KiB) may
+        # queue more, each popped from the front (cheap next to serving it).
+        self.queue: list[tuple[Any, StreamReader]] = []
         self.task: asyncio.Task[None] | None = None
         self.phase = Phase.IDLE
         self.since = time.monotonic()
