@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, FloatgateProcess, cluster_yaml, free_port
+from tests.functional.test_observability import _scrape
 
 _TEXT_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO floatgate\.access: 127\.0\.0\.1 web app/s0 "
@@ -40,15 +41,6 @@ def _get(port: int, path: str, count: int = 1) -> None:
             length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
             while len(rest) < length:
                 rest += s.recv(65536)
-
-
-def _scrape(port: int) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data.partition(b"\r\n\r\n")[2].decode()
 
 
 def _metric(text: str, line_start: str) -> float:
