@@ -74,6 +74,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
         self.plane = DataPlane(config, self.access_log, tls, self.meters)
         await self.plane.start()
+        _freeze_startup_objects()  # before the election starts (a ~70 ms pass)
         bundles = self._start_bundles(config)
         if self.node is not None and self.node.etcd is not None:
             self.role = ClusterRole(self.node, config, self.plane, self.bundles, self.meters)
@@ -82,7 +83,6 @@ class Daemon:
         else:
             log.info("floatgate running standalone (%s)", config.source)
         admin = await start_admin(self.node, self) if self.node and self.node.admin else None
-        _freeze_startup_objects()
         if ready is not None:
             ready()
         self._tell_systemd(config)
