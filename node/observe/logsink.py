@@ -140,10 +140,6 @@ class LineSink:
                     queued)  # fmt: skip
         return False
 
-    @property
-    def dropped(self) -> int:
-        return self.dropped_full + self.dropped_failed
-
     # -- the writer thread ----------------------------------------------------------
 
     def _run(self) -> None:
@@ -154,12 +150,11 @@ class LineSink:
                 if not self._batches:
                     break
                 data, count = self._batches.popleft()
-            done = 0
             try:
                 if self._cut:
                     self._write(b"\n")
                     self._cut = False
-                done = self._write(data)
+                self._write(data)
                 self.written += count
             except _Partial as partial:
                 done = partial.done

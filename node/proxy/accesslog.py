@@ -89,7 +89,6 @@ class AccessLog:
         if isinstance(config, bool):
             config = AccessLogConfig(enabled=config)
         self.config = config
-        self.enabled = config.enabled
         self.meters = meters or Meters()
         self.sink = sink
         self._json = config.format == "json"
@@ -100,7 +99,7 @@ class AccessLog:
         """Open the target and start the writer (LogTargetError: the path is unusable)."""
         # --log-level WARNING (or higher) silences the access log, as it always did
         audible = logging.getLogger("floatgate.access").isEnabledFor(logging.INFO)
-        if self.enabled and audible and self.sink is None:
+        if self.config.enabled and audible and self.sink is None:
             config = self.config
             sink = LineSink(config.target, config.flush_interval, config.max_pending_kib * 1024)
             try:
