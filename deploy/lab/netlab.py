@@ -218,6 +218,24 @@ class SwitchedLab:
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text()
 
+    def events(self, name: str, chars: int = 4000) -> str:
+        """The end of a node's log without its access-log lines (under a probe they
+        would fill any tail a failed test prints)."""
+        lines = [line for line in self.log(name).splitlines() if " floatgate.access: " not in line]
+        return "\n".join(lines)[-chars:]
+
+    def etcd_events(self, chars: int = 3000) -> dict[str, str]:
+        """Each etcd member's warnings and leader changes (the end of them): what a
+        failed lab test prints next to the nodes' logs."""
+        found = {}
+        for host in ETCD_HOSTS[: self.etcd_members]:
+            path = self.workdir / f"{host}.log"
+            if path.exists():
+                lines = [line for line in path.read_text(errors="replace").splitlines()
+                         if '"level":"warn"' in line or "leader" in line]  # fmt: skip
+                found[host] = "\n".join(lines)[-chars:]
+        return found
+
     def holders(self) -> list[str]:
         """Which nodes have the VIP on their interface right now."""
         found = []

@@ -33,12 +33,14 @@ def running_cluster(**options: object) -> Iterator[SwitchedLab]:
         yield lab
         failed = False
     finally:
-        logs = {name: lab.log(name)[-3000:] for name in lab.nodes
+        logs = {name: lab.events(name, 3000) for name in lab.nodes
                 if (workdir / f"{name}.log").exists()}  # fmt: skip
+        etcd = lab.etcd_events()
         lab.down()
         shutil.rmtree(workdir, ignore_errors=True)
         if failed:
             print(json.dumps(logs, indent=1))
+            print(json.dumps(etcd, indent=1))
 
 
 class Monitor:
