@@ -143,9 +143,14 @@ class EtcdElection:
         self.fence_slack = fence_slack
         self.silence = Silence()  # the leader key's last write, as this node saw it
         self._evict: tuple[int, int] | None = None  # (token, mod revision) of a silent leader
-        self._beats = 0  # beats in flight
+        self._beats = 0  # beats in flight on the client in use
         self._beat_tried = float("-inf")  # send time of the latest beat
         self._beat_failed = False  # the latest beat failed (or its client was replaced)
+        self._beat_seq = 0  # numbers the beats: which one is the latest
+        self._beat_pending = False  # the latest beat has no answer yet
+        self._beat_hedge_at = float("inf")  # when an unanswered beat is given up on
+        self._client_gen = 0  # counts client replacements: which client a beat went to
+        self._beat_gen = 0  # the client generation the latest beat went to
         self._key_lost = False  # a beat was refused: the leader key is not ours
 
     # -- what callers ask -------------------------------------------------------------
@@ -240,6 +245,13 @@ class EtcdElection:
             # A failed keepalive is retried at once: the failure moved the client to
             # the next endpoint, and waiting a whole interval could let the deadline
             # pass while another etcd member would have answered.
+            if self._beat_stuck():
+                # the member in use is silent: the keepalive may not be due for a while
+                # (after a failure the two no longer go out together), and the deadline
+                # rests on this beat too
+                log.warning("%s: beat unanswered after %.2fs; trying the next etcd member",
+                            self.me.name, time.monotonic() - self._beat_tried)  # fmt: skip
+                self._reconnect(self._client)
             if time.monotonic() >= self._beat_due_at():
                 self._send_beat()
             due = time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3
@@ -429,6 +441,10 @@ class EtcdElection:
         closed a little later, so calls still running on it end on their own."""
         if failed is not self._client:
             return
+        if self._beat_pending and self._beat_gen == self._client_gen:
+            self._beat_failed = True  # the latest beat went to this client: send anew
+        self._client_gen += 1
+        self._beats = 0  # beats on the old client end with it; they no longer count
         self._endpoint = (self._endpoint + 1) % len(self.access.endpoints)
         self._client = self.access.client(self._endpoint, float(self.ttl))
         self._spawn(self._close_later(failed))
@@ -717,40 +733,63 @@ class EtcdElection:
     def _beat_due_at(self) -> float:
         """When the next beat should go out: TTL/3 after the latest one was sent (the
         keepalive has its own clock), or 50 ms after a failed one -- retried on the
-        client in use, which a failure may have just replaced."""
+        client in use, which a failure may have just replaced -- or, while the latest
+        one is unanswered, when it is given up on that member (``_beat_stuck``)."""
         if self._beats >= 2:
             return float("inf")
         latest = max(self.state.lease.beat_sent or float("-inf"), self._beat_tried)
         if self._beat_failed:
             return min(latest + self.ttl / 3, self._beat_tried + 0.05)
+        if self._beat_pending and len(self.access.endpoints) > 1:
+            return min(latest + self.ttl / 3, self._beat_hedge_at)
         return latest + self.ttl / 3
+
+    def _beat_stuck(self) -> bool:
+        """The latest beat, sent to the client still in use, is unanswered past the
+        keepalive timeout it was sent with: with more than one endpoint, that member
+        is given up on (as a keepalive that times out is) and the beat sent to the
+        next one, while there is still time before the deadline."""
+        return (
+            self._beat_pending
+            and len(self.access.endpoints) > 1
+            and self._beat_gen == self._client_gen
+            and time.monotonic() >= self._beat_hedge_at
+        )
 
     def _send_beat(self) -> None:
         """Write the leader key again under the fencing token, in the background, so a
         keepalive retried on the next endpoint is not held up by a write stuck on the
         dead one (two may be in flight). Its success moves the deadline from its send
-        time; it may take what is left of the window after the TTL/3 between beats."""
+        time; it may take what is left of the window after the TTL/3 between beats,
+        but past the keepalive timeout the next member is asked too."""
         token, lease_id = self.fencing_token, self._lease_id
         if token is None or lease_id is None or self._beats >= 2 or not self.is_leader():
             return
         self._beats += 1
+        self._beat_seq += 1
         self._beat_tried = time.monotonic()
         self._beat_failed = False
-        self._spawn(self._beat(token, lease_id))
+        self._beat_pending = True
+        self._beat_gen = self._client_gen
+        self._beat_hedge_at = self._beat_tried + self.keepalive_timeout()
+        self._spawn(self._beat(token, lease_id, self._beat_seq, self._client_gen))
 
-    async def _beat(self, token: int, lease_id: int) -> None:
+    async def _beat(self, token: int, lease_id: int, seq: int, gen: int) -> None:
         sent = time.monotonic()
         value = self._leader_value()
         budget = max(self.keepalive_timeout(), self.state.lease.window - self.ttl / 3)
         try:
             ok = await self._write_leader("beat", token, lease_id, value, budget)
         except EtcdUnavailable as exc:
-            if self.fencing_token == token and sent >= self._beat_tried:
+            if self.fencing_token == token and seq == self._beat_seq:
                 self._beat_failed = True
             log.warning("%s: beat failed, deadline unchanged: %s", self.me.name, exc)
             return
         finally:
-            self._beats -= 1
+            if gen == self._client_gen:
+                self._beats -= 1
+            if seq == self._beat_seq:
+                self._beat_pending = False
         if self.fencing_token != token:
             return  # that reign is over
         if ok:

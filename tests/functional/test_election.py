@@ -19,6 +19,7 @@ from election.etcdclient import EtcdAccess, EtcdTlsFiles
 from node.tls.devca import cert_pem, issue, key_pem
 from tests.delayline import DelayLine
 from tests.etcd import EtcdProcess, EtcdTlsSetup
+from tests.faultline import FaultLine
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed")
 
@@ -505,3 +506,88 @@ async def test_without_failsafe_the_deadline_ends_leadership(etcd: EtcdProcess) 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await a.close()
+
+
+async def _three_members_behind_relays() -> tuple[Any, list[FaultLine], EtcdAccess]:
+    from tests.etcd import EtcdCluster
+
+    cluster = await asyncio.to_thread(EtcdCluster)
+    lines = [FaultLine(port) for _, port in cluster.endpoints]
+    for line in lines:
+        await line.start()
+    return cluster, lines, EtcdAccess(tuple(("127.0.0.1", line.port) for line in lines))
+
+
+async def _steady_reign(election: EtcdElection, seconds: float = 3.0) -> int:
+    """How many 20 ms samples over ``seconds`` found ``election`` not leading."""
+    lapses = 0
+    for _ in range(int(seconds / 0.02)):
+        lapses += not election.is_leader()
+        await asyncio.sleep(0.02)
+    return lapses
+
+
+async def test_a_member_going_silent_with_only_a_beat_unanswered_is_no_failover() -> None:
+    """e) 3 members, each behind a relay. Right after a keepalive was answered, while
+    the beat sent with it is still being committed, the member in use goes silent. The
+    beat is given up on that member in time and sent to another: leadership never lapses,
+    same reign. (Before, the beat waited out a long budget on the silent member, and the
+    failure of the next keepalive, TTL/3 later plus its timeout, came after the deadline
+    set by the previous beat.)"""
+    cluster, lines, access = await _three_members_behind_relays()
+    armed = False
+
+    def on_request(what: str, _: float) -> None:
+        nonlocal armed
+        if armed and what == "keepalive":
+            armed = False
+            max(lines, key=lambda line: line.last_passed).blackhole()  # the member in use
+
+    election = EtcdElection(access, "test", Me("a"), ttl=2, on_request=on_request)
+    task = asyncio.create_task(election.run(lambda: True))
+    try:
+        await _until(election.is_leader, timeout=10)
+        token = election.fencing_token
+        await asyncio.sleep(1.0)
+        armed = True
+        await _until(lambda: not armed, 3.0)
+        assert await _steady_reign(election) == 0, election.last_decision.reason
+        assert election.fencing_token == token
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await election.close()
+        for line in lines:
+            await line.close()
+        await asyncio.to_thread(cluster.stop)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.2, 0.4, 0.6])
+async def test_losing_two_etcd_members_in_turn_is_no_failover(offset: float) -> None:
+    """e) 3 members, each behind a relay. The member in use dies (its connections reset);
+    once the leader moved to another, that one is cut off too, ``offset`` seconds later
+    (swept over a renewal interval, TTL/3). Leadership never lapses and the reign is the
+    same: the third member answers in time."""
+    cluster, lines, access = await _three_members_behind_relays()
+    election = EtcdElection(access, "test", Me("a"), ttl=2)
+    task = asyncio.create_task(election.run(lambda: True))
+    try:
+        await _until(election.is_leader, timeout=10)
+        token = election.fencing_token
+        await asyncio.sleep(1.0)
+        dead = max(lines, key=lambda line: line.last_passed)  # the member in use
+        dead.refuse()
+        killed = time.monotonic()
+        others = [line for line in lines if line is not dead]
+        await _until(lambda: max(line.last_passed for line in others) > killed + 0.01, 3.0)
+        await asyncio.sleep(offset)
+        max(others, key=lambda line: line.last_passed).blackhole()
+        assert await _steady_reign(election) == 0, election.last_decision.reason
+        assert election.fencing_token == token
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await election.close()
+        for line in lines:
+            await line.close()
+        await asyncio.to_thread(cluster.stop)
