@@ -249,12 +249,27 @@ class EtcdElection:
                 # the member in use is silent: the keepalive may not be due for a while
                 # (after a failure the two no longer go out together), and the deadline
                 # rests on this beat too
+                waited = time.monotonic() - self._beat_tried
                 log.warning("%s: beat unanswered after %.2fs; trying the next etcd member",
-                            self.me.name, time.monotonic() - self._beat_tried)  # fmt: skip
+                            self.me.name, waited)  # fmt: skip
+                # as a keepalive's timeout does: raise the estimate, so a cluster that is
+                # only slow to commit (fsync) is not left member after member each beat
+                self._sample_rtt(waited)
                 self._reconnect(self._client)
-            if time.monotonic() >= self._beat_due_at():
+            # The deadline rests on the older of the two: they go out together. One that
+            # is due takes the other along once half its interval has passed (a timer
+            # that woke for one a moment before the other was due left that one to the
+            # next step, after this one's round trips: half a second at a 200 ms RTT).
+            now = time.monotonic()
+            since_keepalive = now - (self.state.lease.last_sent or 0.0)
+            beat_due = now >= self._beat_due_at()
+            due = since_keepalive >= self.ttl / 3
+            if due and not beat_due and not self._beat_pending:
+                beat_due = now >= self._beat_due_at() - self.ttl / 6
+            if beat_due and not due:
+                due = since_keepalive >= self.ttl / 6
+            if beat_due:
                 self._send_beat()
-            due = time.monotonic() - (self.state.lease.last_sent or 0.0) >= self.ttl / 3
             if due and not await self._renew() and len(self.access.endpoints) > 1:
                 self._beat_failed = True  # its client may be the dead one too: beat anew
                 self._send_beat()
@@ -748,7 +763,7 @@ class EtcdElection:
         """The latest beat, sent to the client still in use, is unanswered past the
         keepalive timeout it was sent with: with more than one endpoint, that member
         is given up on (as a keepalive that times out is) and the beat sent to the
-        next one, while there is still time before the deadline."""
+        next one."""
         return (
             self._beat_pending
             and len(self.access.endpoints) > 1
@@ -759,7 +774,8 @@ class EtcdElection:
     def _send_beat(self) -> None:
         """Write the leader key again under the fencing token, in the background, so a
         keepalive retried on the next endpoint is not held up by a write stuck on the
-        dead one (two may be in flight). Its success moves the deadline from its send
+        dead one (two may be in flight on the client in use; those on a replaced
+        client end when it is closed). Its success moves the deadline from its send
         time; it may take what is left of the window after the TTL/3 between beats,
         but past the keepalive timeout the next member is asked too."""
         token, lease_id = self.fencing_token, self._lease_id

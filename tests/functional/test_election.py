@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from election.decide import Me
 from election.elector import EtcdElection
@@ -591,3 +592,46 @@ async def test_losing_two_etcd_members_in_turn_is_no_failover(offset: float) -> 
         for line in lines:
             await line.close()
         await asyncio.to_thread(cluster.stop)
+
+
+def test_a_link_to_etcd_that_turns_slow_keeps_the_deadline_a_second_ahead(
+    etcd: EtcdProcess,
+) -> None:
+    """TTL 2 s: once the link to etcd turns slow (100 ms each way, on the connections
+    already open), every renewal still puts the deadline at least a second ahead,
+    within each second: the VIP's whole-second address lifetime is re-armed before it
+    runs out. Run on uvloop, as the node runs. (Its exact timers woke the loop for the
+    keepalive a fraction of a millisecond before the beat was due; the beat went out on
+    the next step, after the member keepalive had been awaited: half a second behind at
+    this round trip. The deadline rests on the older of the two, so it never came a
+    second ahead again, and the lab's VIP lapsed.)"""
+    uvloop.run(_slow_link_deadlines(etcd))
+
+
+async def _slow_link_deadlines(etcd: EtcdProcess) -> None:
+    line = DelayLine(etcd.client_port, 0.0)
+    await line.start()
+    election = EtcdElection(EtcdAccess((("127.0.0.1", line.port),)), "slow", Me("n1"), ttl=2)
+    task = asyncio.create_task(election.run(lambda: True))
+    try:
+        await _until(election.is_leader, 10)
+        token = election.fencing_token
+        await asyncio.sleep(1.0)
+        line.one_way = 0.1
+        armable, gaps = time.monotonic(), []
+        end = armable + 5.0
+        while time.monotonic() < end:
+            now = time.monotonic()
+            deadline = election.deadline()
+            if deadline is not None and deadline - now >= 1.0:
+                gaps.append(now - armable)
+                armable = now
+            await asyncio.sleep(0.02)
+        gaps.append(time.monotonic() - armable)
+        assert max(gaps) < 0.95, [round(g, 2) for g in gaps if g > 0.1]
+        assert election.fencing_token == token
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await election.close()
+        await line.close()
