@@ -5,14 +5,15 @@ same schedule.
 
 Faults (each on the active node unless said otherwise; healed before the next one):
 kill -9 (the node is started again), SIGSTOP for 50 ms - 3 s, link down, random loss
-(20-100 %) on the node's etcd traffic only, nft partitions (node -> etcd only, etcd ->
-node only, both ways with everything else flowing, node <-> node ARP only), a planned
-switchover (alone, or during etcd loss),
-with 3 etcd members a pause of the etcd leader, and slow fsync on the etcd leader
-(strace fault injection: every fdatasync delayed 50-400 ms). This kernel has no netem
-(CONFIG_NET_SCH_NETEM is off), so loss is an nft rule (numgen random) and delay is not
-among the faults: slow etcd links are tested with tests/delayline.py. After each fault
-the run waits for a steady state (one holder, every node running) before the next.
+(20-100 %) on the node's etcd traffic only, a delay of the node's etcd traffic (25-500 ms
+each way, 10 % jitter), nft partitions (node -> etcd only, etcd -> node only, both ways
+with everything else flowing, node <-> node ARP only), a planned switchover (alone, or
+during etcd loss), with 3 etcd members a pause of the etcd leader, and slow fsync on the
+etcd leader (strace fault injection: every fdatasync delayed 50-400 ms). This kernel has
+no netem (CONFIG_NET_SCH_NETEM is off): loss is an nft rule (numgen random), and delay
+an iptables NFQUEUE rule whose packets deploy/lab/nfdelay.py lets through late. After
+each fault the run waits for a steady state (one holder, every node running) before the
+next.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from node.config.reader import parse_duration
 
 FAULTS = ("kill-9", "sigstop", "link-down", "etcd-loss", "cut-to-etcd", "cut-from-etcd",
           "cut-etcd-both", "cut-arp", "switchover", "switchover-during-loss", "etcd-leader-pause",
-          "etcd-slow-fsync")  # fmt: skip
+          "etcd-slow-fsync", "etcd-delay")  # fmt: skip
+DELAY_QUEUE = 7  # the NFQUEUE number etcd-delay uses in a node's namespace
 
 
 @dataclass(slots=True)
@@ -170,6 +172,13 @@ class Nemesis:
             finally:
                 tracer.terminate()  # strace detaches from every thread on SIGTERM
                 tracer.wait(10)
+        elif fault == "etcd-delay":
+            one_way = rng.choice((25, 100, 250, 500))
+            self.delay_etcd(node, one_way, rng.randrange(1 << 30))
+            try:
+                time.sleep(hold)
+            finally:
+                self.heal_delay(node)
         elif fault == "etcd-leader-pause":
             leader = self.etcd_leader() or "etcd"
             node = leader
@@ -179,6 +188,36 @@ class Nemesis:
         else:
             raise ValueError(f"unknown fault {fault}")
         return node, hold
+
+    def delay_etcd(self, node: str, one_way_ms: int, seed: int = 0) -> None:
+        """Every packet between ``node`` and etcd waits ``one_way_ms`` (10 % jitter), in
+        both directions: a round trip of twice that, on connections already open too."""
+        lab = self.lab
+        delayer = lab.start(f"nfdelay-{node}", node, sys.executable, "-m", "deploy.lab.nfdelay",
+                            "--queue", str(DELAY_QUEUE), "--delay-ms", str(one_way_ms),
+                            "--jitter-ms", str(one_way_ms / 10), "--seed", str(seed))  # fmt: skip
+        log = lab.workdir / f"nfdelay-{node}.log"
+        end = time.monotonic() + 5
+        while "bound" not in log.read_text():
+            if delayer.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"nfdelay did not start: {log.read_text()[-500:]}")
+            time.sleep(0.02)
+        hosts = ",".join(HOSTS[h] for h in ETCD_HOSTS[: lab.etcd_members])
+        queue = ["-j", "NFQUEUE", "--queue-num", str(DELAY_QUEUE), "--queue-bypass"]
+        for chain, side in (("OUTPUT", "-d"), ("INPUT", "-s")):
+            run("ip", "netns", "exec", lab.ns[node], "iptables", "-t", "mangle", "-A", chain,
+                side, hosts, *queue)  # fmt: skip
+
+    def heal_delay(self, node: str) -> None:
+        """Rules first (new packets pass at once), then the delayer lets its held ones go."""
+        lab = self.lab
+        for chain in ("OUTPUT", "INPUT"):
+            run("ip", "netns", "exec", lab.ns[node], "iptables", "-t", "mangle", "-F", chain,
+                check=False)  # fmt: skip
+        delayer = lab.procs.pop(f"nfdelay-{node}", None)
+        if delayer is not None and delayer.poll() is None:
+            delayer.terminate()
+            delayer.wait(10)
 
     def _switchover(self) -> None:
         subprocess.run(

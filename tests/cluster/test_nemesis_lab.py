@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import subprocess
+import time
 
 import pytest
 
-from deploy.lab.nemesis import run_nemesis, table
+from deploy.lab.nemesis import Nemesis, run_nemesis, table
+from deploy.lab.netlab import SwitchedLab
+from tests.cluster.labkit import Monitor, running_cluster
 from tests.lab import cluster_lab_marks
 
 pytestmark = cluster_lab_marks()
@@ -34,3 +39,45 @@ def test_nemesis_never_two_holders_nor_two_answerers(
     assert verdict.blind == [], f"{verdict.blind}; {replay}"
     assert verdict.two_answerers_ms == 0, f"{verdict.answerer_periods}; {replay}"
     assert verdict.two_holders_ms == 0, f"{verdict.holder_overlaps}; {replay}"
+
+
+def _etcd_commit_ms(lab: SwitchedLab, node: str) -> float:
+    """What etcdctl, run on ``node``, reports for one committed proposal (a new
+    connection and a write: several round trips on the node's etcd link)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", lab.ns[node], "etcdctl", f"--endpoints={lab.etcd_endpoints()[0]}",
+         "endpoint", "health"], capture_output=True, text=True, timeout=30,
+        env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    found = re.search(r"took = ([0-9.]+)(µs|ms|s)", out.stdout + out.stderr)
+    assert found, out.stdout + out.stderr
+    value, unit = float(found.group(1)), found.group(2)
+    return value * {"µs": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def test_etcd_delay_holds_the_nodes_etcd_packets_and_heals() -> None:
+    """The nemesis' etcd-delay fault (an NFQUEUE rule and deploy/lab/nfdelay.py, since
+    this kernel has no netem): 100 ms each way on n1's etcd link puts a round trip of
+    200 ms under etcdctl run on n1, leaves n2's link alone, and at TTL 2 s n1 keeps the
+    VIP throughout; healed, the link is fast again and the delayer has exited."""
+    with running_cluster() as lab:
+        nemesis = Nemesis(lab, random.Random(1))
+        monitor = Monitor(lab)
+        before = _etcd_commit_ms(lab, "n1")
+        nemesis.delay_etcd("n1", 100)
+        try:
+            time.sleep(1.0)
+            delayed, other = _etcd_commit_ms(lab, "n1"), _etcd_commit_ms(lab, "n2")
+            time.sleep(2.0)
+        finally:
+            nemesis.heal_delay("n1")
+        after = _etcd_commit_ms(lab, "n1")
+        monitor.stop()
+        print(f"etcdctl on n1: {before:.1f} ms, delayed {delayed:.1f} ms, after {after:.1f} ms;"
+              f" on n2 while n1 was delayed: {other:.1f} ms")  # fmt: skip
+        assert delayed >= 200.0 > before
+        assert other < 200.0 and after < 200.0
+        assert "nfdelay-n1" not in lab.procs
+        start = monitor.samples[0][0]
+        moved = [(round(t - start, 2), h) for t, h in monitor.samples if h != ["n1"]]
+        assert not moved, f"{moved[:10]}\n{lab.events('n1')}"
