@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -509,14 +510,33 @@ async def test_without_failsafe_the_deadline_ends_leadership(etcd: EtcdProcess) 
         await a.close()
 
 
-async def _three_members_behind_relays() -> tuple[Any, list[FaultLine], EtcdAccess]:
+@asynccontextmanager
+async def _leader_behind_relays(
+    on_request: Any = None,
+) -> AsyncIterator[tuple[EtcdElection, list[FaultLine]]]:
+    """A 3-member etcd, each member behind a FaultLine, and one election (TTL 2 s)
+    running through them; all torn down however the test ends."""
     from tests.etcd import EtcdCluster
 
     cluster = await asyncio.to_thread(EtcdCluster)
-    lines = [FaultLine(port) for _, port in cluster.endpoints]
-    for line in lines:
-        await line.start()
-    return cluster, lines, EtcdAccess(tuple(("127.0.0.1", line.port) for line in lines))
+    lines: list[FaultLine] = []
+    try:
+        for _, port in cluster.endpoints:
+            lines.append(FaultLine(port))
+            await lines[-1].start()
+        access = EtcdAccess(tuple(("127.0.0.1", line.port) for line in lines))
+        election = EtcdElection(access, "test", Me("a"), ttl=2, on_request=on_request)
+        task = asyncio.create_task(election.run(lambda: True))
+        try:
+            yield election, lines
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await election.close()
+    finally:
+        for line in lines:
+            await line.close()
+        await asyncio.to_thread(cluster.stop)
 
 
 async def _steady_reign(election: EtcdElection, seconds: float = 3.0) -> int:
@@ -535,8 +555,8 @@ async def test_a_member_going_silent_with_only_a_beat_unanswered_is_no_failover(
     same reign. (Before, the beat waited out a long budget on the silent member, and the
     failure of the next keepalive, TTL/3 later plus its timeout, came after the deadline
     set by the previous beat.)"""
-    cluster, lines, access = await _three_members_behind_relays()
     armed = False
+    lines: list[FaultLine] = []
 
     def on_request(what: str, _: float) -> None:
         nonlocal armed
@@ -544,9 +564,8 @@ async def test_a_member_going_silent_with_only_a_beat_unanswered_is_no_failover(
             armed = False
             max(lines, key=lambda line: line.last_passed).blackhole()  # the member in use
 
-    election = EtcdElection(access, "test", Me("a"), ttl=2, on_request=on_request)
-    task = asyncio.create_task(election.run(lambda: True))
-    try:
+    async with _leader_behind_relays(on_request) as (election, relays):
+        lines.extend(relays)
         await _until(election.is_leader, timeout=10)
         token = election.fencing_token
         await asyncio.sleep(1.0)
@@ -554,13 +573,6 @@ async def test_a_member_going_silent_with_only_a_beat_unanswered_is_no_failover(
         await _until(lambda: not armed, 3.0)
         assert await _steady_reign(election) == 0, election.last_decision.reason
         assert election.fencing_token == token
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await election.close()
-        for line in lines:
-            await line.close()
-        await asyncio.to_thread(cluster.stop)
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.2, 0.4, 0.6])
@@ -569,10 +581,7 @@ async def test_losing_two_etcd_members_in_turn_is_no_failover(offset: float) -> 
     once the leader moved to another, that one is cut off too, ``offset`` seconds later
     (swept over a renewal interval, TTL/3). Leadership never lapses and the reign is the
     same: the third member answers in time."""
-    cluster, lines, access = await _three_members_behind_relays()
-    election = EtcdElection(access, "test", Me("a"), ttl=2)
-    task = asyncio.create_task(election.run(lambda: True))
-    try:
+    async with _leader_behind_relays() as (election, lines):
         await _until(election.is_leader, timeout=10)
         token = election.fencing_token
         await asyncio.sleep(1.0)
@@ -585,13 +594,6 @@ async def test_losing_two_etcd_members_in_turn_is_no_failover(offset: float) -> 
         max(others, key=lambda line: line.last_passed).blackhole()
         assert await _steady_reign(election) == 0, election.last_decision.reason
         assert election.fencing_token == token
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await election.close()
-        for line in lines:
-            await line.close()
-        await asyncio.to_thread(cluster.stop)
 
 
 def test_a_link_to_etcd_that_turns_slow_keeps_the_deadline_a_second_ahead(
