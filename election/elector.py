@@ -122,6 +122,7 @@ class EtcdElection:
         self._member_lease: int | None = None
         self._member_written: bytes | None = None
         self._member_renewed = 0.0
+        self._member_task: asyncio.Future[None] | None = None  # a round of _keep_membership
         self._last_contact = float("-inf")  # last successful etcd round trip
         self._wake = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
@@ -150,6 +151,7 @@ class EtcdElection:
         self._beat_pending = False  # the latest beat has no answer yet
         self._beat_hedge_at = float("inf")  # when an unanswered beat is given up on
         self._client_gen = 0  # counts client replacements: which client a beat went to
+        self._client_answered_at = float("inf")  # the first answer from the client in use
         self._beat_gen = 0  # the client generation the latest beat went to
         self._key_lost = False  # a beat was refused: the leader key is not ours
 
@@ -279,7 +281,7 @@ class EtcdElection:
         elif decision.action in ("resign", "step_down"):
             await self._revoke()
         if self.view is not None:  # etcd answers: keep the member entry (else skip the
-            await self._keep_membership(healthy)  # timeouts; re-registered once back)
+            self._tend_membership(healthy)  # timeouts; re-registered once back)
         left = self._no_campaign_until - time.monotonic()
         if decision.action == "wait" and left > 0 and not observation.leader_known:
             reason = f"etcd unreachable; promised {self.promised_to} (failsafe) not to campaign"
@@ -307,6 +309,7 @@ class EtcdElection:
         self.state, _ = decide(
             self.state, Observation(time.monotonic(), False, True, self.me.name), self.me
         )
+        await self._membership_settled()  # its writes must not land after these
         if leaving:
             await self._leave()
         else:
@@ -381,6 +384,9 @@ class EtcdElection:
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.wait([self._watch_task], timeout=2.0)
+        if self._member_task is not None:  # it could re-register after the leave
+            self._member_task.cancel()
+            await asyncio.wait([self._member_task])
         await self._leave()
         if self._background:  # bounded: shutting down must never hang on etcd
             _, late = await asyncio.wait(set(self._background), timeout=3.0)
@@ -415,8 +421,13 @@ class EtcdElection:
             raise EtcdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
         self._last_contact = time.monotonic()
         elapsed = self._last_contact - started
-        if what in RTT_SAMPLES and client is self._client:  # not raft writes, not setup
-            self._sample_rtt(elapsed)
+        if client is self._client:
+            # samples: not raft writes, nor requests that waited for the connection
+            # (unless none was measured yet: too high a first estimate is the safe one)
+            fresh = started < self._client_answered_at and self.rtt is not None
+            if what in RTT_SAMPLES and not fresh:
+                self._sample_rtt(elapsed)
+            self._client_answered_at = min(self._client_answered_at, self._last_contact)
         if self._on_request is not None:
             self._on_request(what, elapsed)
         return result
@@ -435,7 +446,14 @@ class EtcdElection:
         the connection: TCP, TLS, HTTP/2 settings, several round trips on a slow link)."""
         if self.rtt is None:
             return max(self.request_timeout, float(self.ttl))
-        return min(float(self.ttl), max(self.request_timeout, 3 * self.rtt))
+        return min(float(self.ttl), max(self.request_timeout, self._round_trips() * self.rtt))
+
+    def _round_trips(self) -> int:
+        """How many round trips a request may take: 3, or 6 on a client that has not
+        answered yet (its requests wait for the connection first: TCP, TLS, HTTP/2
+        settings). Without that allowance, a slow link replaced each new client before
+        its first answer: a new connection every timeout, the deadline passed."""
+        return 3 if self._client_answered_at < float("inf") else 6
 
     def keepalive_timeout(self) -> float:
         """How long a keepalive may take before it is retried on the next endpoint: TTL/6
@@ -444,7 +462,7 @@ class EtcdElection:
         (an answer later than that renews nothing); with more than one endpoint, never
         more than half the time left before the deadline, so a retry on the next one
         still fits."""
-        measured = 3 * self.rtt if self.rtt is not None else 0.0
+        measured = self._round_trips() * self.rtt if self.rtt is not None else 0.0
         ceiling = self.state.lease.ttl - self.state.lease.margin
         deadline = self.state.lease.deadline
         if len(self.access.endpoints) > 1 and deadline is not None:
@@ -459,6 +477,7 @@ class EtcdElection:
         if self._beat_pending and self._beat_gen == self._client_gen:
             self._beat_failed = True  # the latest beat went to this client: send anew
         self._client_gen += 1
+        self._client_answered_at = float("inf")
         self._beats = 0  # beats on the old client end with it; they no longer count
         self._endpoint = (self._endpoint + 1) % len(self.access.endpoints)
         self._client = self.access.client(self._endpoint, float(self.ttl))
@@ -557,6 +576,21 @@ class EtcdElection:
             return False
         self._evict = (leader.fencing_token, entry.mod_revision)
         return True
+
+    def _tend_membership(self, healthy: bool) -> None:
+        """Keep the member entry in the background, one round at a time: its round
+        trips must not hold back the next step (on a 250 ms link the member keepalive,
+        awaited in the step, put every leader renewal a round trip late)."""
+        if self._member_task is None or self._member_task.done():
+            self._member_task = asyncio.ensure_future(self._keep_membership(healthy))
+            self._background.add(self._member_task)
+            self._member_task.add_done_callback(self._background.discard)
+
+    async def _membership_settled(self) -> None:
+        """Wait for a background round of the member entry: a write after this must
+        not be overtaken by an older one."""
+        if self._member_task is not None and not self._member_task.done():
+            await asyncio.wait([self._member_task])
 
     async def _keep_membership(self, healthy: bool) -> None:
         """Keep ``members/<name>`` alive and current: re-written when what it says

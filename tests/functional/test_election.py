@@ -4,6 +4,7 @@ unhealthy leaders stepping aside, priorities, and the deadline when etcd goes si
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -608,6 +609,48 @@ def test_a_link_to_etcd_that_turns_slow_keeps_the_deadline_a_second_ahead(
     this round trip. The deadline rests on the older of the two, so it never came a
     second ahead again, and the lab's VIP lapsed.)"""
     uvloop.run(_slow_link_deadlines(etcd))
+
+
+def test_a_link_to_etcd_that_turns_very_slow_settles_on_the_new_connection(
+    etcd: EtcdProcess,
+) -> None:
+    """TTL 2 s, the link turns slow: 250 ms each way. The first keepalive times out
+    (TTL/6) and the client is replaced; on the new connection every request first pays
+    for the connection (HTTP/2 settings: a round trip more). Once settled, the leader
+    is leader all the time and renews every TTL/3. (The first read on the new client
+    timed out at 3 x the estimated round trip, which replaced the client again: a new
+    connection each second, every renewal a second apart, the deadline passed.)"""
+    uvloop.run(_very_slow_link(etcd))
+
+
+async def _very_slow_link(etcd: EtcdProcess) -> None:
+    line = DelayLine(etcd.client_port, 0.0)
+    await line.start()
+    election = EtcdElection(EtcdAccess((("127.0.0.1", line.port),)), "slower", Me("n1"), ttl=2)
+    task = asyncio.create_task(election.run(lambda: True))
+    try:
+        await _until(election.is_leader, 10)
+        token = election.fencing_token
+        await asyncio.sleep(1.0)
+        line.one_way = 0.25
+        await asyncio.sleep(3.0)  # the timeout, the new connection, settling
+        lapses, renewals = 0, []
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end:
+            lapses += not election.is_leader()
+            sent = election.state.lease.last_sent
+            if sent is not None and (not renewals or renewals[-1] != sent):
+                renewals.append(sent)
+            await asyncio.sleep(0.02)
+        gaps = [round(b - a, 2) for a, b in itertools.pairwise(renewals)]
+        assert lapses == 0
+        assert gaps and max(gaps) < 2 / 3 + 0.15, gaps
+        assert election.fencing_token == token
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await election.close()
+        await line.close()
 
 
 async def _slow_link_deadlines(etcd: EtcdProcess) -> None:
