@@ -5,6 +5,7 @@
     python -m deploy.lab down                                  # stop by PID, delete all
     python -m deploy.lab nemesis --seed S --events N [--ttl 1s] [--arp-probe 0s]
                          [--fence lifetime] [--etcd-members 3] [--nodes 3]
+                         [--faults etcd-delay,sigstop]
 
 ``up`` leaves everything running and records the namespaces, PIDs and work directory in
 /run/floatgate-lab.json; ``down`` stops exactly those PIDs (never by name) and deletes
@@ -110,15 +111,21 @@ def status() -> int:
 def nemesis(args: argparse.Namespace) -> int:
     import random
 
-    from deploy.lab.nemesis import run_nemesis, table
+    from deploy.lab.nemesis import FaultChoiceError, choose_faults, run_nemesis, table
 
     def stop(*_: object) -> None:
         raise SystemExit(143)  # unwinds: the lab is torn down by PID in a finally
 
     signal.signal(signal.SIGTERM, stop)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    only = [f.strip() for f in (args.faults or "").split(",") if f.strip()]
+    try:
+        choose_faults(random.Random(seed), 0, args.etcd_members, only)
+    except FaultChoiceError as exc:
+        print(f"nemesis: {exc}", file=sys.stderr)
+        return 2
     result = run_nemesis(seed, args.events, args.ttl, args.arp_probe, args.fence,
-                         args.etcd_members, args.nodes)  # fmt: skip
+                         args.etcd_members, args.nodes, only)  # fmt: skip
     verdict = result.verdict
     steady = all(o.steady for o in result.outcomes)
     print(table([result]))
@@ -140,7 +147,8 @@ def nemesis(args: argparse.Namespace) -> int:
                           "holder_overlaps": verdict.holder_overlaps,
                           "answerer_periods": verdict.answerer_periods}))  # fmt: skip
     if not verdict.safe or not steady:
-        print(f"nemesis: FAILED; replay with --seed {seed} --events {args.events}")
+        again = f" --faults {','.join(only)}" if only else ""
+        print(f"nemesis: FAILED; replay with --seed {seed} --events {args.events}{again}")
         return 1
     return 0
 
@@ -165,6 +173,7 @@ def main() -> int:
     nem.add_argument("--fence", choices=("bpf", "lifetime"), default="bpf")
     nem.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
     nem.add_argument("--nodes", type=int, choices=(2, 3), default=2, help="floatgate nodes")
+    nem.add_argument("--faults", help="comma-separated faults to draw from (default: all)")
     nem.add_argument("--json", action="store_true", help="also every event as JSON")
     args = parser.parse_args()
     if os.geteuid() != 0:

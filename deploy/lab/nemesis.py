@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,9 +247,28 @@ class Nemesis:
         return False
 
 
-def choose_faults(rng: random.Random, count: int, etcd_members: int) -> list[str]:
-    faults = [f for f in FAULTS if f != "etcd-leader-pause" or etcd_members == 3]
-    return [rng.choice(faults) for _ in range(count)]
+class FaultChoiceError(ValueError):
+    """The faults asked for cannot be drawn with these settings."""
+
+
+NEEDS_THREE_ETCD = ("etcd-leader-pause",)  # with one member it is plain etcd loss
+
+
+def choose_faults(
+    rng: random.Random, count: int, etcd_members: int, only: Sequence[str] = ()
+) -> list[str]:
+    """`count` faults drawn uniformly from `only` (default: every fault these settings can
+    run). A name that is not a fault, or one that needs 3 etcd members on a 1-member etcd,
+    is refused rather than silently left out."""
+    unknown = [f for f in only if f not in FAULTS]
+    if unknown:
+        raise FaultChoiceError(f"unknown fault {', '.join(unknown)}; faults: {', '.join(FAULTS)}")
+    if etcd_members != 3 and (needy := [f for f in only if f in NEEDS_THREE_ETCD]):
+        raise FaultChoiceError(f"{', '.join(needy)} needs --etcd-members 3")
+    pool = list(dict.fromkeys(only)) or [
+        f for f in FAULTS if f not in NEEDS_THREE_ETCD or etcd_members == 3
+    ]
+    return [rng.choice(pool) for _ in range(count)]
 
 
 def run_nemesis(
@@ -260,6 +279,7 @@ def run_nemesis(
     fence: str = "bpf",
     etcd_members: int = 1,
     nodes: int = 2,
+    faults: Sequence[str] = (),
     say: Callable[[str], None] = print,
     workdir: Path | None = None,
 ) -> Run:
@@ -270,6 +290,9 @@ def run_nemesis(
     settings: dict[str, object] = {"lease_ttl": lease_ttl, "arp_probe": arp_probe,
                                    "fence": fence, "etcd_members": etcd_members,
                                    "nodes": nodes}  # fmt: skip
+    if faults:
+        settings["faults"] = list(faults)
+    schedule = choose_faults(rng, events, etcd_members, faults)  # refused before any lab
     say(f"nemesis: seed {seed}, {events} events, {settings}")
     workdir = workdir or Path(tempfile.mkdtemp(prefix="floatgate-nemesis-"))
     lab = SwitchedLab(workdir, etcd_members=etcd_members, lease_ttl=lease_ttl,
@@ -281,7 +304,7 @@ def run_nemesis(
         checker = EventChecker(lab)
         checker.start()
         nemesis = Nemesis(lab, rng)
-        for index, fault in enumerate(choose_faults(rng, events, etcd_members), 1):
+        for index, fault in enumerate(schedule, 1):
             before = time.monotonic()
             holders = lab.holders()
             previous = lab.mac(holders[0]) if len(holders) == 1 else None
