@@ -81,20 +81,22 @@ class EtcdElection:
         ttl: int = 2,
         margin: float | None = None,
         payload: Callable[[], dict[str, Any]] | None = None,
-        failsafe: Callable[[float], Awaitable[bool]] | None = None,
+        failsafe: Callable[[tuple[Member, ...], float], Awaitable[bool]] | None = None,
         uptodate: Callable[[], bool] | None = None,
         on_request: Callable[[str, float], None] | None = None,
         down_visible_for: int = 600,
         promise_file: Path | None = None,
         fence_slack: float | None = None,
     ) -> None:
-        """``failsafe``: when etcd cannot be reached, ask it whether every known peer
-        promised (for the given seconds) not to campaign; if so the leader keeps its
-        seat past the deadline (etcd_loss: failsafe). None: leadership ends at the
-        deadline (etcd_loss: release). ``fence_slack``: how long after its deadline a
-        holder's fence may still pass frames (bpf: none; an address lifetime: the
-        kernel's lag); with it, a silent leader's seat is taken once its fence is shut
-        for sure; None: only when etcd deletes the key."""
+        """``failsafe``: when etcd cannot be reached, ask it whether every peer of the
+        failsafe list (the ``failsafe`` key this leader keeps: every node that could
+        campaign) promised, for the given seconds, not to campaign; if so the leader
+        keeps its seat past the deadline (etcd_loss: failsafe). None: leadership ends at
+        the deadline (etcd_loss: release), and the leader deletes a failsafe list.
+        ``fence_slack``: how long after its deadline a holder's fence may still pass
+        frames (bpf: none; an address lifetime: the kernel's lag); with it, a silent
+        leader's seat is taken once its fence is shut for sure; None: only when etcd
+        deletes the key."""
         if ttl < 1:
             raise ValueError("lease TTL must be at least 1 s")
         if not access.endpoints:
@@ -134,6 +136,12 @@ class EtcdElection:
         self._uptodate = uptodate or (lambda: True)
         self.failsafe_active = False  # leading on peers' promises while etcd is away
         self.known_members: tuple[Member, ...] = ()  # as last seen while etcd answered
+        # Whom a failsafe reign must ask: a superset of the failsafe list etcd holds (as
+        # found at the campaign, and every write since, in flight or done); None: unknown.
+        self.failsafe_members: dict[str, str | None] | None = None
+        self._failsafe_writing = False
+        self._failsafe_confirmed: dict[str, str | None] | None = None  # etcd holds it
+        self._failsafe_revision = 0  # ... as of this revision
         self.promised_to: str | None = None
         self._no_campaign_until = 0.0
         self.promise_file = promise_file  # failsafe promises, kept across restarts
@@ -282,6 +290,8 @@ class EtcdElection:
             await self._revoke()
         if self.view is not None:  # etcd answers: keep the member entry (else skip the
             self._tend_membership(healthy)  # timeouts; re-registered once back)
+            if self.is_leader():
+                self._tend_failsafe_list()
         left = self._no_campaign_until - time.monotonic()
         if decision.action == "wait" and left > 0 and not observation.leader_known:
             reason = f"etcd unreachable; promised {self.promised_to} (failsafe) not to campaign"
@@ -625,6 +635,70 @@ class EtcdElection:
         except EtcdUnavailable as exc:
             log.debug("%s: membership: %s", self.me.name, exc)
 
+    def _tend_failsafe_list(self) -> None:
+        """The active keeps the failsafe list equal to the members in etcd (itself
+        included), one write at a time; without failsafe it deletes a list left over."""
+        view, token = self.view, self.fencing_token
+        if self._failsafe_writing or view is None or token is None:
+            return
+        held = view.failsafe(self.keys)
+        if self._failsafe is None:
+            if held is not None:
+                self._failsafe_writing = True
+                self._spawn(self._write_failsafe_list(token, None))
+            return
+        desired: dict[str, str | None] = {
+            m.name: m.payload.get("admin") if isinstance(m.payload.get("admin"), str) else None
+            for m in self.known_members
+        }
+        admin = self._payload().get("admin")
+        desired[self.me.name] = admin if isinstance(admin, str) else None
+        revision = view.failsafe_revision(self.keys)
+        if revision < self._failsafe_revision:
+            return  # the view does not show this reign's last write yet
+        if revision > self._failsafe_revision:  # changed by someone else (etcdctl del)
+            self.failsafe_members = self._failsafe_confirmed = held
+            self._failsafe_revision = revision
+        if held == desired:
+            return
+        self._failsafe_writing = True
+        self._spawn(self._write_failsafe_list(token, desired))
+
+    async def _write_failsafe_list(self, token: int, members: dict[str, str | None] | None) -> None:
+        """Write (or with None delete) the failsafe list under the fencing token. Until
+        the write is answered etcd may hold the old list or the new one: a failsafe reign
+        asks both."""
+        known = self.failsafe_members
+        if members is not None:
+            self.failsafe_members = None if known is None else {**known, **members}
+        key = self.keys.failsafe
+        value = json.dumps({"leader": self.me.name, "fencing_token": token,
+                            "members": members or {}}).encode()  # fmt: skip
+        try:
+            done, responses = await self._call("write the failsafe list", lambda c: c.transaction(
+                compare=[c.transactions.create(self.keys.leader) == token],
+                success=[c.transactions.delete(key) if members is None
+                         else c.transactions.put(key, value)],
+                failure=[],
+            ))  # fmt: skip
+            if done and members is not None and self.fencing_token == token:
+                self.failsafe_members = self._failsafe_confirmed = members
+                self._failsafe_revision = int(responses[0].response_put.header.revision)
+                log.info("%s: failsafe list in etcd: %s", self.me.name,
+                         ", ".join(sorted(members)))  # fmt: skip
+        except EtcdUnavailable as exc:
+            log.debug("%s: failsafe list: %s", self.me.name, exc)
+        finally:
+            self._failsafe_writing = False
+
+    def failsafe_peers(self) -> tuple[Member, ...] | None:
+        """The other nodes of the failsafe list, to ask for promises; None: unknown."""
+        if self.failsafe_members is None:
+            return None
+        return tuple(Member(name, 0, False, {"admin": admin})
+                     for name, admin in sorted(self.failsafe_members.items())
+                     if name != self.me.name)  # fmt: skip
+
     async def _record_down(self, members: list[Member]) -> None:
         """The active writes ``down/<name>`` for members whose entry vanished, on a
         lease of ``down_visible_for`` seconds: they stay listed as DOWN that long."""
@@ -654,7 +728,30 @@ class EtcdElection:
             except EtcdUnavailable:
                 pass
 
+    async def _failsafe_list_now(self) -> tuple[dict[str, str | None] | None, int]:
+        """The failsafe list and its revision: from the view, or read when there is none
+        (a leader whose lease expired in etcd campaigns again before its watch is back)."""
+        view = self.view
+        if view is None:
+            found = await self._call("read the failsafe list", lambda c: c.get(self.keys.failsafe))
+            entries = {} if found is None else {
+                self.keys.failsafe: Entry(found.value, found.create_revision, found.mod_revision)
+            }  # fmt: skip
+            view = ClusterView(entries)
+        return view.failsafe(self.keys), view.failsafe_revision(self.keys)
+
     async def _campaign(self) -> Decision:
+        try:
+            listed, listed_at = await self._failsafe_list_now()
+        except EtcdUnavailable as exc:
+            return Decision("wait", f"reading the failsafe list failed: {exc}")
+        if listed is not None and self.me.name not in listed:
+            names = ", ".join(sorted(listed)) or "nobody"
+            return Decision("wait", (
+                f"not in the failsafe member list in etcd ({names}): only those may campaign, "
+                "since a leader that lost etcd may be keeping its seat on their promises; the "
+                "active adds this node within a step (if none of them will come back, delete "
+                f"the key: etcdctl del {self.keys.failsafe.decode()})"))  # fmt: skip
         evicted = ""
         evict, self._evict = self._evict, None
         if evict is not None:
@@ -694,7 +791,11 @@ class EtcdElection:
             succeeded, responses = await self._call(
                 "campaign",
                 lambda c: c.transaction(
-                    compare=[c.transactions.create(self.keys.leader) == 0],
+                    # the failsafe list as read: it named this node (or there is none)
+                    compare=[
+                        c.transactions.create(self.keys.leader) == 0,
+                        c.transactions.mod(self.keys.failsafe) == listed_at,
+                    ],
                     success=[
                         c.transactions.put(self.keys.leader, value, lease.id),
                         c.transactions.delete(self.keys.handover),
@@ -707,8 +808,10 @@ class EtcdElection:
         if not succeeded:
             await self._revoke_lease(lease.id)
             return Decision("follow", f"{evicted}campaign lost: another node created the "
-                            "leader key first")  # fmt: skip
+                            "leader key first (or the failsafe list changed)")  # fmt: skip
         self._lease_id = lease.id
+        self.failsafe_members = listed  # what etcd held when the campaign compared it
+        self._failsafe_confirmed, self._failsafe_revision = listed, listed_at
         self._lead_on_granted(granted)
         self.state = won(self.state, sent)
         self._yielding = False
@@ -874,9 +977,15 @@ class EtcdElection:
         promises not to campaign for a TTL (they cannot reach etcd either)."""
         assert self._failsafe is not None
         sent = time.monotonic()
+        peers = self.failsafe_peers()
         try:
-            # For as long as this node may lead on it: the granted TTL, if etcd granted more.
-            agreed = await self._failsafe(max(float(self.ttl), self.state.lease.ttl))
+            if peers is None:  # who could campaign is not known: nobody to lean on
+                log.warning("%s: failsafe: no failsafe list in etcd from this reign: no "
+                            "promises to ask for", self.me.name)  # fmt: skip
+                agreed = False
+            else:
+                # For as long as this node may lead on it: the granted TTL, if etcd granted more.
+                agreed = await self._failsafe(peers, max(float(self.ttl), self.state.lease.ttl))
         except Exception as exc:  # a failure to ask is a refusal
             log.warning("%s: failsafe: asking peers failed: %s", self.me.name, exc)
             agreed = False

@@ -12,6 +12,12 @@ Keys under ``/floatgate/<cluster>/election/``:
 - ``down/<name>``: a member whose entry vanished, as the active saw it last (priority,
   admin, ``last_seen`` in UTC); on a lease of ``election.down_visible_for`` so it stays
   visible for that while; the node deletes it when it registers again.
+- ``failsafe``: with ``etcd_loss: failsafe``, the members a failsafe reign must ask
+  (``{"leader": ..., "members": {name: admin address}}``), kept by the active under its
+  fencing token. While it exists only a node it lists may campaign (the campaign
+  compares its revision), so a leader that lost etcd knows everyone who could take its
+  seat: a node that joined meanwhile is not listed and waits (Patroni's ``/failsafe``).
+  No permanent key, no restriction; a leader without failsafe deletes it.
 
 The view is built from one range read and then moved forward by watch events; an event
 older than what the view holds is ignored, so a late reply never rolls it back.
@@ -32,12 +38,13 @@ class Keys:
     members: bytes
     handover: bytes
     down: bytes
+    failsafe: bytes
 
     @classmethod
     def of(cls, cluster: str) -> Keys:
         prefix = f"/floatgate/{cluster}/election/".encode()
         return cls(prefix, prefix + b"leader", prefix + b"members/", prefix + b"handover",
-                   prefix + b"down/")  # fmt: skip
+                   prefix + b"down/", prefix + b"failsafe")  # fmt: skip
 
     def member(self, name: str) -> bytes:
         return self.members + name.encode()
@@ -115,6 +122,23 @@ class ClusterView:
             if name not in running:
                 found.append({**_json(entry.value), "name": name})
         return tuple(found)
+
+    def failsafe(self, keys: Keys) -> dict[str, str | None] | None:
+        """The failsafe member list (name -> admin address); None: there is none. An
+        unreadable one lists nobody: safer to let no node campaign than any."""
+        entry = self.entries.get(keys.failsafe)
+        if entry is None or entry.value is None:
+            return None
+        members = _json(entry.value).get("members")
+        if not isinstance(members, dict):
+            return {}
+        return {str(name): admin if isinstance(admin, str) else None
+                for name, admin in members.items()}  # fmt: skip
+
+    def failsafe_revision(self, keys: Keys) -> int:
+        """The failsafe list's mod revision as seen (0: absent), for a compare."""
+        entry = self.entries.get(keys.failsafe)
+        return entry.mod_revision if entry is not None and entry.value is not None else 0
 
     def handover_to(self, keys: Keys) -> str | None:
         entry = self.entries.get(keys.handover)

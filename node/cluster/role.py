@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from election.decide import Me
 from election.elector import EtcdElection, LeaseKind, boot_id
 from election.errors import ElectionError
+from election.view import Member
 from node.admin.auth import read_token
 from node.admin.client import advertised_address
 from node.cluster.errors import ClusterConfigError, SwitchoverError
@@ -150,8 +151,8 @@ class ClusterRole:
         self.record.write(replace(old, lease=lease) if which == "leader"
                           else replace(old, member_lease=lease))  # fmt: skip
 
-    async def _ask_peers(self, seconds: float) -> bool:
-        peers = [m for m in self.election.known_members if m.name != self.node.name]
+    async def _ask_peers(self, peers: tuple[Member, ...], seconds: float) -> bool:
+        """``peers``: the failsafe list's other nodes (every node that could campaign)."""
         return await ask_for_promises(self.node, self._admin_token, peers, seconds)
 
     def _claimed(self, announced: float) -> None:
@@ -303,6 +304,8 @@ class ClusterRole:
             "etcd_loss": self.config.election.etcd_loss,
             "failsafe_active": self.election.failsafe_active,
             "promised_to": self.election.promised_to,
+            "failsafe_members": sorted(self.election.failsafe_members)
+            if self.election.failsafe_members is not None and self.election.is_leader() else None,
             "leader_changes": self.election.succession.changes,
             "lease_ttl": self.election.ttl,
             "lease_ttl_granted": self.election.granted_ttl,

@@ -225,6 +225,9 @@ def test_all_etcd_down_with_failsafe_keeps_serving() -> None:
     with running_cluster(etcd_loss="failsafe") as lab:
         code, _ = _admin(lab, "n2", "/failsafe?leader=n1&seconds=2", "-X", "POST")
         assert code == 401  # no token: refused, nothing promised
+        # the active lists every node that could campaign, in etcd, before it needs them
+        wait_for(lambda: _admin(lab, "n1", "/status")[1].get("failsafe_members")
+                 == ["n1", "n2"], 10, "the failsafe list n1, n2")  # fmt: skip
         monitor = Monitor(lab)
         result: dict[str, dict[str, float]] = {}
         client = threading.Thread(target=lambda: result.update(r=probe(lab, 10.0)))

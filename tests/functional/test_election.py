@@ -19,6 +19,7 @@ from election.decide import Me
 from election.elector import EtcdElection
 from election.errors import ElectionError
 from election.etcdclient import EtcdAccess, EtcdTlsFiles
+from election.view import Member
 from node.tls.devca import cert_pem, issue, key_pem
 from tests.delayline import DelayLine
 from tests.etcd import EtcdProcess, EtcdTlsSetup
@@ -422,7 +423,8 @@ async def test_failsafe_keeps_the_seat_only_with_every_promise(etcd: EtcdProcess
     access = EtcdAccess((("127.0.0.1", etcd.client_port),))
     b = EtcdElection(access, "fs", Me("b", 100), ttl=2)
 
-    async def ask_b(seconds: float) -> bool:
+    async def ask_b(peers: tuple[Member, ...], seconds: float) -> bool:
+        assert [m.name for m in peers] == ["b"]  # the failsafe list a wrote: a and b
         return await b.promise("a", seconds) is None
 
     a = EtcdElection(access, "fs", Me("a", 900), ttl=2, failsafe=ask_b)
@@ -430,6 +432,7 @@ async def test_failsafe_keeps_the_seat_only_with_every_promise(etcd: EtcdProcess
     try:
         await _until(a.is_leader)
         await _until(lambda: b.last_decision.reason == "following a")
+        await _until(lambda: a.failsafe_members == {"a": None, "b": None})
         assert await b.promise("a", 2.0) is not None  # b reaches etcd: no promise
         first_token = a.fencing_token
         etcd.freeze()
@@ -490,7 +493,7 @@ async def test_without_failsafe_the_deadline_ends_leadership(etcd: EtcdProcess) 
     access = EtcdAccess((("127.0.0.1", etcd.client_port),))
     refused = 0
 
-    async def nobody_agrees(seconds: float) -> bool:
+    async def nobody_agrees(peers: tuple[Member, ...], seconds: float) -> bool:
         nonlocal refused
         refused += 1
         return False
@@ -499,6 +502,7 @@ async def test_without_failsafe_the_deadline_ends_leadership(etcd: EtcdProcess) 
     task = asyncio.create_task(a.run(lambda: True))
     try:
         await _until(a.is_leader)
+        await _until(lambda: a.failsafe_members == {"a": None})
         etcd.freeze()
         try:
             await _until(lambda: not a.is_leader(), timeout=3)
@@ -509,6 +513,64 @@ async def test_without_failsafe_the_deadline_ends_leadership(etcd: EtcdProcess) 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await a.close()
+
+
+async def test_a_node_missing_from_the_failsafe_list_never_campaigns(etcd: EtcdProcess) -> None:
+    """etcd_loss: failsafe. a leads and keeps the failsafe list in etcd: a and b. Then a
+    and b lose etcd (each behind a relay that goes silent); b promises, so a keeps its
+    seat past its lease. c starts meanwhile and reaches etcd: the seat is vacant there,
+    but c is not on the list a's reign rests on, so it must not campaign (before, the
+    leader asked the members it last saw and c took the seat: two leaders). Once etcd is
+    back for a, a lists c and c may campaign again; a leader without failsafe deletes
+    the list."""
+    lines = [FaultLine(etcd.client_port) for _ in range(2)]
+    for line in lines:
+        await line.start()
+    behind = [EtcdAccess((("127.0.0.1", line.port),)) for line in lines]
+    direct = EtcdAccess((("127.0.0.1", etcd.client_port),))
+    asked: list[list[str]] = []
+    b = EtcdElection(behind[1], "fs4", Me("b", 100), ttl=2)
+
+    async def ask(peers: tuple[Member, ...], seconds: float) -> bool:
+        asked.append([m.name for m in peers])
+        return asked[-1] == ["b"] and await b.promise("a", seconds) is None
+
+    a = EtcdElection(behind[0], "fs4", Me("a", 900), ttl=2, failsafe=ask)
+    c = EtcdElection(direct, "fs4", Me("c", 950, nopreempt=True), ttl=2)
+    elections = [a, b]
+    tasks = [asyncio.create_task(e.run(lambda: True)) for e in elections]
+    try:
+        await _until(a.is_leader)
+        await _until(lambda: a.failsafe_members == {"a": None, "b": None})
+        for line in lines:
+            line.blackhole()
+        cut = time.monotonic()
+        await asyncio.sleep(0.5)
+        elections.append(c)
+        tasks.append(asyncio.create_task(c.run(lambda: True)))
+        both = 0
+        while time.monotonic() - cut < 5.0:  # 2.5 x the TTL: a's lease is long gone
+            assert not c.is_leader(), "c campaigned while a kept the seat on b's promise"
+            both += a.is_leader()
+            await asyncio.sleep(0.05)
+        assert a.failsafe_active and both > 0 and asked and all(p == ["b"] for p in asked)
+        assert "not in the failsafe member list" in c.last_decision.reason
+        for line in lines:
+            line.restore()
+        await _until(lambda: a.failsafe_members is not None and "c" in a.failsafe_members,
+                     timeout=8)  # fmt: skip
+        assert a.is_leader() and not c.is_leader()
+        tasks[0].cancel()  # a resigns: b or c leads, without failsafe: the list goes
+        await _until(lambda: b.is_leader() or c.is_leader(), timeout=8)
+        await _until(lambda: c.view is not None and c.view.failsafe(c.keys) is None)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for election in (a, b, c):
+            await election.close()
+        for line in lines:
+            await line.close()
 
 
 @asynccontextmanager

@@ -222,3 +222,20 @@ def test_a_stale_leader_hands_over_to_an_up_to_date_standby() -> None:
     alone = Observation(12.4, True, True, "n1", members[:1], uptodate=False)
     _, d = decide(state, alone, me)
     assert d.action == "renew" and "STALE" in d.reason
+
+
+def test_the_failsafe_list_as_read() -> None:
+    """No key: no list (anyone may campaign). A readable key: the names and admin
+    addresses. A key that cannot be read lists nobody (no node may campaign on it),
+    and a deleted key is no list again, with revision 0 for the campaign's compare."""
+    keys = Keys.of("c")
+    assert snapshot([]).failsafe(keys) is None
+    assert snapshot([]).failsafe_revision(keys) == 0
+    listed = b'{"leader": "a", "members": {"a": "https://10.0.0.1:9100", "b": null}}'
+    view = snapshot([(keys.failsafe, listed, 7, 9)])
+    assert view.failsafe(keys) == {"a": "https://10.0.0.1:9100", "b": None}
+    assert view.failsafe_revision(keys) == 9
+    assert snapshot([(keys.failsafe, b"{broken", 7, 9)]).failsafe(keys) == {}
+    assert snapshot([(keys.failsafe, b'{"members": [1]}', 7, 9)]).failsafe(keys) == {}
+    deleted = view.applied(keys.failsafe, Entry(None, 0, 12))
+    assert deleted.failsafe(keys) is None and deleted.failsafe_revision(keys) == 0
