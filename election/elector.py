@@ -120,6 +120,9 @@ class EtcdElection:
         self._client = self.access.client(0, float(ttl))  # calls have their own timeouts
         self._background: set[asyncio.Future[None]] = set()
         self.down_visible_for = down_visible_for  # seconds a vanished member stays listed
+        # Members seen vanishing, with when (monotonic, UTC): recorded DOWN by whichever
+        # reign comes first (a killed active's entry goes before a successor leads).
+        self._vanished: dict[str, tuple[Member, float, str]] = {}
         self._lease_id: int | None = None
         self._member_lease: int | None = None
         self._member_written: bytes | None = None
@@ -557,8 +560,8 @@ class EtcdElection:
         before = {m.name: m for m in self.known_members}
         self.known_members = view.members(self.keys)
         vanished = set(before) - {m.name for m in self.known_members} - {self.me.name}
-        if vanished and self.is_leader(now) and self.down_visible_for > 0:
-            self._spawn(self._record_down([before[name] for name in sorted(vanished)]))
+        if self.down_visible_for > 0:
+            self._note_vanished([before[name] for name in sorted(vanished)], now)
         members = tuple(Candidate(m.name, m.priority, m.healthy, m.payload.get("uptodate", True)
                                   is not False) for m in self.known_members)  # fmt: skip
         return Observation(
@@ -699,14 +702,31 @@ class EtcdElection:
                      for name, admin in sorted(self.failsafe_members.items())
                      if name != self.me.name)  # fmt: skip
 
-    async def _record_down(self, members: list[Member]) -> None:
-        """The active writes ``down/<name>`` for members whose entry vanished, on a
-        lease of ``down_visible_for`` seconds: they stay listed as DOWN that long."""
+    def _note_vanished(self, members: list[Member], now: float) -> None:
+        """Members whose entry vanished wait here until this node leads (at once if it
+        does): the active records them DOWN. A member back, or one gone longer than it
+        would stay listed, is dropped."""
         seen = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        for member in members:
+            self._vanished[member.name] = (member, now, seen)
+        running = {m.name for m in self.known_members}
+        self._vanished = {
+            name: held for name, held in self._vanished.items()
+            if name not in running and now - held[1] < self.down_visible_for
+        }  # fmt: skip
+        if self._vanished and self.is_leader(now):
+            pending = [(member, seen) for member, _, seen in self._vanished.values()]
+            self._vanished = {}
+            self._spawn(self._record_down(pending))
+
+    async def _record_down(self, members: list[tuple[Member, str]]) -> None:
+        """The active writes ``down/<name>`` for members whose entry vanished (with
+        when it was seen going, in UTC), on a lease of ``down_visible_for`` seconds:
+        they stay listed as DOWN that long."""
         try:
             lease = await self._call("grant down-record lease",
                                      lambda c: c.lease(self.down_visible_for))  # fmt: skip
-            for member in members:
+            for member, seen in members:
                 record = json.dumps({"priority": member.priority, "last_seen": seen,
                                      "admin": member.payload.get("admin")}).encode()  # fmt: skip
                 await self._put_down(self.keys.down_member(member.name), record, lease)

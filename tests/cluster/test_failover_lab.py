@@ -276,6 +276,14 @@ def test_a_dead_member_stays_listed_as_down_with_last_seen(cluster: SwitchedLab)
     cluster.restart_node("n2")
     wait_for(lambda: not cluster.admin_status("n1")["down_members"], 20, "n2 to be back")
     assert "DOWN" not in cli(cluster, "status").stdout
+    # kill -9 of the active: its crash guard ends its member entry before n2 leads;
+    # the new active still lists it DOWN
+    wait_for(lambda: cluster.admin_status("n2").get("role") == "standby", 10, "n2 standby")
+    cluster.signal("n1", signal.SIGKILL)
+    cluster.procs["n1"].wait(10)
+    wait_for(lambda: [d["name"] for d in cluster.admin_status("n2")["down_members"]] == ["n1"],
+             10, "n2 to list the killed active n1 as down")  # fmt: skip
+    assert cluster.admin_status("n2")["role"] == "active"
 
 
 def test_the_successor_dying_during_the_hold_off_is_covered_at_once() -> None:

@@ -573,6 +573,48 @@ async def test_a_node_missing_from_the_failsafe_list_never_campaigns(etcd: EtcdP
             await line.close()
 
 
+async def test_a_leader_whose_entry_went_first_is_listed_down_by_its_successor(
+    etcd: EtcdProcess,
+) -> None:
+    """The active dies and its member entry goes before its leader key (as the crash
+    guard ends them): the standby was not leading when the entry vanished, yet once it
+    leads it lists the old active DOWN with when it was last seen, for
+    ``down_visible_for``. (Before, only a node leading at that moment recorded it: a
+    killed active was never shown DOWN.)"""
+    line = FaultLine(etcd.client_port)
+    await line.start()
+    a = EtcdElection(EtcdAccess((("127.0.0.1", line.port),)), "dn", Me("a", 900), ttl=2)
+    b = EtcdElection(EtcdAccess((("127.0.0.1", etcd.client_port),)), "dn", Me("b", 100), ttl=2,
+                     down_visible_for=3)  # fmt: skip
+    tasks = [asyncio.create_task(e.run(lambda: True)) for e in (a, b)]
+    try:
+        await _until(a.is_leader)
+        await _until(lambda: {m.name for m in b.known_members} == {"a", "b"})
+        member, leader = a._member_lease, a._lease_id
+        assert member is not None and leader is not None
+        line.blackhole()  # a is gone from the network; its leases end as the guard ends them
+        etcd.etcdctl("lease", "revoke", f"{member:x}")
+        await _until(lambda: {m.name for m in b.known_members} == {"b"})
+        assert not b.is_leader()
+        etcd.etcdctl("lease", "revoke", f"{leader:x}")
+        await _until(b.is_leader)
+        await _until(lambda: b.view is not None and [d["name"] for d in b.view.down(b.keys)]
+                     == ["a"])  # fmt: skip
+        assert b.view is not None
+        assert str(b.view.down(b.keys)[0]["last_seen"]).startswith("20")
+        listed = time.monotonic()
+        # election.down_visible_for later the record is gone
+        await _until(lambda: b.view is not None and not b.view.down(b.keys), timeout=6)
+        assert time.monotonic() - listed > 1.5
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for election in (a, b):
+            await election.close()
+        await line.close()
+
+
 @asynccontextmanager
 async def _leader_behind_relays(
     on_request: Any = None,
