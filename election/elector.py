@@ -49,7 +49,7 @@ from election.decide import (
 )
 from election.errors import ElectionError, EtcdUnavailable
 from election.etcdclient import ETCD_ERRORS, EtcdAccess, close_client
-from election.lease import LeaseClock, default_margin
+from election.lease import LeaseClock, default_margin, lead_ttl
 from election.view import (
     ClusterView,
     Entry,
@@ -806,7 +806,11 @@ class EtcdElection:
             # The window written is the one the new reign leads on (the granted TTL);
             # the state takes it only once won (a reign still running keeps its own).
             granted = int(getattr(lease, "ttl", 0) or self.ttl)
-            ttl = float(max(granted, self.ttl))
+            ttl, note = lead_ttl(self.ttl, granted)
+            if ttl is None:
+                log.error("%s: %s", self.me.name, note)
+                await self._revoke_lease(lease.id)
+                return Decision("wait", f"{evicted}not campaigning: {note}")
             value = self._leader_value(window=ttl - (self._margin or default_margin(ttl)))
             succeeded, responses = await self._call(
                 "campaign",
@@ -851,18 +855,14 @@ class EtcdElection:
         win (and the VIP's lifetime follows the deadline). Said once in the log and in
         ``ttl_note``."""
         self.granted_ttl = granted
-        ttl = float(max(granted, self.ttl))  # never shorter than asked (etcd never is)
+        ttl, note = lead_ttl(self.ttl, granted)
+        assert ttl is not None  # a shorter grant was refused before the campaign
         if ttl != self.state.lease.ttl:
             margin = self._margin or default_margin(ttl)
             self.state = replace(self.state, lease=replace(self.state.lease, ttl=ttl,
                                                            margin=margin))  # fmt: skip
-        if granted > self.ttl and self.ttl_note is None:
-            self.ttl_note = (
-                f"etcd grants {granted} s leases, more than election.lease_ttl {self.ttl} s "
-                "(etcd's minimum is ceil(1.5 x its election timeout)): this node leads on "
-                f"{granted} s and a takeover waits that long; set election.lease_ttl: "
-                f"{granted}s, or lower etcd's --election-timeout"
-            )
+        if note is not None and self.ttl_note is None:
+            self.ttl_note = note
             log.warning("%s: %s", self.me.name, self.ttl_note)
 
     async def _renew(self, timeout: float | None = None) -> bool:

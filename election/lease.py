@@ -67,3 +67,26 @@ class LeaseClock:
 def default_margin(ttl: float) -> float:
     """Room for clock drift and scheduling: a quarter of the TTL, at least 250 ms."""
     return max(0.25, ttl / 4)
+
+
+def lead_ttl(asked: int, granted: int) -> tuple[float | None, str | None]:
+    """The TTL a reign leads on, from the one asked for and the one etcd granted, with
+    a note for the operator. etcd grants at least ceil(1.5 x its election timeout) and
+    holds the key that long after the last keepalive: leading on a longer grant is
+    still safe (the note says a takeover waits that long). A grant shorter than asked
+    means etcd ends the key before a deadline computed from the asked TTL: refused
+    (None), never led on. A missing grant (0) is taken as the one asked for."""
+    if granted <= 0 or granted == asked:
+        return float(asked), None
+    if granted < asked:
+        return None, (
+            f"etcd granted a {granted} s lease for election.lease_ttl {asked} s: it would "
+            "end the key before this node's deadline; not leading on it (check what sits "
+            "between this node and etcd: a proxy or an etcd that caps lease TTLs)"
+        )
+    return float(granted), (
+        f"etcd grants {granted} s leases, more than election.lease_ttl {asked} s (etcd's "
+        "minimum is ceil(1.5 x its election timeout)): this node leads on "
+        f"{granted} s and a takeover waits that long; set election.lease_ttl: "
+        f"{granted}s, or lower etcd's --election-timeout"
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from node.cli.common import Commands, certs_dir
 from node.config import ConfigError, load_cluster
+from node.config.cluster import etcd_requirements
 from node.config.model import AccessLogConfig, ClusterConfig, NodeConfig
 from node.config.summary import summarize, summary_lines
 from node.observe.logformat import configure_logging
@@ -115,6 +116,7 @@ def _check(cluster: Path, node: Path | None, certs_dir: Path, as_json: bool) -> 
     if config is not None:
         from node.tls.material import TlsConfigError, load_tls
 
+        warnings.extend(etcd_requirements(config))
         try:
             warnings.extend(load_tls(config, certs_dir).warnings)
         except TlsConfigError as exc:

@@ -76,6 +76,23 @@ def parse_cluster(text: str, source: str = "<memory>") -> ClusterConfig:
     return config
 
 
+def etcd_requirements(config: ClusterConfig) -> list[str]:
+    """What etcd must be set to for the election to run as written (``floatgate check``
+    prints it: it cannot see etcd's flags). etcd grants at least ceil(1.5 x its election
+    timeout), 2 s with its default 1000 ms."""
+    ttl = config.election.lease_ttl
+    if config.vip is None or ttl >= 2:
+        return []
+    longest = int(ttl * 1000 / 1.5)
+    return [
+        f"election.lease_ttl {ttl:g}s needs --election-timeout of at most {longest} ms on "
+        "every etcd member (etcd grants at least ceil(1.5 x it): 2 s with its default "
+        "1000 ms), such as the Ansible etcd role's etcd_profile: lan (heartbeat 50 ms, "
+        "election 500 ms); with a longer one the nodes lead on what etcd grants and "
+        "say so in /status (lease_ttl_note)"
+    ]
+
+
 class _Parser:
     def __init__(self, reader: Reader) -> None:
         self.r = reader

@@ -37,6 +37,19 @@ def test_check_valid_prints_summary(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["valid"] is True
 
 
+def test_check_says_what_etcd_needs_for_1s_leases(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text(cluster_yaml(8080, ["127.0.0.1:9000"])
+                      + "election: {lease_ttl: 1s}\nvip: {address: 10.0.0.50/24}\n")  # fmt: skip
+    result = _cli("check", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "warning: election.lease_ttl 1s needs --election-timeout of at most 666 ms" in (
+        result.stdout
+    )
+    warnings = json.loads(_cli("check", str(config), "--json").stdout)["warnings"]
+    assert any("etcd_profile: lan" in w for w in warnings), warnings
+
+
 def test_check_invalid_lists_every_error(tmp_path: Path) -> None:
     config = tmp_path / "cluster.yaml"
     config.write_text(

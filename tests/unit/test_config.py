@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from node.config import ConfigError, parse_cluster, parse_node
+from node.config.cluster import etcd_requirements
 from node.config.reader import parse_duration, parse_host_port
 
 VALID = """
@@ -105,6 +106,15 @@ def test_ttl_1s_needs_the_bpf_fence() -> None:
         "10.0.0.50/24,", "10.0.0.50/24, fence: lifetime,"
     )
     assert parse_cluster(lifetime).vip.fence == "lifetime"  # type: ignore[union-attr]
+
+
+def test_a_1s_lease_names_the_etcd_setting_it_needs() -> None:
+    """floatgate check cannot see etcd's flags: for 1 s leases it says which election
+    timeout etcd needs (ceil(1.5 x it) <= 1 s) and the Ansible profile that has it."""
+    one = etcd_requirements(parse_cluster(VALID.replace("lease_ttl: 2s", "lease_ttl: 1s")))
+    assert len(one) == 1 and "--election-timeout of at most 666 ms" in one[0]
+    assert "etcd_profile: lan" in one[0]
+    assert etcd_requirements(parse_cluster(VALID)) == []  # etcd's defaults grant 2 s
 
 
 def test_all_errors_reported_at_once() -> None:

@@ -13,7 +13,7 @@ from election.decide import (
     renewed,
     won,
 )
-from election.lease import LeaseClock
+from election.lease import LeaseClock, lead_ttl
 from election.view import ClusterView, Entry, Keys, snapshot
 
 ME = Me("n1", priority=100)
@@ -239,3 +239,15 @@ def test_the_failsafe_list_as_read() -> None:
     assert snapshot([(keys.failsafe, b'{"members": [1]}', 7, 9)]).failsafe(keys) == {}
     deleted = view.applied(keys.failsafe, Entry(None, 0, 12))
     assert deleted.failsafe(keys) is None and deleted.failsafe_revision(keys) == 0
+
+
+def test_the_ttl_a_reign_leads_on() -> None:
+    """What etcd granted, when it is what was asked or more (with a note that says so
+    and what to change); a shorter grant is never led on: etcd would end the key before
+    the deadline computed from the asked TTL."""
+    assert lead_ttl(2, 2) == (2.0, None)
+    assert lead_ttl(2, 0) == (2.0, None)  # no TTL in the reply: the one asked for
+    longer, note = lead_ttl(1, 2)
+    assert longer == 2.0 and note is not None and "election.lease_ttl: 2s" in note
+    shorter, why = lead_ttl(3, 2)
+    assert shorter is None and why is not None and "not leading on it" in why
