@@ -1,5 +1,6 @@
 """A bounded nemesis run in the test command: random faults (kill -9, SIGSTOP, link down,
-etcd loss and partitions, ARP cuts, switchovers) against the lab cluster, judged by the
+etcd loss and partitions, ARP cuts, switchovers; with 3 etcd members and 3 nodes etcd
+leader pauses and slow fsync) against the lab cluster, judged by the
 event-driven checker: 0 ms of two holders and 0 ms of two ARP answerers. The seed is
 printed; a failing one replays with ``python -m deploy.lab nemesis --seed S --events N``.
 FLOATGATE_NEMESIS_SEED fixes it."""
@@ -11,6 +12,7 @@ import random
 import re
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -22,15 +24,29 @@ from tests.lab import cluster_lab_marks
 pytestmark = cluster_lab_marks()
 
 
-@pytest.mark.parametrize(("lease_ttl", "arp_probe", "events"), [("2s", "0s", 8), ("1s", "50ms", 8)])
+@pytest.mark.parametrize(
+    ("lease_ttl", "arp_probe", "events", "more"),
+    [
+        ("2s", "0s", 8, {}),
+        ("1s", "50ms", 8, {}),
+        # the faults only 3 etcd members allow, with 3 nodes, TTL 3 s, the lifetime fence
+        ("3s", "50ms", 4, {"etcd_members": 3, "nodes": 3, "fence": "lifetime",
+                           "faults": ("etcd-leader-pause", "etcd-slow-fsync")}),
+    ],
+    ids=["ttl2-probe0", "ttl1", "ttl3-3etcd-3nodes"],
+)  # fmt: skip
 def test_nemesis_never_two_holders_nor_two_answerers(
-    lease_ttl: str, arp_probe: str, events: int
+    lease_ttl: str, arp_probe: str, events: int, more: dict[str, Any]
 ) -> None:
     seed = int(os.environ.get("FLOATGATE_NEMESIS_SEED") or random.SystemRandom().randrange(1 << 31))
-    result = run_nemesis(seed, events, lease_ttl=lease_ttl, arp_probe=arp_probe)
+    result = run_nemesis(seed, events, lease_ttl=lease_ttl, arp_probe=arp_probe, **more)
     print(table([result]))
+    flags = "".join(
+        f" --{key.replace('_', '-')} {','.join(value) if key == 'faults' else value}"
+        for key, value in more.items()
+    )
     replay = f"replay: python -m deploy.lab nemesis --seed {seed} --events {events} " \
-             f"--ttl {lease_ttl} --arp-probe {arp_probe}"  # fmt: skip
+             f"--ttl {lease_ttl} --arp-probe {arp_probe}{flags}"  # fmt: skip
     verdict = result.verdict
     assert verdict is not None, replay
     assert all(o.steady for o in result.outcomes), replay
