@@ -161,6 +161,7 @@ class BundleApplier:
         self, sha: str, record: dict[str, Any]
     ) -> tuple[Path, ClusterConfig, TlsMaterial]:
         bundle = unseal(sha, await self.store.document(sha), self.secret)
+        self._check_revision(bundle.meta.get("revision"), sha, record)
         staging = self.data_dir / f".staging-{record.get('revision')}"
         shutil.rmtree(staging, ignore_errors=True)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -170,6 +171,31 @@ class BundleApplier:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return staging, config, tls
+
+    def _check_revision(self, sealed: object, sha: str, record: dict[str, Any]) -> None:
+        """Only a revision newer than the one served, sealed with the number ``current``
+        names: ``current`` itself carries no MAC, so an old genuine document put back
+        there (a replay) would otherwise roll the node back."""
+        applied = self.applied
+        if applied is not None and applied.get("sha") == sha:
+            return  # what this node serves already
+        if not isinstance(sealed, int) or isinstance(sealed, bool):
+            if applied is None:
+                return  # a first bundle sealed by an older floatgate (no number in it)
+            raise BundleError("the document has no sealed revision number (pushed by an "
+                              "older floatgate): push it again with this version")  # fmt: skip
+        if sealed != record.get("revision"):
+            raise BundleError(
+                f"bundle/current names revision {record.get('revision')} but the document "
+                f"is sealed as revision {sealed}: current was rewritten without a push"
+            )
+        served = applied.get("revision") if applied is not None else None
+        if isinstance(served, int) and sealed <= served:
+            raise BundleError(
+                f"revision {sealed} is not newer than revision {served}, which this node "
+                "serves: an old bundle was put back in etcd (if etcd was restored from a "
+                "backup, push again: a push continues above what the nodes serve)"
+            )
 
     async def _apply(self, sha: str, record: dict[str, Any]) -> None:
         staging, config, tls = await self._stage(sha, record)

@@ -74,7 +74,8 @@ async def push(
         ticket = carried.files.get(TICKET_KEY_FILE)
         why_new = "the current bundle had none"
     extra = {TICKET_KEY_FILE: ticket or new_key_file()}
-    bundle = collect(cluster_path, certs_dir, {**_meta(message), "cluster": name}, extra)
+    meta = {**_meta(message), "cluster": name, "revision": await _next_revision(store, seen)}
+    bundle = collect(cluster_path, certs_dir, meta, extra)
     unchanged = previous is not None and _same_content(previous, bundle)
     if if_changed and seen is not None and unchanged and not rotate_ticket_key:
         return {"changed": False, "revision": seen["revision"], "sha": seen["sha"],
@@ -85,6 +86,13 @@ async def push(
     record["ticket_key"] = "kept" if ticket else f"new: {why_new}"
     record["changed"] = True
     return record
+
+
+async def _next_revision(store: BundleStore, seen: dict[str, Any] | None) -> int:
+    """The number the new revision is sealed with: after ``current`` and after every
+    revision a running node serves (nodes take only newer revisions than theirs)."""
+    after = int(seen["revision"]) if seen else 0
+    return max([after, *await store.served_revisions()]) + 1
 
 
 def _legacy(sha: str, document: bytes, key: bytes) -> Bundle | None:
@@ -125,7 +133,8 @@ async def rollback(
         known = ", ".join(str(r) for r in sorted(entries)) or "none"
         raise BundleError(f"revision {revision} is not in the history (kept: {known})")
     old = unseal(entries[revision]["sha"], await store.document(entries[revision]["sha"]), key)
-    meta = {**_meta(message or f"rollback to revision {revision}"), "cluster": cluster}
+    meta = {**_meta(message or f"rollback to revision {revision}"), "cluster": cluster,
+            "revision": await _next_revision(store, seen)}  # fmt: skip
     restored = Bundle(old.cluster_yaml, old.files, meta)
     validate(restored)  # still valid today (a certificate may have expired since)
     sha, document = seal(restored, key)

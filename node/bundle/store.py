@@ -6,7 +6,9 @@
 
 A push is one transaction (document, current, history entry) that also compares
 ``current``'s mod revision with the one the push read: two pushes cannot silently
-overwrite each other.
+overwrite each other. The revision number is sealed in the document too (its meta,
+under the MAC): a node takes only a revision newer than the one it serves, so an old
+genuine document put back as ``current`` is refused (node.bundle.apply).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import aetcd
 
 from election.errors import EtcdUnavailable
 from election.etcdclient import EtcdAccess
+from election.view import Keys
 from node.bundle.errors import BundleError, PushConflict
 
 KEEP = 20  # revisions kept in history (their documents too)
@@ -49,6 +52,7 @@ class BundleStore:
     def __init__(self, access: EtcdAccess, cluster: str, timeout: float = 5.0) -> None:
         self.access = access
         self.keys = BundleKeys.of(cluster)
+        self.members = Keys.of(cluster).members  # election member entries
         self.timeout = timeout
         self.on_request: Callable[[str, float], None] | None = None  # (operation, seconds)
         self.isolated_until = 0.0  # a drill: no request goes out before this (monotonic)
@@ -85,6 +89,26 @@ class BundleStore:
         assert isinstance(data, bytes)
         return data
 
+    async def served_revisions(self) -> list[int]:
+        """The bundle revisions the running nodes serve, as their election member
+        entries say: a push continues above them (after etcd was restored from an
+        older backup, its ``current`` may be behind what the nodes serve)."""
+
+        async def read(client: aetcd.Client) -> list[int]:
+            found = await client.get_prefix(self.members)
+            served = []
+            for kv in found.kvs:
+                try:
+                    revision = json.loads(kv.value).get("bundle_revision")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(revision, int) and not isinstance(revision, bool):
+                    served.append(revision)
+            return served
+
+        result: list[int] = await self._with_client("reading the nodes' revisions", read)
+        return result
+
     async def history(self) -> list[dict[str, Any]]:
         async def read(client: aetcd.Client) -> list[dict[str, Any]]:
             found = await client.get_prefix(self.keys.history)
@@ -103,7 +127,12 @@ class BundleStore:
         async def write(client: aetcd.Client) -> dict[str, Any]:
             found = await client.get(self.keys.current)
             parent = parse_record(found.value) if found is not None else None
-            revision = int(parent["revision"]) + 1 if parent else 1
+            after = int(parent["revision"]) if parent else 0
+            sealed = meta.get("revision")  # the number sealed in the document, if any
+            revision = sealed if isinstance(sealed, int) else after + 1
+            if revision <= after:  # (forced over a newer push: the seal cannot change)
+                raise PushConflict(f"{_raced(parent)} (the bundle was sealed as revision "
+                                   f"{revision})")  # fmt: skip
             record = {**meta, "revision": revision, "sha": sha,
                       "parent": parent["revision"] if parent else None}  # fmt: skip
             if not force and (parent["revision"] if parent else None) != seen:

@@ -26,7 +26,7 @@ from node.bundle import secret as secret_file
 from node.bundle.apply import BundleApplier, cached
 from node.bundle.build import collect
 from node.bundle.commands import store_for
-from node.bundle.errors import PushConflict
+from node.bundle.errors import BundleError, PushConflict
 from node.bundle.format import Bundle, seal, unseal
 from node.snapshot import load_node
 from node.tls.devca import crl
@@ -315,6 +315,34 @@ async def test_node_applies_refuses_caches_and_rolls_back(
     )
     assert "127.0.0.1:1" not in (Path(node.data_dir) / "current" / "cluster.yaml").read_text()
 
+    # an old genuine revision put back as current (a replay: current has no MAC):
+    # refused, B keeps serving; so is current naming another revision than the sealed one
+    history = await applier.store.history()
+    first = next(r for r in history if r["revision"] == 1)
+    etcd.etcdctl("put", "/floatgate/edge/bundle/current", json.dumps(first))
+    assert not await applier.check()
+    assert "revision 1 is not newer than revision 2, which this node serves" in str(
+        applier.status()["error"]
+    )
+    etcd.etcdctl("put", "/floatgate/edge/bundle/current",
+                 json.dumps({**first, "revision": 99}))  # fmt: skip
+    fresh = BundleApplier(applier.store, applier.secret, tmp_path / "fresh", plane.reload)
+    assert not await fresh.check()  # even a node serving nothing yet
+    assert "names revision 99 but the document is sealed as revision 1" in str(
+        fresh.status()["error"]
+    )
+    assert (
+        applier.status()["revision"] == 2
+        and await asyncio.to_thread(_tls_fingerprint, port, pki) == b_print
+    )
+    # ... and at a restart: the cache (revision 2) is newer than what current names
+    etcd.etcdctl("put", "/floatgate/edge/bundle/current", json.dumps(first))
+    restarted = BundleApplier(applier.store, applier.secret, Path(node.data_dir), plane.reload)
+    with pytest.raises(BundleError, match="not newer than revision 2"):
+        await restarted.fetch_to_cache()
+    assert cached(Path(node.data_dir))[1]["revision"] == 2  # type: ignore[index]
+    etcd.etcdctl("put", "/floatgate/edge/bundle/current", json.dumps(current))
+
     # a node with another cluster secret refuses, and says why
     secret_file.generate(tmp_path / "other.secret")
     foreign = BundleApplier(applier.store, secret_file.load(tmp_path / "other.secret"),
@@ -328,7 +356,25 @@ async def test_node_applies_refuses_caches_and_rolls_back(
     assert back.returncode == 0, back.stderr
     assert await applier.check()
     assert await asyncio.to_thread(_tls_fingerprint, port, pki) == a_print
-    assert applier.status()["revision"] == 6  # 4 was the forged record, 5 push D
+    assert applier.status()["revision"] == 5  # current was put back at C (3); D was 4
+
+    # etcd restored from an older backup: current is behind what the nodes serve (their
+    # member entries say so); a push continues above it, and the node takes it
+    etcd.etcdctl("put", "/floatgate/edge/bundle/current", json.dumps(first))
+    etcd.etcdctl("put", "/floatgate/edge/election/members/n1",
+                 json.dumps({"name": "n1", "bundle_revision": 5}))  # fmt: skip
+    write_cluster(cluster, "other.pem", port)
+    pushed = cli(*push, "-m", "after restore", "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["revision"] == 6
+    assert await applier.check() and applier.status()["revision"] == 6
+    assert await asyncio.to_thread(_tls_fingerprint, port, pki) == b_print
+    # a document sealed without a revision number (an older floatgate's push): refused
+    # by a node that serves a bundle
+    old = seal(Bundle("cluster: edge\n", {}, {"author": "old"}), applier.secret)
+    await applier.store.push(*old, {"author": "old"}, 6, False)
+    assert not await applier.check()
+    assert "no sealed revision number" in str(applier.status()["error"])
 
 
 def _resume(port_a: int, port_b: int, pki: Pki) -> bool:
