@@ -34,6 +34,19 @@ from vip.garp import garp_frame, probe, send_frames
 FOREVER = 0xFFFFFFFF
 
 
+WRITE_SLACK = 0.005  # s: a netlink write takes ~0.1 ms; a stall is longer than this
+
+
+def lifetime_after_write(deadline: float, now: float, lifetime: int) -> int | None:
+    """After writing ``lifetime`` whole seconds (the kernel took it at ``now`` at the
+    latest): None if the address still ends by ``deadline`` (within WRITE_SLACK, the
+    time a write takes); else the lifetime to write again (``floor(deadline - now)``),
+    0 meaning delete it now."""
+    if now + lifetime <= deadline + WRITE_SLACK:
+        return None
+    return max(0, math.floor(deadline - now))
+
+
 class NetlinkBackend:
     def __init__(
         self, interface: str, fence: BpfFence | None = None, sub_second: bool = False
@@ -136,6 +149,19 @@ class NetlinkBackend:
                 cache = {"ifa_valid": lifetime, "ifa_preferred": lifetime}
                 ipr.addr("replace", index=index, address=str(vip.ip),
                          prefixlen=vip.network.prefixlen, IFA_CACHEINFO=cache)  # fmt: skip
+                if fence is None:
+                    # The kernel counts the lifetime from when it took the request: a
+                    # stall between the floor above and the send moved the end past D.
+                    fix = lifetime_after_write(deadline, time.monotonic(), lifetime)
+                    if fix == 0:
+                        ipr.addr("del", index=index, address=str(vip.ip),
+                                 prefixlen=vip.network.prefixlen)  # fmt: skip
+                        return 0.0
+                    if fix is not None:
+                        cache = {"ifa_valid": fix, "ifa_preferred": fix}
+                        ipr.addr("replace", index=index, address=str(vip.ip),
+                                 prefixlen=vip.network.prefixlen, IFA_CACHEINFO=cache)  # fmt: skip
+                        lifetime = fix
                 return covered if covered is not None else float(lifetime)
 
         self._adding = asyncio.ensure_future(self._run(f"adding {vip}", write))

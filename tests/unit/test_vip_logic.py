@@ -8,6 +8,7 @@ import struct
 from vip import bpfprog
 from vip.base import VipState
 from vip.garp import claimant, garp_frame, parse_arp, parse_mac, probe_frame, request_frame
+from vip.netlink import lifetime_after_write
 from vip.reconcile import plan
 
 VIP = ipaddress.IPv4Address("10.0.0.50")
@@ -140,3 +141,16 @@ def test_fence_program_passes_the_vip_only_before_the_deadline() -> None:
         assert _run_fence(egress, header[:13], deadline, now) == ok  # runt: the kernel's 0
     high = ipaddress.IPv4Address("192.168.1.200")  # above 2**31: a negative immediate
     assert _run_fence(bpfprog.fence_program(high, "egress", 3), garp_frame(mac, high), 0, 1) == shot
+
+
+def test_a_stall_between_the_lifetime_and_its_write_is_undone_at_once() -> None:
+    """vip.fence: lifetime. The kernel counts an address lifetime from when it takes the
+    request, so a freeze between computing floor(D - now) and the send would leave the
+    address past D by the freeze: right after the write it is written again shorter,
+    or deleted when less than a second is left; an ordinary write is left alone."""
+    deadline = 100.0
+    assert lifetime_after_write(deadline, 97.5001, 2) is None  # computed at 97.5: fine
+    assert lifetime_after_write(deadline, 98.003, 2) is None  # within a write's time
+    assert lifetime_after_write(deadline, 98.6, 2) == 1  # a 1.1 s stall: 1 s left
+    assert lifetime_after_write(deadline, 99.7, 2) == 0  # under a second left: delete
+    assert lifetime_after_write(deadline, 103.0, 2) == 0  # resumed after D: delete
