@@ -88,6 +88,13 @@ async def main(argv: list[str]) -> object:
             "present": (await backend.query(vip)).present,
             "fence_open": slow.fence.deadline() > time.monotonic_ns(),
         }
+    elif op == "announce-as-leader":  # leader for N s more (no fence), the VIP added
+        # and announced with M gratuitous ARPs 100 ms apart: more than the reign lasts
+        deadline = time.monotonic() + float(argv[3])
+        manager = VipManager(backend, vip, lambda: deadline, garp_count=int(argv[4]),
+                             garp_interval=0.1, arp_probe=0)  # fmt: skip
+        await manager.reconcile()
+        return {"after_deadline": round(time.monotonic() - deadline, 3)}
     elif op == "fence-announce":  # a fresh (shut) fence, then gratuitous ARPs: dropped?
         fenced = NetlinkBackend(interface, BpfFence(interface, vip.ip))
         await fenced.install()

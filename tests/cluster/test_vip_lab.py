@@ -72,6 +72,19 @@ def test_gratuitous_arp_reaches_the_other_host(lab: TwoHostLab) -> None:
     assert {f[0] for f in garps} == {1, 2} and {f[1] for f in garps} == {mac}
 
 
+def test_announcements_stop_when_the_reign_ends(lab: TwoHostLab) -> None:
+    """Announce only while still leader, without a fence (vip.fence: lifetime): a claim
+    whose 30 gratuitous ARPs, 100 ms apart, would outlast the reign (1.5 s) stops at the
+    deadline: host b sees at most 2 frames per 100 ms of the reign, never the 60."""
+    capture = lab.driver_background(lab.b, "capture", lab.if_b, "5.0")
+    time.sleep(0.8)
+    done = lab.driver(lab.a, "announce-as-leader", lab.if_a, VIP, "1.5", "30")
+    frames = json.loads(capture.communicate(timeout=15)[0].strip().splitlines()[-1])
+    garps = [f for f in frames if f[2] == f[3] == "10.199.0.50"]
+    assert 4 <= len(garps) <= 2 * 16, (len(garps), done)
+    assert done["after_deadline"] >= 0, done  # it did run past the deadline: cut short
+
+
 def test_manager_adds_repairs_and_removes(lab: TwoHostLab) -> None:
     manager = lab.driver_background(lab.a, "manage", lab.if_a, VIP, "3")
     time.sleep(1.0)
