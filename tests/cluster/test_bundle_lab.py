@@ -23,6 +23,7 @@ import pytest
 from deploy.lab.netlab import HOSTS, VIP, SwitchedLab, admin_tls_yaml, admin_url, wait_for
 from node.bundle import secret as secret_file
 from node.tls.devca import cert_pem, issue, key_pem
+from tests.cluster.labkit import Monitor
 from tests.functional.pki import make_pki
 from tests.lab import REPO, cluster_lab_marks
 from tests.metricnames import dashboard_queries, names_in, sample_names
@@ -292,3 +293,38 @@ def test_a_stale_node_is_reported_refused_as_successor_and_takes_over_late(
     assert took > 2.0
     assert "campaigning with a STALE configuration (alarm)" in blab.lab.log("n2")
     assert time.monotonic() - killed < 20
+
+
+def test_a_stale_active_hands_over_to_an_up_to_date_standby(blab: BundleLab) -> None:
+    """Invariant 5 on the active: revision 2 cannot be applied on n1 (a port it must
+    bind is taken there) while n2 applies it. n1 keeps serving revision 1, says so, and
+    hands the VIP over to n2 after one lease TTL; never two holders, and n1 (higher
+    priority, stale) does not take it back."""
+    blab.push("app.pem", "ca.pem", "/", "A")
+    blab.start_node("n1")
+    wait_for(lambda: blab.lab.holders() == ["n1"], 30, "n1 to hold the VIP")
+    blab.start_node("n2")
+    wait_for(lambda: blab.applied("n2") == 1, 30, "n2 to apply revision 1")
+    blab.lab.start("blocker", "n1", sys.executable, "-c", BLOCKER)
+    time.sleep(0.5)
+    monitor = Monitor(blab.lab)
+    extra = f'  - {{name: more, bind: "{VIP}:8444", default_backend: ghost}}\nbackends:'
+    (blab.certs / "cluster.yaml").write_text(
+        cluster_yaml("app.pem", "ca.pem", "/").replace("backends:", extra)
+    )
+    done = blab.client(sys.executable, "-m", "node.cli", "push", "--cluster",
+                       str(blab.certs / "cluster.yaml"), "--certs", str(blab.certs),
+                       "--node", str(blab.workdir / "n1.yaml"), "-m", "B: port 8444")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pushed = time.monotonic()
+    wait_for(lambda: blab.applied("n2") == 2, 20, "n2 to apply revision 2")
+    took = wait_for(lambda: blab.lab.holders() == ["n2"], 20, "n1 to hand the VIP to n2")
+    moved = time.monotonic()
+    print(f"stale n1 handed over {time.monotonic() - pushed:.2f}s after the push")
+    time.sleep(3.0)  # n1 stays standby: it is stale, n2 is up to date
+    monitor.stop()
+    assert blab.lab.holders() == ["n2"] and took > 1.0  # it waited a TTL for n1 to catch up
+    assert blab.applied("n1") == 1
+    assert "a bundle was refused): handing over to n2, which is up to date" in blab.lab.log("n1")
+    assert monitor.double_holders() == [], monitor.double_holders()[:5]
+    monitor.assert_one_arp_answer(pushed, moved + 0.5, "n2")
