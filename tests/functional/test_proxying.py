@@ -268,6 +268,34 @@ async def test_pipelined_requests_answered_in_order(backends: Any, proxy: Any) -
     assert [p for _, p in backend.requests] == ["/0", "/1", "/2", "/3", "/4"]
 
 
+async def test_a_pipelined_request_split_across_reads_survives_an_idle_answer(
+    backends: Any, proxy: Any
+) -> None:
+    """An idle connection gives its parser back between requests, but only at a
+    message boundary: the first part of a pipelined request that came with the last
+    complete one is kept while that one is answered, and the rest completes it later
+    (dropped with the parser, the rest would be a 400). Plain keep-alive requests after
+    an idle pause are parsed by a new parser."""
+    backend = await backends("a")
+    port = free_port()
+    await proxy(cluster_yaml(port, [backend.address]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HT")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200") and await reader.readexactly(1) == b"a"
+    await asyncio.sleep(0.3)
+    writer.write(b"TP/1.1\r\nHost: h\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert await reader.readexactly(1) == b"a"
+    await asyncio.sleep(0.3)  # idle at a boundary: the parser was given back
+    writer.write(b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200") and await reader.readexactly(1) == b"a"
+    writer.close()
+    assert [p for _, p in backend.requests] == ["/1", "/2", "/3"]
+
+
 async def test_http10_client_keepalive_and_close(backends: Any, proxy: Any) -> None:
     async def no_length(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
