@@ -144,7 +144,11 @@ class EtcdElection:
         self.failsafe_members: dict[str, str | None] | None = None
         self._failsafe_writing = False
         self._failsafe_confirmed: dict[str, str | None] | None = None  # etcd holds it
-        self._failsafe_revision = 0  # ... as of this revision
+        self._failsafe_revision = 0  # ... as of this revision (0: no list there)
+        self._campaigning = False  # a campaign is under way: no promise meanwhile
+        self._campaign_unknown_until = 0.0  # a campaign txn went unanswered: it may have won
+        self._short_grant_until = 0.0  # etcd granted less than asked: no campaign till then
+        self._short_grant_note = ""
         self.promised_to: str | None = None
         self._no_campaign_until = 0.0
         self.promise_file = promise_file  # failsafe promises, kept across restarts
@@ -656,14 +660,15 @@ class EtcdElection:
         }
         admin = self._payload().get("admin")
         desired[self.me.name] = admin if isinstance(admin, str) else None
-        revision = view.failsafe_revision(self.keys)
-        if revision < self._failsafe_revision:
-            return  # the view does not show this reign's last write yet
-        if revision > self._failsafe_revision:  # changed by someone else (etcdctl del)
-            self.failsafe_members = self._failsafe_confirmed = held
-            self._failsafe_revision = revision
-        if held == desired:
+        if held == desired and view.failsafe_revision(self.keys) == self._failsafe_revision:
             return
+        changed_at = view.failsafe_changed_at(self.keys)
+        if (held != desired and self._failsafe_confirmed == desired
+                and 0 < changed_at < self._failsafe_revision):  # fmt: skip
+            return  # the view does not show this reign's last write yet
+        # Otherwise write: each write compares the revision this reign last confirmed,
+        # so one that lands late cannot roll the list back, and a list changed by
+        # someone else (etcdctl del) is read again and then rewritten.
         self._failsafe_writing = True
         self._spawn(self._write_failsafe_list(token, desired))
 
@@ -677,9 +682,11 @@ class EtcdElection:
         key = self.keys.failsafe
         value = json.dumps({"leader": self.me.name, "fencing_token": token,
                             "members": members or {}}).encode()  # fmt: skip
+        expected = self._failsafe_revision
         try:
             done, responses = await self._call("write the failsafe list", lambda c: c.transaction(
-                compare=[c.transactions.create(self.keys.leader) == token],
+                compare=[c.transactions.create(self.keys.leader) == token,
+                         c.transactions.mod(key) == expected],
                 success=[c.transactions.delete(key) if members is None
                          else c.transactions.put(key, value)],
                 failure=[],
@@ -689,6 +696,25 @@ class EtcdElection:
                 self._failsafe_revision = int(responses[0].response_put.header.revision)
                 log.info("%s: failsafe list in etcd: %s", self.me.name,
                          ", ".join(sorted(members)))  # fmt: skip
+            elif done:  # deleted (etcd_loss: release)
+                self.failsafe_members = self._failsafe_confirmed = None
+                self._failsafe_revision = 0
+            elif self.fencing_token == token:  # not the list this reign wrote: read it
+                found = await self._call("read the failsafe list",
+                                         lambda c: c.get(key))  # fmt: skip
+                entries = (
+                    {}
+                    if found is None
+                    else {key: Entry(found.value, found.create_revision, found.mod_revision)}
+                )
+                fresh = ClusterView(entries)  # fmt: skip
+                now_held = fresh.failsafe(self.keys)
+                # a write of this reign still unanswered could land on that revision:
+                # keep asking its members too until a write is confirmed
+                self.failsafe_members = None if now_held is None else {
+                    **(self.failsafe_members or {}), **now_held}  # fmt: skip
+                self._failsafe_confirmed = now_held
+                self._failsafe_revision = fresh.failsafe_revision(self.keys)
         except EtcdUnavailable as exc:
             log.debug("%s: failsafe list: %s", self.me.name, exc)
         finally:
@@ -761,11 +787,25 @@ class EtcdElection:
         return view.failsafe(self.keys), view.failsafe_revision(self.keys)
 
     async def _campaign(self) -> Decision:
+        """While a campaign runs (and for a TTL after one whose outcome is unknown) this
+        node promises nothing: a promise given while its own grant or transaction is
+        on its way could be followed by a win."""
+        if time.monotonic() < self._short_grant_until:
+            return Decision("wait", self._short_grant_note)
+        self._campaigning = True
+        try:
+            return await self._campaign_steps()
+        finally:
+            self._campaigning = False
+
+    async def _campaign_steps(self) -> Decision:
         try:
             listed, listed_at = await self._failsafe_list_now()
         except EtcdUnavailable as exc:
             return Decision("wait", f"reading the failsafe list failed: {exc}")
-        if listed is not None and self.me.name not in listed:
+        # A list naming only its writer backs no failsafe reign (nobody to promise):
+        # it restricts nothing (else a lone survivor's list would bar everyone for good).
+        if listed is not None and len(listed) > 1 and self.me.name not in listed:
             names = ", ".join(sorted(listed)) or "nobody"
             return Decision("wait", (
                 f"not in the failsafe member list in etcd ({names}): only those may campaign, "
@@ -780,7 +820,8 @@ class EtcdElection:
                 gone, _ = await self._call("take the seat of a silent leader", lambda c:
                     c.transaction(
                         compare=[c.transactions.create(self.keys.leader) == token,
-                                 c.transactions.mod(self.keys.leader) == revision],
+                                 c.transactions.mod(self.keys.leader) == revision,
+                                 c.transactions.mod(self.keys.failsafe) == listed_at],
                         success=[c.transactions.delete(self.keys.leader)],
                         failure=[],
                     ))  # fmt: skip
@@ -800,6 +841,7 @@ class EtcdElection:
                     "again, or another node took it): not campaigning"))  # fmt: skip
             evicted = f"deleted the silent leader's key (fencing token {token}); "
         sent = time.monotonic()  # the lease's TTL cannot start before this instant
+        asked = False
         try:
             lease = await self._call("grant lease", lambda c: c.lease(self.ttl))
             self._tell_lease("leader", int(lease.id))
@@ -808,10 +850,15 @@ class EtcdElection:
             granted = int(getattr(lease, "ttl", 0) or self.ttl)
             ttl, note = lead_ttl(self.ttl, granted)
             if ttl is None:
-                log.error("%s: %s", self.me.name, note)
-                await self._revoke_lease(lease.id)
-                return Decision("wait", f"{evicted}not campaigning: {note}")
+                if note != self._short_grant_note:
+                    log.error("%s: %s", self.me.name, note)
+                self._short_grant_note = f"not campaigning for a TTL: {note}"
+                self._short_grant_until = time.monotonic() + self.ttl
+                if await self._revoke_lease(lease.id):
+                    self._tell_lease("leader", None)
+                return Decision("wait", f"{evicted}{self._short_grant_note}")
             value = self._leader_value(window=ttl - (self._margin or default_margin(ttl)))
+            asked = True
             succeeded, responses = await self._call(
                 "campaign",
                 lambda c: c.transaction(
@@ -828,6 +875,8 @@ class EtcdElection:
                 ),
             )
         except EtcdUnavailable as exc:
+            if asked:  # the transaction may have won: promise nothing for a TTL
+                self._campaign_unknown_until = time.monotonic() + self.ttl
             return Decision("wait", f"{evicted}campaign failed: {exc}")
         if not succeeded:
             await self._revoke_lease(lease.id)
@@ -988,9 +1037,12 @@ class EtcdElection:
                 # deadline, however long a keepalive may take on a slow link.
                 left = self.state.lease.remaining(now)
                 quick = max(0.1, min(self.keepalive_timeout(), (left - 0.5) / 2))
-                if self._lease_id is not None and await self._renew(quick):
-                    continue
-                await self._failsafe_extend()
+                try:
+                    if self._lease_id is not None and await self._renew(quick):
+                        continue
+                    await self._failsafe_extend()
+                except Exception:  # the guard must outlive any surprise
+                    log.exception("%s: failsafe guard step failed; continuing", self.me.name)
 
     async def _failsafe_extend(self) -> None:
         """etcd did not answer the keepalive: leadership goes on only if every peer
@@ -1026,6 +1078,8 @@ class EtcdElection:
         (checked now, with a short read); otherwise the reason for refusing."""
         if self.is_leader():
             return "this node is the leader"
+        if self._campaigning or time.monotonic() < self._campaign_unknown_until:
+            return "this node is campaigning (or its last campaign may have won)"
         try:
             async with asyncio.timeout(PROMISE_CHECK):
                 await self._client.get(self.keys.leader)

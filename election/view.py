@@ -140,6 +140,12 @@ class ClusterView:
         entry = self.entries.get(keys.failsafe)
         return entry.mod_revision if entry is not None and entry.value is not None else 0
 
+    def failsafe_changed_at(self, keys: Keys) -> int:
+        """The revision of the failsafe list's last change seen, a delete included (0:
+        none seen since the last full read)."""
+        entry = self.entries.get(keys.failsafe)
+        return entry.mod_revision if entry is not None else 0
+
     def handover_to(self, keys: Keys) -> str | None:
         entry = self.entries.get(keys.handover)
         if entry is None or entry.value is None:

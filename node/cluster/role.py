@@ -109,11 +109,9 @@ class ClusterRole:
             uptodate=bundles.uptodate if bundles is not None else None,
             on_request=meters.etcd_request if meters is not None else None,
             down_visible_for=int(config.election.down_visible_for),
-            promise_file=(
-                Path(node.data_dir) / f"failsafe-promise-{config.cluster}.json"
-                if config.election.etcd_loss == "failsafe"
-                else None
-            ),
+            # kept by every node: a failsafe active asks release-mode peers too (mixed
+            # settings during a change), and a promise a restart forgets is none
+            promise_file=Path(node.data_dir) / f"failsafe-promise-{config.cluster}.json",
             fence_slack=fence_slack(config.vip.fence, config.election.lease_ttl),
         )
         vip = config.vip.address

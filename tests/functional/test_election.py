@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -423,8 +424,10 @@ async def test_failsafe_keeps_the_seat_only_with_every_promise(etcd: EtcdProcess
     access = EtcdAccess((("127.0.0.1", etcd.client_port),))
     b = EtcdElection(access, "fs", Me("b", 100), ttl=2)
 
+    asked: list[list[str]] = []
+
     async def ask_b(peers: tuple[Member, ...], seconds: float) -> bool:
-        assert [m.name for m in peers] == ["b"]  # the failsafe list a wrote: a and b
+        asked.append([m.name for m in peers])  # (an assert here would be a refusal)
         return await b.promise("a", seconds) is None
 
     a = EtcdElection(access, "fs", Me("a", 900), ttl=2, failsafe=ask_b)
@@ -442,6 +445,7 @@ async def test_failsafe_keeps_the_seat_only_with_every_promise(etcd: EtcdProcess
                 assert a.is_leader() and not b.is_leader()
                 await asyncio.sleep(0.05)
             assert a.failsafe_active and b.promised_to == "a"
+            assert asked and all(p == ["b"] for p in asked)  # the list a wrote: a and b
         finally:
             etcd.thaw()
         await _until(lambda: not a.failsafe_active, timeout=5)
@@ -613,6 +617,55 @@ async def test_a_leader_whose_entry_went_first_is_listed_down_by_its_successor(
         for election in (a, b):
             await election.close()
         await line.close()
+
+
+async def test_the_failsafe_list_is_written_again_after_a_delete_and_a_lone_name_bars_nobody(
+    etcd: EtcdProcess, tmp_path: Path
+) -> None:
+    """An operator's etcdctl del of the list while a failsafe leader runs: the leader
+    writes it again (and leads on no list meanwhile). A list naming one node only backs
+    no failsafe reign (nobody to promise), so it keeps no other node from campaigning.
+    A node campaigning promises nothing."""
+    access = EtcdAccess((("127.0.0.1", etcd.client_port),))
+
+    async def nobody(peers: tuple[Member, ...], seconds: float) -> bool:
+        return False
+
+    a = EtcdElection(access, "fs5", Me("a", 900), ttl=2, failsafe=nobody)
+    b = EtcdElection(access, "fs5", Me("b", 100), ttl=2)
+    tasks = [asyncio.create_task(e.run(lambda: True)) for e in (a, b)]
+    try:
+        await _until(lambda: a.failsafe_members == {"a": None, "b": None})
+        etcd.etcdctl("del", a.keys.failsafe.decode())
+        await _until(lambda: b.view is not None and b.view.failsafe(b.keys) is None)
+        await _until(lambda: b.view is not None
+                     and b.view.failsafe(b.keys) == {"a": None, "b": None})  # fmt: skip
+        assert a.failsafe_members == {"a": None, "b": None} and a.is_leader()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for election in (a, b):
+            await election.close()
+    lone = json.dumps({"leader": "x", "members": {"x": None}})
+    etcd.etcdctl("put", "/floatgate/fs6/election/failsafe", lone)
+    c = EtcdElection(access, "fs6", Me("c", 100), ttl=2)
+    task = asyncio.create_task(c.run(lambda: True))
+    try:
+        await _until(c.is_leader)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await c.close()
+    nowhere = EtcdAccess((("127.0.0.1", 1),))
+    d = EtcdElection(nowhere, "fs7", Me("d"), ttl=2, promise_file=tmp_path / "p.json")
+    try:
+        d._campaigning = True  # its grant or transaction on the way
+        assert "campaigning" in str(await d.promise("x", 2.0))
+        d._campaigning = False
+        assert await d.promise("x", 2.0) is None
+    finally:
+        await d.close()
 
 
 @asynccontextmanager
