@@ -145,9 +145,15 @@ def nemesis(args: argparse.Namespace) -> int:
                           "two_holders_ms": verdict.two_holders_ms,
                           "two_answerers_ms": verdict.two_answerers_ms,
                           "holder_overlaps": verdict.holder_overlaps,
-                          "answerer_periods": verdict.answerer_periods}))  # fmt: skip
+                          "answerer_periods": verdict.answerer_periods,
+                          "periods": result.periods}))  # fmt: skip
     if not verdict.safe or not steady:
-        again = f" --faults {','.join(only)}" if only else ""
+        for period in result.periods:
+            print(f"two answerers {period['start']:.3f}-{period['end']:.3f}: frames "
+                  f"{period['frames']}; addresses {period['addresses']}")  # fmt: skip
+        again = (f" --ttl {args.ttl} --arp-probe {args.arp_probe} --fence {args.fence}"
+                 f" --etcd-members {args.etcd_members} --nodes {args.nodes}"
+                 + (f" --faults {','.join(only)}" if only else ""))  # fmt: skip
         print(f"nemesis: FAILED; replay with --seed {seed} --events {args.events}{again}")
         return 1
     return 0

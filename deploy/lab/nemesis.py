@@ -58,6 +58,9 @@ class Run:
     settings: dict[str, object]
     outcomes: list[Outcome] = field(default_factory=list)
     verdict: Verdict | None = None
+    # each period with two answerers, as recorded: frames (s from the period's start,
+    # node or MAC, "question" or "claim") and address events (s, node, present)
+    periods: list[dict[str, object]] = field(default_factory=list)
 
 
 class Nemesis:
@@ -325,10 +328,29 @@ def run_nemesis(
         asker.wait(10)
         result.verdict = checker.stop(fenced_backstop=_backstop(settings))
         _attribute(result)
+        result.periods = _period_records(
+            result.verdict, checker, {lab.mac(n): n for n in lab.nodes}
+        )
     finally:
         lab.down()
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def _period_records(
+    verdict: Verdict, checker: EventChecker, nodes: dict[str, str]
+) -> list[dict[str, object]]:
+    """What the checker saw around each period with two answerers (0.2 s either side
+    for frames, 0.5 s for addresses), to tell a handover from a split brain."""
+    records: list[dict[str, object]] = []
+    for start, end, _ in verdict.answerer_periods:
+        frames = [(round(e.at - start, 4), nodes.get(e.mac, e.mac),
+                   "question" if e.question else "claim")
+                  for e in checker.arp if start - 0.2 <= e.at <= end + 0.2]  # fmt: skip
+        addresses = [(round(a.at - start, 4), a.node, a.present)
+                     for a in checker.addresses if start - 0.5 <= a.at <= end + 0.5]  # fmt: skip
+        records.append({"start": start, "end": end, "frames": frames, "addresses": addresses})
+    return records
 
 
 def _attribute(result: Run) -> None:
