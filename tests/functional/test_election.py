@@ -59,6 +59,15 @@ async def nodes(etcd: EtcdProcess) -> AsyncIterator[Any]:
             await election.close()
 
 
+async def _stop(tasks: list[asyncio.Task[None]], elections: tuple[EtcdElection, ...]) -> None:
+    """Cancel the election loops, then close every election."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for election in elections:
+        await election.close()
+
+
 async def _until(predicate: Any, timeout: float = 5.0) -> float:
     started = time.monotonic()
     while not predicate():
@@ -455,11 +464,7 @@ async def test_failsafe_keeps_the_seat_only_with_every_promise(etcd: EtcdProcess
         # the same lease if etcd kept it through the freeze, else a new reign
         assert a.fencing_token is not None and a.fencing_token >= (first_token or 0)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for election in (a, b):
-            await election.close()
+        await _stop(tasks, (a, b))
 
 
 async def test_a_failsafe_promise_outlives_a_restart(etcd: EtcdProcess, tmp_path: Path) -> None:
@@ -568,11 +573,7 @@ async def test_a_node_missing_from_the_failsafe_list_never_campaigns(etcd: EtcdP
         await _until(lambda: b.is_leader() or c.is_leader(), timeout=8)
         await _until(lambda: c.view is not None and c.view.failsafe(c.keys) is None)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for election in (a, b, c):
-            await election.close()
+        await _stop(tasks, (a, b, c))
         for line in lines:
             await line.close()
 
@@ -611,11 +612,7 @@ async def test_a_leader_whose_entry_went_first_is_listed_down_by_its_successor(
         await _until(lambda: b.view is not None and not b.view.down(b.keys), timeout=6)
         assert time.monotonic() - listed > 1.5
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for election in (a, b):
-            await election.close()
+        await _stop(tasks, (a, b))
         await line.close()
 
 
@@ -642,11 +639,7 @@ async def test_the_failsafe_list_is_written_again_after_a_delete_and_a_lone_name
                      and b.view.failsafe(b.keys) == {"a": None, "b": None})  # fmt: skip
         assert a.failsafe_members == {"a": None, "b": None} and a.is_leader()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for election in (a, b):
-            await election.close()
+        await _stop(tasks, (a, b))
     lone = json.dumps({"leader": "x", "members": {"x": None}})
     etcd.etcdctl("put", "/floatgate/fs6/election/failsafe", lone)
     c = EtcdElection(access, "fs6", Me("c", 100), ttl=2)
