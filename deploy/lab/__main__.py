@@ -134,7 +134,8 @@ def nemesis(args: argparse.Namespace) -> int:
         return 1
     print(f"nemesis: seed {seed}: {len(result.outcomes)} events; two holders "
           f"{verdict.two_holders_ms:g} ms, two answerers {verdict.two_answerers_ms:g} ms "
-          f"({verdict.questions} ARP questions, {verdict.claims} claims)"
+          f"({verdict.questions} ARP questions, {verdict.claims} claims, "
+          f"{len(verdict.handovers)} handovers within a question period)"
           + ("" if steady else "; a fault left no steady state")
           + (f"; VOID: {'; '.join(verdict.blind)}" if verdict.blind else ""))  # fmt: skip
     if args.json:
@@ -146,6 +147,7 @@ def nemesis(args: argparse.Namespace) -> int:
                           "two_answerers_ms": verdict.two_answerers_ms,
                           "holder_overlaps": verdict.holder_overlaps,
                           "answerer_periods": verdict.answerer_periods,
+                          "handovers": verdict.handovers,
                           "periods": result.periods}))  # fmt: skip
     if not verdict.safe or not steady:
         for period in result.periods:

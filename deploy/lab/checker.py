@@ -83,6 +83,7 @@ class EventChecker:
         self.addresses: list[AddressEvent] = []
         self.arp: list[ArpEvent] = []
         self.initial: dict[str, bool] = {}
+        self.macs: dict[str, str] = {}  # each node's MAC on the switch, to tell handovers
         self.started = 0.0
         self.errors: list[str] = []
         self.dropped = 0
@@ -103,6 +104,7 @@ class EventChecker:
         self._ready.wait(10)  # every socket is open: from here on nothing is missed
         holders = self.lab.holders()
         self.initial = {node: node in holders for node in self.nodes}
+        self.macs = {self.lab.mac(node): node for node in self.nodes}
         self.started = time.monotonic()
 
     def _addresses(self, node: str) -> None:
@@ -165,7 +167,7 @@ class EventChecker:
         for thread in self._threads:
             thread.join(5)
         verdict = judge(self.addresses, self.initial, self.arp, time.monotonic(),
-                        fenced_backstop)  # fmt: skip
+                        fenced_backstop, self.macs)  # fmt: skip
         verdict.blind += self.errors
         if self.dropped:
             verdict.blind.append(f"the tap dropped {self.dropped} frames")

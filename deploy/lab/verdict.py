@@ -7,7 +7,11 @@ Two measures, in milliseconds, both required to be zero:
 - **two answerers**: the client-visible split brain, from an ARP capture on the switch.
   A client asks "who has VIP?" every few tens of milliseconds; the time from one question
   to the next is one *period*. A period in which frames from two different MACs claimed
-  the VIP (replies to the question and gratuitous ARPs alike) counts whole.
+  the VIP (replies to the question and gratuitous ARPs alike) counts whole, unless it is
+  a *clean handover*: with each MAC known as a node's, every frame came from a node that
+  had the address when it was sent, and each MAC's frames all came before the next MAC's
+  first frame, by when the earlier node's address was gone. The client then heard one
+  holder, then the next: that is a handover, recorded in ``handovers``, not a split brain.
 
 Answers are ARP frames claiming the VIP and IPv4 frames sent from it (a client's traffic
 answered by two hosts is a split brain too). With ``vip.fence: bpf`` and
@@ -18,7 +22,9 @@ A verdict is void (``blind``) when the checker may have missed events.
 
 from __future__ import annotations
 
+import bisect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BACKSTOP = 1.4  # s: the longest a fenced holder keeps a 1 s address (kernel lag included)
@@ -44,6 +50,7 @@ class Verdict:
     two_answerers_ms: float = 0.0
     holder_overlaps: list[tuple[float, float, tuple[str, ...]]] = field(default_factory=list)
     answerer_periods: list[tuple[float, float, tuple[str, ...]]] = field(default_factory=list)
+    handovers: list[tuple[float, float, tuple[str, ...]]] = field(default_factory=list)
     questions: int = 0
     claims: int = 0
     longest_question_gap: float = 0.0  # s between two questions: what could go unseen
@@ -76,22 +83,70 @@ def holder_overlaps(
     return overlaps
 
 
-def answerer_periods(events: list[ArpEvent]) -> list[tuple[float, float, tuple[str, ...]]]:
-    """Question periods (start, end, MACs) in which two or more MACs claimed the VIP."""
+Period = tuple[float, float, tuple[str, ...]]
+
+
+def answerer_periods(
+    events: list[ArpEvent], holds: Callable[[str, float], bool] | None = None
+) -> tuple[list[Period], list[Period]]:
+    """Question periods (start, end, MACs) in which two or more MACs claimed the VIP:
+    (split brains, clean handovers). ``holds(mac, at)``: whether that MAC's node had the
+    address at that instant (None: nothing is known, no period is a handover)."""
     ordered = sorted(events, key=lambda e: e.at)
     questions = [e.at for e in ordered if e.question]
-    found: list[tuple[float, float, tuple[str, ...]]] = []
+    split: list[Period] = []
+    handovers: list[Period] = []
     index = 0
     claims = [e for e in ordered if not e.question]
     for start, end in itertools.pairwise(questions):
-        macs: set[str] = set()
+        inside: list[ArpEvent] = []
         while index < len(claims) and claims[index].at < end:
             if claims[index].at >= start:
-                macs.add(claims[index].mac)
+                inside.append(claims[index])
             index += 1
-        if len(macs) > 1:
-            found.append((start, end, tuple(sorted(macs))))
-    return found
+        macs = tuple(sorted({e.mac for e in inside}))
+        if len(macs) < 2:
+            continue
+        clean = holds is not None and clean_handover(inside, holds)
+        (handovers if clean else split).append((start, end, macs))
+    return split, handovers
+
+
+def clean_handover(claims: list[ArpEvent], holds: Callable[[str, float], bool]) -> bool:
+    """Claims (in time order) from several MACs are one holder after another: every
+    frame's sender had the address, and each MAC fell silent and lost the address before
+    the next MAC's first frame."""
+    if not all(holds(e.mac, e.at) for e in claims):
+        return False
+    runs: list[tuple[str, float, float]] = []  # (mac, first, last) in order of first frame
+    for event in claims:
+        if runs and runs[-1][0] == event.mac:
+            runs[-1] = (event.mac, runs[-1][1], event.at)
+        elif any(mac == event.mac for mac, _, _ in runs):
+            return False  # a MAC that handed over answers again: interleaved
+        else:
+            runs.append((event.mac, event.at, event.at))
+    return all(not holds(old, new_first) for (old, _, _), (_, new_first, _)
+               in itertools.pairwise(runs))  # fmt: skip
+
+
+def holding(
+    events: list[AddressEvent], initial: dict[str, bool], macs: dict[str, str]
+) -> Callable[[str, float], bool]:
+    """``holds(mac, at)`` from the address events: False for a MAC of no known node."""
+    timelines: dict[str, list[tuple[float, bool]]] = {}
+    for event in sorted(events, key=lambda e: e.at):
+        timelines.setdefault(event.node, []).append((event.at, event.present))
+
+    def holds(mac: str, at: float) -> bool:
+        node = macs.get(mac)
+        if node is None:
+            return False
+        timeline = timelines.get(node, [])
+        before = bisect.bisect_right(timeline, (at, True))
+        return timeline[before - 1][1] if before else initial.get(node, False)
+
+    return holds
 
 
 def judge(
@@ -100,11 +155,14 @@ def judge(
     arp: list[ArpEvent],
     end: float,
     fenced_backstop: bool = False,
+    macs: dict[str, str] | None = None,
 ) -> Verdict:
     """``fenced_backstop``: the address outlives the reign by design (bpf fence, TTL 1 s):
-    only overlap beyond ``BACKSTOP`` counts as two holders (all is kept for the record)."""
+    only overlap beyond ``BACKSTOP`` counts as two holders (all is kept for the record).
+    ``macs``: MAC to node, so that a clean handover within one period is told apart."""
     overlaps = holder_overlaps(addresses, initial, end)
-    periods = answerer_periods(arp)
+    holds = holding(addresses, initial, macs) if macs else None
+    periods, handovers = answerer_periods(arp, holds)
     slack = BACKSTOP if fenced_backstop else 0.0
     questions = sorted(e.at for e in arp if e.question)
     gaps = [b - a for a, b in itertools.pairwise(questions)]
@@ -113,6 +171,7 @@ def judge(
         two_answerers_ms=_ms(periods),
         holder_overlaps=overlaps,
         answerer_periods=periods,
+        handovers=handovers,
         questions=len(questions),
         claims=sum(not e.question for e in arp),
         longest_question_gap=round(max(gaps, default=0.0), 3),
