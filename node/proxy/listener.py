@@ -38,9 +38,17 @@ IP_FREEBIND = 15  # linux/in.h
 
 
 class Listener:
-    def __init__(self, handler: Handler, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """``sock``: a listening socket made elsewhere (a worker process inherits the
+        node process's); without one, start() opens it."""
         self._handler = handler
         self.loop = loop
+        self._given = sock
         self.connections: set[Served] = set()
         self._slot_freed = asyncio.Event()
         self._socket: socket.socket | None = None
@@ -59,6 +67,7 @@ class Listener:
         self.probes_accepted: set[tuple[str, int]] = set()
         self._stalled_until = 0.0  # drill fault frontend-stall
         self._stuck_since: float | None = None  # the loop is neither waiting nor done
+        self._backlog_waiter: asyncio.Future[None] | None = None
 
     @property
     def name(self) -> str:
@@ -73,7 +82,8 @@ class Listener:
         return self._handler.route.access.meters.frontend(self.name)
 
     def start(self) -> None:
-        self._socket = open_socket(self.bind)
+        self._socket = self._given if self._given is not None else open_socket(self.bind)
+        self._given = None
         self._tasks = [
             asyncio.create_task(self._accepting(self._socket)),
             asyncio.create_task(self._sweep_loop()),
@@ -124,6 +134,8 @@ class Listener:
             with contextlib.suppress(OSError, ValueError):
                 self.loop.remove_reader(self._socket.fileno())
             self._socket.close()
+            if self._backlog_waiter is not None and not self._backlog_waiter.done():
+                self._backlog_waiter.set_result(None)  # the loop sees the closed socket
 
     async def _accepting(self, sock: socket.socket) -> None:
         """Run the accept loop; a loop that ends anyway (a bug) is logged with its
@@ -144,6 +156,11 @@ class Listener:
                 await asyncio.sleep(0.1)
 
     async def _accept_loop(self, sock: socket.socket) -> None:
+        """Take clients from the backlog and hand them over. Nothing is awaited between
+        the kernel's accept and the hand-over: a stop (a cancel of this task) can land
+        only while waiting for the socket to become readable, never on a client already
+        taken (it would be closed unserved, a reset under a worker generation that
+        drains while the next one serves the same socket)."""
         while True:
             self._stuck_since = None  # waiting for a free place or a client is not stuck
             while self.saturated():
@@ -155,8 +172,7 @@ class Listener:
                 await asyncio.sleep(pause)  # drill: a frontend that stopped accepting
             self._stuck_since = None
             try:
-                client, address = await self.loop.sock_accept(sock)
-                self._stuck_since = time.monotonic()  # until it waits again
+                batch = self._take(sock)
             except OSError as exc:
                 if sock.fileno() < 0:
                     self.accept_failure = "the listening socket was closed"
@@ -167,30 +183,59 @@ class Listener:
                 log.error("frontend %s: accept failed: %s; retrying", self.name, exc)
                 await asyncio.sleep(0.1)
                 continue
+            if not batch:
+                await self._backlog_ready(sock)
+                continue
+            self._stuck_since = time.monotonic()  # until it waits again
             # Every client already waiting in the backlog is taken now, not one per
             # turn of the event loop (a busy loop made a burst of new clients wait a
             # turn each): HAProxy's tune.maxaccept.
             handing = []
-            for accepted in [(client, address), *self._waiting(sock)]:
+            for accepted in batch:
                 started = self._start_serving(*accepted)
                 if started is not None:
                     handing.append(started)
             if handing:
                 await self._handed_over(handing)
 
-    def _waiting(self, sock: socket.socket) -> list[tuple[socket.socket, Any]]:
+    def _take(self, sock: socket.socket) -> list[tuple[socket.socket, Any]]:
         """The clients waiting in the accept backlog, taken without waiting: at most
-        MAX_ACCEPT - 1 more, and no more than maxconn leaves room for."""
-        room = self._handler.route.frontend.maxconn - len(self.connections) - 1
+        MAX_ACCEPT, and no more than maxconn leaves room for. Raises OSError when the
+        first accept fails for another reason than an empty backlog."""
+        room = self._handler.route.frontend.maxconn - len(self.connections)
         taken: list[tuple[socket.socket, Any]] = []
-        while len(taken) < min(room, MAX_ACCEPT - 1):
+        while len(taken) < min(room, MAX_ACCEPT):
             try:
                 client, address = sock.accept()
-            except OSError:  # none left (EAGAIN), or a failure the next wait reports
-                break
+            except (BlockingIOError, ConnectionAbortedError):
+                break  # none left, or one reset before it was taken (the next wake says)
+            except OSError:
+                if taken:
+                    break  # served first; the next round reports it
+                raise
             client.setblocking(False)
             taken.append((client, address))
         return taken
+
+    async def _backlog_ready(self, sock: socket.socket) -> None:
+        """Wait until a client is in the backlog (or the socket was closed)."""
+        ready: asyncio.Future[None] = self.loop.create_future()
+        fd = sock.fileno()
+        if fd < 0:
+            return
+        self._backlog_waiter = ready
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            self._backlog_waiter = None
+            with contextlib.suppress(OSError, ValueError):
+                self.loop.remove_reader(fd)
 
     def _start_serving(self, client: socket.socket, address: Any) -> asyncio.Future[Any] | None:
         """Give one accepted client to its handler; returns the hand-over of a plain
@@ -388,20 +433,22 @@ class Listener:
             self._socket.close()
             self._socket = None
 
-    async def drain(self, grace: float) -> None:
-        """Finish in-flight requests (up to ``grace`` seconds), then close everything."""
+    async def drain(self, grace: float, close_idle: bool = True) -> None:
+        """Finish in-flight requests (up to ``grace`` seconds), then close everything.
+        ``close_idle=False`` (an old worker generation while a new one serves): a
+        connection between requests is not closed under a client that may be sending
+        on it; its next request is answered with ``Connection: close`` (HAProxy's
+        idle-close-on-response), or its keep-alive timeout ends it."""
         self.stop_accepting()
-        for conn in list(self.connections):
-            conn.closing = True
-            if conn.phase is not Phase.BUSY and conn.tunnel is None:
-                conn.close()
         deadline = time.monotonic() + grace
-        while (self.connections or self._handing) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            for conn in list(self.connections):  # one accepted as the loop stopped
+        while True:
+            for conn in list(self.connections):  # also one accepted as the loop stopped
                 conn.closing = True
-                if conn.phase is not Phase.BUSY and conn.tunnel is None:
+                if close_idle and conn.phase is not Phase.BUSY and conn.tunnel is None:
                     conn.close()
+            if not (self.connections or self._handing) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()
 

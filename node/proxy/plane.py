@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 
 from node.config.model import AccessLogConfig, ClusterConfig, FrontendConfig
 from node.observe.metrics import Meters
 from node.proxy.accesslog import AccessLog
+from node.proxy.errors import ListenError
 from node.proxy.http.handler import HttpHandler, HttpRoute
 from node.proxy.listener import Listener
 from node.proxy.selfcheck import SelfCheck, probe_path
@@ -28,8 +31,14 @@ class DataPlane:
         access_log: AccessLogConfig | bool = True,
         tls: TlsMaterial | None = None,
         meters: Meters | None = None,
+        sockets: Mapping[tuple[str, int], socket.socket] | None = None,
     ) -> None:
+        """``sockets``: the listening sockets, by bind address, when another process
+        made them (a worker's, inherited from the node process). Such a plane does not
+        probe its own frontends: a probe through a shared socket may reach another
+        worker; the node process watches its workers instead."""
         self.config = config
+        self._sockets = sockets
         self.tls = tls or TlsMaterial({}, {}, ())
         self.meters = meters or Meters()
         self.access = AccessLog(access_log, self.meters)
@@ -67,14 +76,21 @@ class DataPlane:
             for pool in self.pools.values():
                 pool.start()
             for frontend in self.config.frontends:
-                listener = Listener(self._proxy(frontend, self.pools, self.tls), loop)
+                key = (frontend.bind.host, frontend.bind.port)
+                given = None
+                if self._sockets is not None:
+                    if key not in self._sockets:
+                        raise ListenError(f"{frontend.name}: no socket for {frontend.bind}")
+                    given = self._sockets[key]
+                listener = Listener(self._proxy(frontend, self.pools, self.tls), loop, given)
                 listener.start()
-                self.listeners[(frontend.bind.host, frontend.bind.port)] = listener
+                self.listeners[key] = listener
         except Exception:
             await self.stop(0.0)
             raise
         self._rotation = asyncio.create_task(self._rotate_ticket_keys())
-        self._checking = asyncio.create_task(self._check_frontends())
+        if self._sockets is None:
+            self._checking = asyncio.create_task(self._check_frontends())
 
     async def _check_frontends(self) -> None:
         """Probe every frontend through its own listener, forever (health means
@@ -193,13 +209,16 @@ class DataPlane:
         for listener in self.listeners.values():
             listener.close_idle()
 
-    async def stop(self, grace: float) -> None:
-        """Stop accepting, let in-flight requests finish up to ``grace``, close all."""
+    async def stop(self, grace: float, close_idle: bool = True) -> None:
+        """Stop accepting, let in-flight requests finish up to ``grace``, close all
+        (``close_idle``: see Listener.drain)."""
         if self._rotation is not None:
             self._rotation.cancel()
         if self._checking is not None:
             self._checking.cancel()
-        await asyncio.gather(*(listener.drain(grace) for listener in self.listeners.values()))
+        await asyncio.gather(
+            *(listener.drain(grace, close_idle) for listener in self.listeners.values())
+        )
         self.listeners.clear()
         await asyncio.gather(*self._retired, return_exceptions=True)
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))

@@ -297,7 +297,11 @@ class ClientConnection(BaseProtocol):
                 if payload is not EMPTY_PAYLOAD and not payload.is_eof():
                     keep = False  # an unread request body: the stream position is unknown
                 await self.drain()  # a client that does not read stops its own pipeline
-                if not keep or self.closing or self.upgraded or self.transport is None:
+                # ``keep`` is what the response told the client. A drain that began after
+                # the response said keep-alive leaves the connection idle: closing it now
+                # would race the client's next request (the drain closes idle ones, or
+                # that request is answered with "Connection: close").
+                if not keep or self.upgraded or self.transport is None:
                     self.close()
                     return
                 if self.input_ended and not self.queue:
