@@ -10,6 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from node.app.daemon import Daemon
+from node.app.eventloop import install_event_loop_policy
 from node.cluster.errors import ClusterConfigError
 from node.cluster.role import ClusterRole
 from node.config import ConfigError
@@ -65,15 +66,6 @@ def require_aiohttp() -> None:
     problem = aiohttp_problem(aiohttp.__version__, params)
     if problem is not None:
         raise ParserCheckError(problem)
-
-
-def install_event_loop_policy() -> str:
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
 
 
 def run_standalone(

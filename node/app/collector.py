@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from node.observe.build import floatgate_version
 
 if TYPE_CHECKING:
+    from node.app.supervisor import WorkerPool
     from node.bundle.apply import BundleApplier
     from node.cluster.role import ClusterRole
     from node.proxy.plane import DataPlane
@@ -22,6 +23,7 @@ class NodeParts(Protocol):
     """The running parts the gauges read (node.app.daemon.Daemon has them)."""
 
     plane: DataPlane | None
+    workers: WorkerPool | None
     role: ClusterRole | None
     bundles: BundleApplier | None
     restart_needed: list[str]
@@ -40,8 +42,34 @@ class StateCollector(Collector):
         info.add_metric([self.version], 1)
         yield info
         yield from self._data_plane()
+        yield from self._workers()
         yield from self._cluster()
         yield from self._bundle()
+
+    def _workers(self) -> Iterator[Metric]:
+        pool = self.daemon.workers
+        if pool is None:
+            return
+        processes = GaugeMetricFamily(
+            "floatgate_worker_processes",
+            "Data-plane worker processes, by role (worker: serving or starting to; spare; "
+            "draining: an older generation finishing its requests)",
+            labels=["role"],
+        )
+        roles = {"worker": 0, "spare": 0, "draining": 0}
+        for row in pool.table():
+            roles[row["role"]] += 1
+        for role, count in roles.items():
+            processes.add_metric([role], count)
+        yield processes
+        yield CounterMetricFamily(
+            "floatgate_worker_replacements",
+            "Workers that died or stopped answering and were replaced",
+            value=pool.restarts,
+        )
+        yield GaugeMetricFamily(
+            "floatgate_worker_generation", "Worker generation (1 + reloads)", value=pool.generation
+        )
 
     def _data_plane(self) -> Iterator[Metric]:
         plane = self.daemon.plane

@@ -18,6 +18,7 @@ from typing import Any
 from node.admin.api import ControlRefused, start_admin
 from node.admin.status import frontend_table
 from node.app.collector import StateCollector
+from node.app.supervisor import WorkerPool, WorkerStartError
 from node.bundle.apply import BundleApplier
 from node.bundle.commands import store_for
 from node.bundle.errors import BundleError
@@ -28,8 +29,10 @@ from node.cluster.role import ClusterRole
 from node.config import ConfigError
 from node.config.model import AccessLogConfig, ClusterConfig, NodeConfig
 from node.observe.build import floatgate_version
+from node.observe.logformat import current_logging
 from node.observe.metrics import Meters
 from node.observe.sdnotify import Notifier
+from node.proxy.errors import ListenError
 from node.proxy.plane import DataPlane
 from node.proxy.upstream.pool import server_table
 from node.snapshot import load as load_snapshot
@@ -58,6 +61,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reloads: asyncio.Queue[None] = asyncio.Queue()
         self.plane: DataPlane | None = None
+        self.workers: WorkerPool | None = None  # workers: N (then there is no plane here)
+        self.running: ClusterConfig | None = None  # the configuration the workers serve
         self.bundles: BundleApplier | None = None
         self.restart_needed: list[str] = []  # settings applied only at a restart
         self._applying = asyncio.Lock()  # one new configuration at a time (SIGHUP, bundles)
@@ -72,6 +77,9 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
+        if self.node is not None and self.node.workers > 0:
+            await self._run_workers(config, ready)
+            return
         self.plane = DataPlane(config, self.access_log, tls, self.meters)
         await self.plane.start()
         _freeze_startup_objects()  # before the election starts (a ~70 ms pass)
@@ -98,6 +106,38 @@ class Daemon:
             await self.role.hand_over()
         log.info("SIGTERM: stopped accepting; finishing in-flight requests (grace %.1fs)", grace)
         await self.plane.stop(grace)
+        if admin is not None:
+            await admin.cleanup()
+        watchdog.cancel()
+        log.info("stopped")
+
+    async def _run_workers(self, config: ClusterConfig, ready: Callable[[], None] | None) -> None:
+        """``workers: N``: this process binds, supervises and answers the admin API;
+        N worker processes serve (node.app.supervisor). A standalone node only (a
+        cluster node's role drives its data plane in-process: ClusterRole.validate)."""
+        assert self.node is not None
+        level, fmt = current_logging()
+        access = self.access_log if isinstance(self.access_log, AccessLogConfig) else \
+            AccessLogConfig(enabled=self.access_log)  # fmt: skip
+        self.workers = WorkerPool(self.node.workers, access, level, fmt)
+        await self.workers.start(config, self.cluster_path, self.certs_dir)
+        self.running = config
+        admin = await start_admin(self.node, self) if self.node.admin else None
+        if ready is not None:
+            ready()
+        log.info("floatgate running standalone (%s) with %d workers", config.source,
+                 self.node.workers)  # fmt: skip
+        self.notifier.ready(f"standalone: {len(config.frontends)} frontends, "
+                            f"{self.node.workers} workers")  # fmt: skip
+        watchdog = asyncio.create_task(self.notifier.watchdog())
+        reloader = asyncio.create_task(self._reload_loop())
+        await self._stop.wait()
+        self.notifier.stopping()
+        reloader.cancel()
+        grace = self.running.shutdown_grace
+        log.info("SIGTERM: workers stop accepting and finish in-flight requests (grace %.1fs)",
+                 grace)  # fmt: skip
+        await self.workers.stop(grace)
         if admin is not None:
             await admin.cleanup()
         watchdog.cancel()
@@ -140,6 +180,13 @@ class Daemon:
         what cluster mode needs, or it could not start again with it), swapped into the
         data plane whole, and the election/vip settings only a restart applies noted
         in restart_needed. Raises ReloadRefused, with nothing changed."""
+        if self.workers is not None:
+            try:
+                await self.workers.reload(config, self.cluster_path, self.certs_dir)
+            except (WorkerStartError, ListenError) as exc:
+                raise ReloadRefused(str(exc)) from exc
+            self.running = config
+            return
         assert self.plane is not None
         if self.role is not None and self.node is not None:
             try:
@@ -175,6 +222,13 @@ class Daemon:
         data["restart_needed"] = self.restart_needed  # election/vip settings not yet running
         if self.bundles is not None:
             data["bundle"] = {**self.bundles.status(), "restart_needed": self.restart_needed}
+        if self.workers is not None and self.running is not None:
+            data["cluster"] = self.running.cluster
+            data["workers"] = self.workers.table()
+            data["worker_generation"] = self.workers.generation
+            data["worker_replacements"] = self.workers.restarts
+            data["last_worker_replacement"] = self.workers.last_replacement
+            data["frontend_problems"] = self.workers.problems()
         if plane is not None:
             data["cluster"] = plane.config.cluster
             data["backends"] = server_table(list(plane.pools.values()))
@@ -196,9 +250,13 @@ class Daemon:
         """/readyz: a cluster node may campaign; a standalone one serves every frontend."""
         if self.role is not None:
             return self.role.healthy()
+        if self.workers is not None:
+            return not self.workers.problems()
         return self.plane is not None and not self.plane.frontend_problems()
 
     def exposition(self) -> bytes:
+        if self.workers is not None:
+            self.meters.load_counters(self.workers.counters())
         return self.meters.exposition()
 
     async def promise(self, leader: str, seconds: float) -> str | None:

@@ -329,4 +329,7 @@ class NodeConfig:
     priority: int = 100
     log_format: str = "text"  # text | json
     access_log: AccessLogConfig = AccessLogConfig()
+    # Data-plane worker processes: 0 = the node process serves itself; N >= 1 = N
+    # workers on the node process's sockets (node.app.supervisor)
+    workers: int = 0
     source: str = "<memory>"

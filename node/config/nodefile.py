@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +26,8 @@ LOOPBACK = "127.0.0.1"  # where a bare admin.listen port listens
 _VERIFY = ("none", "optional", "required")
 
 _TOP = {"name", "etcd", "interface", "admin", "secret_file", "data_dir", "priority", "log_format",
-        "access_log"}  # fmt: skip
+        "access_log", "workers"}  # fmt: skip
+MAX_WORKERS = 64
 _ACCESS_LOG = {"target", "format", "flush_interval", "max_pending_kib"}
 
 
@@ -75,9 +77,32 @@ def parse_node_with(
         priority=r.integer(m, "priority", "", 100, 0, 1000),
         log_format=log_format,
         access_log=_access_log(r, m.get("access_log", {}), log_format),
+        workers=_workers(r, m),
         source=r.source,
     )
+    if config.workers and "etcd" in m:
+        r.error(
+            "workers",
+            "worker processes serve standalone nodes only: a cluster node (etcd "
+            "set) runs its data plane in the node process; set workers: 0 or remove it",
+        )
     return config
+
+
+def _workers(r: Reader, m: Any) -> int:
+    """``workers: auto`` (one per CPU this process may run on), a count, or 0 (the
+    node process serves itself: the default)."""
+    r.fact("", "workers", f"auto | integer 0-{MAX_WORKERS}", 0)
+    value = m.get("workers", 0)
+    if value == "auto":
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    if isinstance(value, bool) or not isinstance(value, int):
+        r.error("workers", f"must be auto or an integer, got {value!r}")
+        return 0
+    if not 0 <= value <= MAX_WORKERS:
+        r.error("workers", f"{value} is out of range (0-{MAX_WORKERS}, or auto)")
+        return 0
+    return value
 
 
 def _access_log(r: Reader, value: Any, log_format: str) -> AccessLogConfig:

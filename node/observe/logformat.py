@@ -42,3 +42,10 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def current_logging() -> tuple[str, str]:
+    """The root logger's level and format, for a child process to log the same way."""
+    root = logging.getLogger()
+    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
+    return logging.getLevelName(root.getEffectiveLevel()), fmt

@@ -16,9 +16,10 @@ addresses or paths.
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -141,6 +142,8 @@ class Meters(Collector):
         self.backends: dict[str, BackendMeters] = {}
         self.check_changes: dict[tuple[str, str], int] = {}
         self.log_sink: LineSink | None = None  # the access log's, when it is on
+        # lines written, dropped full, dropped failed: summed from worker processes
+        self.log_counts: list[int] | None = None
         r.register(self)
 
     def register(self, collector: Collector) -> None:
@@ -182,6 +185,30 @@ class Meters(Collector):
     def server_known(self, backend: str, server: str) -> None:
         """Export 0 for a server that has not changed state yet."""
         self.check_changes.setdefault((backend, server), 0)
+
+    def counters(self) -> dict[str, Any]:
+        """The per-request counters as plain data (what a worker process reports)."""
+        sink = self.log_sink
+        return {
+            "frontends": {name: asdict(m) for name, m in self.frontends.items()},
+            "backends": {name: asdict(m) for name, m in self.backends.items()},
+            "check_changes": {f"{b}/{s}": n for (b, s), n in self.check_changes.items()},
+            "log": [sink.written, sink.dropped_full, sink.dropped_failed] if sink else None,
+        }
+
+    def load_counters(self, snapshots: list[dict[str, Any]]) -> None:
+        """Replace the per-request counters with the sum of ``snapshots`` (counters()
+        of worker processes)."""
+        total: dict[str, Any] = {}
+        for snapshot in snapshots:
+            add_counts(total, snapshot)
+        self.frontends = {n: FrontendMeters(**m) for n, m in total.get("frontends", {}).items()}
+        self.backends = {n: BackendMeters(**m) for n, m in total.get("backends", {}).items()}
+        self.check_changes = {
+            (key.split("/", 1)[0], key.split("/", 1)[1]): n
+            for key, n in total.get("check_changes", {}).items()
+        }
+        self.log_counts = total.get("log")
 
     def etcd_request(self, operation: str, seconds: float) -> None:
         self._etcd.labels(operation).observe(seconds)
@@ -277,9 +304,11 @@ class Meters(Collector):
             changes.add_metric([backend, server], count)
         yield changes
         sink = self.log_sink
-        if sink is not None:
+        counts = [sink.written, sink.dropped_full, sink.dropped_failed] if sink else self.log_counts
+        if counts is not None:
+            written, full, failed = counts
             yield CounterMetricFamily(
-                "floatgate_access_log_lines", "Access-log lines written", value=sink.written
+                "floatgate_access_log_lines", "Access-log lines written", value=written
             )
             dropped = CounterMetricFamily(
                 "floatgate_access_log_dropped",
@@ -287,6 +316,23 @@ class Meters(Collector):
                 "access_log.max_pending_kib; failed: the target refused the write)",
                 labels=["reason"],
             )
-            dropped.add_metric(["full"], sink.dropped_full)
-            dropped.add_metric(["failed"], sink.dropped_failed)
+            dropped.add_metric(["full"], full)
+            dropped.add_metric(["failed"], failed)
             yield dropped
+
+
+def add_counts(total: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add ``more`` into ``total``, key by key: numbers add, lists add element-wise,
+    dicts recurse; a key ``total`` lacks is copied; None adds nothing."""
+    for key, value in more.items():
+        if value is None:
+            continue
+        have = total.get(key)
+        if have is None:
+            total[key] = copy.deepcopy(value)
+        elif isinstance(value, dict):
+            add_counts(have, value)
+        elif isinstance(value, list):
+            total[key] = [a + b for a, b in zip(have, value, strict=True)]
+        else:
+            total[key] = have + value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from node.config import ConfigError, parse_cluster, parse_node
@@ -207,6 +209,27 @@ def test_node_file() -> None:
         info.value.errors
     )
     assert any(e.startswith("n.yaml: foo: unknown key") for e in info.value.errors)
+
+
+def test_workers_count_auto_and_what_is_refused() -> None:
+    assert parse_node("name: n1\n").workers == 0  # the node process serves itself
+    assert parse_node("name: n1\nworkers: 3\n").workers == 3
+    assert parse_node("name: n1\nworkers: auto\n").workers == len(os.sched_getaffinity(0))
+    for bad, message in (
+        ("-1", "n.yaml: workers: -1 is out of range (0-64, or auto)"),
+        ("65", "n.yaml: workers: 65 is out of range (0-64, or auto)"),
+        ("two", "n.yaml: workers: must be auto or an integer, got 'two'"),
+        ("true", "n.yaml: workers: must be auto or an integer, got True"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_node(f"name: n1\nworkers: {bad}\n", "n.yaml")
+        assert info.value.errors == [message]
+    with pytest.raises(ConfigError) as info:
+        parse_node("name: n1\nworkers: 2\netcd: {endpoints: ['http://10.0.0.5:2379']}\n", "n.yaml")
+    assert info.value.errors[0].startswith(
+        "n.yaml: workers: worker processes serve standalone nodes only"
+    )
+    assert parse_node("name: n1\nworkers: 0\netcd: {endpoints: ['http://10.0.0.5:2379']}\n")
 
 
 def test_passive_fall_needs_a_check() -> None:
