@@ -137,6 +137,14 @@ class StateCollector(Collector):
                     server_total.add_metric([pool.name, s.name], s.total)
             for name, cert in sorted(plane.tls.certs.items()):
                 expiry.add_metric([name], cert.not_after.timestamp())
+        elif self.daemon.workers is not None:  # health is decided in the node process
+            for pool in self.daemon.workers.health.values():
+                status.add_metric([pool.name], 1 if pool.usable_count() > 0 else 0)
+                up = [s for s in pool.servers if s.up]
+                active.add_metric([pool.name], sum(1 for s in up if not s.config.backup))
+                backup.add_metric([pool.name], sum(1 for s in up if s.config.backup))
+                for s in pool.servers:
+                    server_status.add_metric([pool.name, s.name], 1 if s.up else 0)
         yield from (
             sessions,
             limit,

@@ -78,7 +78,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
         if self.node is not None and self.node.workers > 0:
-            await self._run_workers(config, ready)
+            await self._run_workers(config, tls, ready)
             return
         self.plane = DataPlane(config, self.access_log, tls, self.meters)
         await self.plane.start()
@@ -111,7 +111,9 @@ class Daemon:
         watchdog.cancel()
         log.info("stopped")
 
-    async def _run_workers(self, config: ClusterConfig, ready: Callable[[], None] | None) -> None:
+    async def _run_workers(
+        self, config: ClusterConfig, tls: TlsMaterial, ready: Callable[[], None] | None
+    ) -> None:
         """``workers: N``: this process binds, supervises and answers the admin API;
         N worker processes serve (node.app.supervisor). A standalone node only (a
         cluster node's role drives its data plane in-process: ClusterRole.validate)."""
@@ -120,7 +122,7 @@ class Daemon:
         access = self.access_log if isinstance(self.access_log, AccessLogConfig) else \
             AccessLogConfig(enabled=self.access_log)  # fmt: skip
         self.workers = WorkerPool(self.node.workers, access, level, fmt)
-        await self.workers.start(config, self.cluster_path, self.certs_dir)
+        await self.workers.start(config, tls, self.cluster_path, self.certs_dir)
         self.running = config
         admin = await start_admin(self.node, self) if self.node.admin else None
         if ready is not None:
@@ -182,7 +184,7 @@ class Daemon:
         in restart_needed. Raises ReloadRefused, with nothing changed."""
         if self.workers is not None:
             try:
-                await self.workers.reload(config, self.cluster_path, self.certs_dir)
+                await self.workers.reload(config, tls, self.cluster_path, self.certs_dir)
             except (WorkerStartError, ListenError) as exc:
                 raise ReloadRefused(str(exc)) from exc
             self.running = config
@@ -229,6 +231,7 @@ class Daemon:
             data["worker_replacements"] = self.workers.restarts
             data["last_worker_replacement"] = self.workers.last_replacement
             data["frontend_problems"] = self.workers.problems()
+            data["backends"] = server_table(list(self.workers.health.values()))
         if plane is not None:
             data["cluster"] = plane.config.cluster
             data["backends"] = server_table(list(plane.pools.values()))

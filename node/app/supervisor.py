@@ -35,8 +35,10 @@ from node.app.workerlink import (
     receive,
 )
 from node.config.model import AccessLogConfig, ClusterConfig
-from node.observe.metrics import add_counts
+from node.observe.metrics import Meters, add_counts
 from node.proxy.listener import open_socket
+from node.proxy.upstream.pool import BackendPool
+from node.tls.material import TlsMaterial
 
 log = logging.getLogger("floatgate.workers")
 
@@ -82,6 +84,13 @@ class WorkerProcess:
                 future.set_result(outcome)
 
 
+def _requests(counters: dict[str, Any] | None) -> int:
+    """HTTP requests answered (and tcp connections ended), as the worker last reported."""
+    if counters is None:
+        return 0
+    return sum(sum(f.get("requests", {}).values()) for f in counters.get("frontends", {}).values())
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -111,15 +120,22 @@ class WorkerPool:
         self._stopping = False
         self._recent: deque[float] = deque(maxlen=CRASH_LOOP[0])
         self._folded: dict[str, Any] = {}  # the counters of workers that are gone
+        # Servers' health, decided here once for the node and pushed to every worker
+        # (workers run no checks; they report passive failures back).
+        self.health_meters = Meters()
+        self.health: dict[str, BackendPool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._sparing: asyncio.Task[None] | None = None
 
     # -- starting, reloading, stopping -------------------------------------------
 
-    async def start(self, config: ClusterConfig, cluster: Path, certs: Path) -> None:
-        """Bind every frontend, start the first generation and wait until it serves.
-        Raises ListenError or WorkerStartError, with nothing left running."""
+    async def start(
+        self, config: ClusterConfig, tls: TlsMaterial, cluster: Path, certs: Path
+    ) -> None:
+        """Bind every frontend, start the health checks and the first generation and
+        wait until it serves. Raises ListenError or WorkerStartError, with nothing left
+        running."""
         for frontend in config.frontends:
             key = (frontend.bind.host, frontend.bind.port)
             try:
@@ -127,14 +143,18 @@ class WorkerPool:
             except Exception:
                 self._close_sockets(list(self.sockets))
                 raise
+        self.health = self._health_pools(config, tls)
         try:
             await self._next_generation(config, cluster, certs)
         except WorkerStartError:
             self._close_sockets(list(self.sockets))
+            await self._close_pools(self.health)
             raise
         self._watchdog = asyncio.create_task(self._watch_beats())
 
-    async def reload(self, config: ClusterConfig, cluster: Path, certs: Path) -> None:
+    async def reload(
+        self, config: ClusterConfig, tls: TlsMaterial, cluster: Path, certs: Path
+    ) -> None:
         """A new generation on ``config``; the old one drains once the new one serves.
         Raises ListenError or WorkerStartError with the running generation untouched."""
         wanted = {(f.bind.host, f.bind.port): f for f in config.frontends}
@@ -147,11 +167,16 @@ class WorkerPool:
         except Exception:
             self._close_sockets(opened)
             raise
+        running, self.health = self.health, self._health_pools(config, tls)
         try:
             old = await self._next_generation(config, cluster, certs)
         except WorkerStartError:
             self._close_sockets(opened)
+            await self._close_pools(self.health)
+            self.health = running
             raise
+        await self._close_pools(running)
+        self._push_health()
         for worker in old:
             if worker.state == "serving":
                 self._retire(worker, config.shutdown_grace, close_idle=False)
@@ -183,6 +208,7 @@ class WorkerPool:
                 await asyncio.gather(*(w.proc.wait() for w in everyone), return_exceptions=True)
         await asyncio.gather(*(w.watcher for w in everyone if w.watcher), return_exceptions=True)
         self._close_sockets(list(self.sockets))
+        await self._close_pools(self.health)
 
     # -- what the node reports -----------------------------------------------------
 
@@ -200,7 +226,7 @@ class WorkerPool:
         """What every worker counted, the gone ones included (to be summed: one
         report a second, so a killed worker's last second is not in it)."""
         live = [w.counters for w in [*self.workers, *self.retired] if w.counters is not None]
-        return [self._folded, *live]
+        return [self._folded, *live, self.health_meters.counters()]
 
     def table(self) -> list[dict[str, Any]]:
         now = time.monotonic()
@@ -213,6 +239,7 @@ class WorkerPool:
             rows.append({"index": worker.index, "pid": worker.pid, "role": role,
                          "generation": worker.generation, "state": worker.state,
                          "connections": worker.connections,
+                         "requests": _requests(worker.counters),
                          "uptime_s": round(now - worker.spawned, 1),
                          "last_beat_ms": round((now - worker.last_beat) * 1000)
                          if worker.last_beat else None})  # fmt: skip
@@ -275,6 +302,7 @@ class WorkerPool:
         order = StartOrder(str(cluster), str(certs), listeners, asdict(self.access_log),
                            self.log_level, self.log_format, index, generation)  # fmt: skip
         writer.write(encode(order.message()))
+        writer.write(encode({"op": "health", "states": self._health_states()}))
         worker = WorkerProcess(index, generation, proc, writer, time.monotonic())
         worker.watcher = asyncio.create_task(self._follow(worker, reader))
         return worker
@@ -301,6 +329,8 @@ class WorkerPool:
                     worker.state = "serving"
                     if not worker.serving.done():
                         worker.serving.set_result(None)
+                elif op == "passive":
+                    self._passive(message)
                 elif op == "failed":
                     worker.error = str(message.get("error"))
                     worker.settle(worker.error)
@@ -415,6 +445,46 @@ class WorkerPool:
                     worker.proc.kill()
                 elif worker.state == "starting" and now - worker.spawned > START_TIMEOUT:
                     worker.proc.kill()
+
+    # -- health ---------------------------------------------------------------------
+
+    def _health_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:
+        """The backends' pools, only to run the health checks (no traffic goes through
+        them); a server keeps its state across a reload, as in a data plane."""
+        pools = {}
+        for backend in config.backends:
+            pool = BackendPool(backend, self.health.get(backend.name),
+                               tls.backends.get(backend.name), self.health_meters)  # fmt: skip
+            pool.on_change = self._push_health
+            pool.start()
+            pools[backend.name] = pool
+        return pools
+
+    def _health_states(self) -> dict[str, dict[str, bool]]:
+        return {name: pool.health_states() for name, pool in self.health.items()}
+
+    def _push_health(self) -> None:
+        states = self._health_states()
+        spare = [self.spare] if self.spare is not None else []
+        for worker in [*self.workers, *spare, *self.retired]:
+            if worker.proc.returncode is None:
+                worker.order("health", states=states)
+
+    def _passive(self, message: dict[str, Any]) -> None:
+        """A worker's passive observation, counted here for the node as a whole."""
+        pool = self.health.get(str(message.get("backend")))
+        server = next((s for s in pool.servers if s.name == message.get("server")), None) \
+            if pool is not None else None  # fmt: skip
+        if pool is None or server is None:
+            return
+        if message.get("connected"):
+            pool.connect_succeeded(server)
+        else:
+            pool.connect_failed(server, str(message.get("reason", "")))
+
+    @staticmethod
+    async def _close_pools(pools: dict[str, BackendPool]) -> None:
+        await asyncio.gather(*(pool.close() for pool in pools.values()))
 
     def _background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

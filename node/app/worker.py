@@ -42,6 +42,18 @@ class Worker:
         self.stop = asyncio.Event()
         self.grace: float | None = None  # from a drain order; else the configuration's
         self.close_idle = True  # a retired generation's drain lets idle clients finish
+        self.health: dict[str, dict[str, bool]] = {}  # servers' UP/DOWN, as last pushed
+
+    def passive(self, backend: str, server: str, connected: bool, reason: str) -> None:
+        """A connection to a server failed (or worked again): the node process decides."""
+        self.tell("passive", backend=backend, server=server, connected=connected, reason=reason)
+
+    def apply_health(self) -> None:
+        if self.plane is not None:
+            for name, states in self.health.items():
+                pool = self.plane.pools.get(name)
+                if pool is not None:
+                    pool.set_health(states)
 
     def tell(self, op: str, **fields_: object) -> None:
         if not self.writer.is_closing():
@@ -82,7 +94,11 @@ class Worker:
                     self.stop.set()
                     return
                 self.plane = plane
+                self.apply_health()
                 self.tell("serving", pid=os.getpid())
+            elif message["op"] == "health" and isinstance(message.get("states"), dict):
+                self.health = message["states"]
+                self.apply_health()
             elif message["op"] == "drain":
                 self.grace = float(message.get("grace", 0.0))
                 self.close_idle = message.get("idle") != "keep"
@@ -113,7 +129,7 @@ async def run(control: socket.socket) -> int:
         return 2
     sockets = {(host, port): socket.socket(fileno=fd) for host, port, fd in order.listeners}
     meters = Meters()
-    plane = DataPlane(config, access, tls, meters, sockets=sockets)
+    plane = DataPlane(config, access, tls, meters, sockets=sockets, report=worker.passive)
     for sig in (signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, lambda: None)
     loop.add_signal_handler(signal.SIGTERM, worker.stop.set)

@@ -18,7 +18,7 @@ from node.proxy.http.handler import HttpHandler, HttpRoute
 from node.proxy.listener import Listener
 from node.proxy.selfcheck import SelfCheck, probe_path
 from node.proxy.tcp import TcpHandler, TcpRoute
-from node.proxy.upstream.pool import BackendPool
+from node.proxy.upstream.pool import BackendPool, PassiveReport
 from node.tls.material import TlsMaterial
 
 log = logging.getLogger("floatgate.runtime")
@@ -32,13 +32,16 @@ class DataPlane:
         tls: TlsMaterial | None = None,
         meters: Meters | None = None,
         sockets: Mapping[tuple[str, int], socket.socket] | None = None,
+        report: PassiveReport | None = None,
     ) -> None:
         """``sockets``: the listening sockets, by bind address, when another process
         made them (a worker's, inherited from the node process). Such a plane does not
         probe its own frontends: a probe through a shared socket may reach another
-        worker; the node process watches its workers instead."""
+        worker; the node process watches its workers instead. ``report``: servers'
+        health is decided by the node process (BackendPool's ``report``)."""
         self.config = config
         self._sockets = sockets
+        self._report = report
         self.tls = tls or TlsMaterial({}, {}, ())
         self.meters = meters or Meters()
         self.access = AccessLog(access_log, self.meters)
@@ -63,8 +66,9 @@ class DataPlane:
         )
 
     def _build_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:
+        previous, meters, report = self.pools, self.meters, self._report
         return {
-            b.name: BackendPool(b, self.pools.get(b.name), tls.backends.get(b.name), self.meters)
+            b.name: BackendPool(b, previous.get(b.name), tls.backends.get(b.name), meters, report)
             for b in config.backends
         }
 

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +359,155 @@ def test_metrics_sum_every_worker_and_keep_what_retired_workers_counted(
     assert metrics['floatgate_worker_processes{role="worker"}'] == 2
     assert metrics['floatgate_worker_processes{role="spare"}'] == 1
     assert metrics["floatgate_worker_replacements_total"] == 0
+
+
+class CountingBackend:
+    """An HTTP server on a real socket that counts the node's health checks."""
+
+    def __init__(self) -> None:
+        checks = self.checks = [0]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.headers.get("User-Agent") == "floatgate-check":
+                    checks[0] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def counting() -> Iterator[CountingBackend]:
+    server = CountingBackend()
+    yield server
+    server.close()
+
+
+def _server_rows(node: Node) -> dict[str, dict[str, Any]]:
+    return {row["server"]: row for row in node.status()["backends"]}
+
+
+def test_health_is_checked_once_per_node_and_pushed_to_every_worker(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], counting: CountingBackend
+) -> None:
+    port, admin, dead = free_port(), free_port(), free_port()
+    node_yaml = tmp_path / "node.yaml"
+    node_yaml.write_text(f"name: w1\nworkers: 2\nadmin: {{listen: {admin}}}\n")
+    text = cluster_yaml(port, [f"127.0.0.1:{counting.port}", f"127.0.0.1:{dead}"],
+                        backend_extra="    check: {type: http, path: /, interval: 100ms, "
+                        "rise: 1, fall: 1}")  # fmt: skip
+    process = floatgate_process(text, run_args=("--node", str(node_yaml)))
+    process.wait_listening(port)
+    node = Node(process, port, admin, tmp_path / "none.log")
+    node.settled(2)
+    deadline = time.monotonic() + 10
+    while _server_rows(node)["s1"]["up"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _server_rows(node)["s1"]["up"], node.status()["backends"]
+    # three processes could check (2 workers, the spare); only the node process does
+    before, started = counting.checks[0], time.monotonic()
+    time.sleep(2.0)
+    checks, seconds = counting.checks[0] - before, time.monotonic() - started
+    assert 0 < checks <= seconds / 0.1 + 3, (checks, seconds)
+    # every worker knows s1 is down: all requests, over new connections spread over
+    # both workers, go to s0 at once (a worker that still tried s1 would retry or 503)
+    with Load(port, clients=4) as load:
+        load.wait(300)
+    assert set(load.outcomes) == {"200"}, load.outcomes
+    metrics = _metrics(node)
+    assert metrics['floatgate_server_status{backend="app",server="s1"}'] == 0
+    assert metrics['floatgate_server_status{backend="app",server="s0"}'] == 1
+    assert metrics['floatgate_server_check_up_down_total{backend="app",server="s1"}'] == 1
+
+
+def test_a_passive_failure_in_one_worker_takes_the_server_down_for_all(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], backend: int
+) -> None:
+    port, admin, dead = free_port(), free_port(), free_port()
+    node_yaml = tmp_path / "node.yaml"
+    node_yaml.write_text(f"name: w1\nworkers: 2\nadmin: {{listen: {admin}}}\n")
+    text = cluster_yaml(port, [f"127.0.0.1:{backend}", f"127.0.0.1:{dead}"],
+                        backend_extra="    retries: 1\n    passive_fall: 1\n"
+                        "    check: {type: tcp, interval: 1m}")  # fmt: skip
+    # s1 is never probed: only the workers' passive reports can take it down
+    text = text.replace(
+        f'address: "127.0.0.1:{dead}"}}', f'address: "127.0.0.1:{dead}", check: false}}'
+    )
+    process = floatgate_process(text, run_args=("--node", str(node_yaml)))
+    process.wait_listening(port)
+    node = Node(process, port, admin, tmp_path / "none.log")
+    node.settled(2)
+    with Load(port, clients=2) as load:
+        load.wait(100)
+    assert set(load.outcomes) == {"200"}, load.outcomes  # the retry went to s0
+    row = _server_rows(node)["s1"]
+    assert not row["up"] and "1 consecutive connection failures" in row["reason"], row
+    assert "server app/s1 is DOWN, reason: 1 consecutive connection failures" in (
+        process.log.read_text()
+    )
+
+
+def _named_backend(name: str) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(name)))
+            self.end_headers()
+            self.wfile.write(name.encode())
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_uri_hashing_picks_the_same_server_in_every_worker(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
+) -> None:
+    servers = [_named_backend("a"), _named_backend("b")]
+    try:
+        port, admin = free_port(), free_port()
+        node_yaml = tmp_path / "node.yaml"
+        node_yaml.write_text(f"name: w1\nworkers: 2\nadmin: {{listen: {admin}}}\n")
+        addresses = [f"127.0.0.1:{s.server_address[1]}" for s in servers]
+        text = cluster_yaml(port, addresses, backend_extra="    balance: uri")
+        process = floatgate_process(text, run_args=("--node", str(node_yaml)))
+        process.wait_listening(port)
+        node = Node(process, port, admin, tmp_path / "none.log")
+        node.settled(2)
+        seen: dict[str, set[str]] = {}
+        for path in [f"/item/{i}" for i in range(16)] * 8:
+            # a new connection each: the kernel spreads them over both workers
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path, headers={"Connection": "close"})
+            seen.setdefault(path, set()).add(conn.getresponse().read().decode())
+            conn.close()
+        assert all(len(names) == 1 for names in seen.values()), seen
+        assert set().union(*seen.values()) == {"a", "b"}, seen  # the ring uses both
+        deadline = time.monotonic() + 5
+        served: list[int] = []
+        while time.monotonic() < deadline:  # each worker reports its counts once a second
+            served = [w["requests"] for w in node.status()["workers"] if w["role"] == "worker"]
+            if sum(served) == 128:
+                break
+            time.sleep(0.1)
+        assert sum(served) == 128 and min(served) > 0, served  # both workers answered
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

@@ -7,7 +7,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from node.observe.metrics import Meters
 
 log = logging.getLogger("floatgate.health")
+
+# (backend, server, connected, reason): one passive observation, for whoever decides
+PassiveReport = Callable[[str, str, bool, str], None]
 
 
 @dataclass(eq=False, slots=True)
@@ -91,8 +94,15 @@ class BackendPool:
         previous: BackendPool | None = None,
         tls: BackendTlsRuntime | None = None,
         meters: Meters | None = None,
+        report: PassiveReport | None = None,
     ) -> None:
+        """``report``: servers' health is decided elsewhere (a worker's pools, by the
+        node process): no checks run here, passive observations go to ``report`` and
+        the decisions come back through set_health."""
         self.config = config
+        self.report = report
+        # called after each UP/DOWN transition decided here (the node process pushes them)
+        self.on_change: Callable[[], None] | None = None
         self.tls = tls
         self.meters = meters
         if meters is not None:
@@ -129,7 +139,7 @@ class BackendPool:
 
     def start(self) -> None:
         check = self.config.check
-        if check is None:
+        if check is None or self.report is not None:
             return
         for server in self.servers:
             if server.config.check:
@@ -239,18 +249,38 @@ class BackendPool:
 
     # -- health ----------------------------------------------------------------------
 
+    def set_health(self, states: Mapping[str, bool]) -> None:
+        """Servers' UP/DOWN as decided elsewhere (by name; others unchanged)."""
+        changed = False
+        for server in self.servers:
+            up = states.get(server.name)
+            if up is not None and up != server.health.up:
+                server.health.up, changed = up, True
+        if changed:
+            self._serve_queue()
+
+    def health_states(self) -> dict[str, bool]:
+        return {server.name: server.health.up for server in self.servers}
+
     def connect_failed(self, server: Server, reason: str) -> None:
         """Passive observation: consecutive connection failures mark a server down."""
+        if self.report is not None:
+            server.passive_failures += 1
+            self.report(self.name, server.name, False, reason)
+            return
         server.passive_failures += 1
         limit = self.config.passive_fall
         if limit and server.health.up and server.passive_failures >= limit:
             server.health.up = False
             server.health.successes = 0
             detail = f"{server.passive_failures} consecutive connection failures ({reason})"
+            server.last_reason = detail  # what /status shows for it
             self._log_transition(server, Transition(False, detail), 0.0)
             self._serve_queue()
 
     def connect_succeeded(self, server: Server) -> None:
+        if self.report is not None and server.passive_failures:
+            self.report(self.name, server.name, True, "")  # only the first after failures
         server.passive_failures = 0
 
     async def _check_loop(self, server: Server) -> None:
@@ -270,6 +300,8 @@ class BackendPool:
     def _log_transition(self, server: Server, transition: Transition, duration: float) -> None:
         if self.meters is not None:
             self.meters.check_change(self.name, server.name)
+        if self.on_change is not None:
+            self.on_change()
         active = sum(1 for s in self._primary if s.up)
         backup = sum(1 for s in self._backup if s.up)
         state = "UP" if transition.up else "DOWN"
