@@ -122,13 +122,6 @@ def _latency(out: str, pct: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM each process we started (by PID), then wait; kill what lingers."""
     for proc in procs:
@@ -167,19 +160,23 @@ def start_floatgate(
     cluster_yaml: str,
     cpus: str | None = None,
     log: Path | None = None,
+    workers: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """``floatgate run`` (one process) with WORK/NAME.yaml, pinned to ``cpus`` when
-    given; without ``log`` the access log is off, with it node.yaml's default access
-    log goes to that file."""
+    """``floatgate run`` with WORK/NAME.yaml, pinned to ``cpus`` when given (its
+    workers inherit the pinning); without ``log`` the access log is off, with it
+    node.yaml's default access log goes to that file. ``workers``: node.yaml's."""
     path = work / f"{name}.yaml"
     path.write_text(cluster_yaml)
     command = [sys.executable, "-m", "node.cli", "--log-level", "INFO", "run", "--cluster",
                str(path)]  # fmt: skip
     if log is None:
         command.append("--no-access-log")
-    else:
+    text = f"name: {name}\nworkers: {workers}\n"
+    if log is not None:
+        text += f"access_log: {{target: {log}}}\n"
+    if log is not None or workers:
         node = work / f"{name}-node.yaml"
-        node.write_text(f"name: {name}\naccess_log: {{target: {log}}}\n")
+        node.write_text(text)
         command += ["--node", str(node)]
     return subprocess.Popen(pinned(cpus, command), cwd=REPO, stderr=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL)  # fmt: skip
@@ -190,11 +187,10 @@ def pinned(cpus: str | None, command: list[str]) -> list[str]:
     return ["taskset", "-c", cpus, *command] if cpus else command
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and all its live descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _tree(pid: int) -> list[list[str]]:
+    """/proc/N/stat fields (from the state on) of ``pid`` and its live descendants."""
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    stats: dict[int, list[str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -203,12 +199,23 @@ def cpu_seconds(pid: int) -> float:
         fields = text[text.rindex(")") + 2 :].split()
         child = int(stat.parent.name)
         parents[child] = int(fields[1])
-        times[child] = (int(fields[11]) + int(fields[12])) / tick
-    total = 0.0
-    for child, seconds in times.items():
+        stats[child] = fields
+    found = []
+    for child, fields in stats.items():
         walk = child
         while walk > 1 and walk != pid:
             walk = parents.get(walk, 0)
         if walk == pid:
-            total += seconds
-    return total
+            found.append(fields)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and all its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum((int(f[11]) + int(f[12])) / tick for f in _tree(pid))
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its live descendants (worker processes)."""
+    return sum(int(f[21]) for f in _tree(pid)) * os.sysconf("SC_PAGE_SIZE")

@@ -3,7 +3,7 @@ both logging every request to a file, as operators run them; nginx-light (1 work
 the backend and wrk the load.
 
     .venv/bin/python bench/http.py [--duration 8] [--connections 50,200] [--rounds 3]
-                                   [--idle 5000]
+                                   [--idle 5000] [--workers N] [--scaling]
 
 With two or more CPUs the proxy under test is pinned to CPU 0 and wrk and nginx to the
 others. Rounds alternate the order of the targets; each row is the median of its rounds:
@@ -11,7 +11,10 @@ req/s, requests per CPU-second of the proxy's process tree, p50/p99/max latency 
 errors (socket errors and non-2xx answers). Rows: nginx direct, HAProxy with
 ``option httplog`` to a file, floatgate with its default access log to a file, and
 floatgate with the access log off. Ratios are printed last, then floatgate's RSS per
-idle keep-alive client connection.
+idle keep-alive client connection. ``--workers N`` runs floatgate with N worker
+processes (node.yaml ``workers``; CPU and RSS count the whole process tree);
+``--scaling`` adds floatgate with 1..K workers pinned to K CPUs, with wrk and nginx on
+the rest, and each row's requests per CPU-second against one worker's.
 
 Not a test: numbers depend on the machine. Installs nginx-light, haproxy and wrk with
 apt-get when missing (as root). Everything listens on 127.0.0.1 and is stopped by PID.
@@ -74,7 +77,7 @@ backend app
 
 
 def start_floatgate(
-    work: Path, name: str, port: int, backend: int, cpus: str | None, log: bool
+    work: Path, name: str, port: int, backend: int, cpus: str | None, log: bool, workers: int = 0
 ) -> subprocess.Popen[bytes]:
     return common.start_floatgate(
         work,
@@ -90,12 +93,13 @@ backends:
 """,
         cpus,
         log=work / f"{name}-access.log" if log else None,
+        workers=workers,
     )
 
 
 async def hold_idle(port: int, count: int, pid: int) -> tuple[int, int]:
     """Open ``count`` keep-alive connections, one request each, keep them idle."""
-    before = common.rss_bytes(pid)
+    before = common.tree_rss_bytes(pid)
     writers = []
     for i in range(count):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -105,7 +109,7 @@ async def hold_idle(port: int, count: int, pid: int) -> tuple[int, int]:
         if i % 1000 == 999:
             print(f"  {i + 1} idle connections open", flush=True)
     await asyncio.sleep(1.0)
-    after = common.rss_bytes(pid)
+    after = common.tree_rss_bytes(pid)
     for writer in writers:
         writer.close()
     return before, after
@@ -171,8 +175,8 @@ def lines(path: Path) -> int:
 
 def ratios(connections: int, rows: list[dict[str, float | str]]) -> str:
     by = {str(r["target"]): r for r in rows}
-    fg, ha = by["floatgate (log to file)"], by["HAProxy (httplog to file)"]
-    quiet = by["floatgate (no access log)"]
+    fg, ha = by[FLOATGATE], by["HAProxy (httplog to file)"]
+    quiet = by[QUIET]
 
     def ratio(a: dict[str, float | str], b: dict[str, float | str], key: str) -> float:
         return float(a[key]) / float(b[key]) if float(b[key]) else 0.0
@@ -184,12 +188,60 @@ def ratios(connections: int, rows: list[dict[str, float | str]]) -> str:
     )
 
 
+FLOATGATE, QUIET = "floatgate (log to file)", "floatgate (no access log)"
+
+
+def scaling(work: Path, backend: int, usable: list[int], args: argparse.Namespace) -> None:
+    """floatgate with 1..K workers on K pinned CPUs (wrk and nginx on the others, so
+    K <= usable - 1), logging to a file: req/s and requests per CPU-second, and each
+    row's per-CPU-second against one worker's (the coordination tax)."""
+    most = len(usable) - 1
+    if most < 1:
+        print("\nscaling: needs 2 or more CPUs (the proxy's and the load's)")
+        return
+    others = ",".join(map(str, usable[most:]))
+    rows = []
+    for count in range(1, most + 1):
+        cpus = ",".join(map(str, usable[:count]))
+        port = free_port()
+        proc = start_floatgate(work, f"scale{count}", port, backend, cpus, True, count)
+        try:
+            wait_port(port, proc, f"floatgate with {count} workers")
+            connections = max(int(c) for c in args.connections.split(","))
+            rounds = []
+            for number in range(args.rounds):
+                print(f"scaling round {number + 1}/{args.rounds}: {count} workers on CPUs "
+                      f"{cpus}, wrk -c{connections} ...", flush=True)  # fmt: skip
+                rounds.append(measure(Target(f"{count}", port, proc), connections,
+                                      args.duration, others))  # fmt: skip
+        finally:
+            stop_all([proc])
+        rows.append(median_row(f"{count} workers on {count} CPUs", rounds))
+    print(f"\nscaling (median of the rounds; wrk and nginx on CPUs {others}):")
+    print(f"{'workers':<24}{'req/s':>9}{'req/CPU-s':>11}{'vs 1 worker':>13}{'p99 ms':>8}")
+    for row in rows:
+        tax = float(row["per_cpu"]) / float(rows[0]["per_cpu"]) if rows[0]["per_cpu"] else 0.0
+        print(f"{row['target']:<24}{row['rps']:>9.0f}{row['per_cpu']:>11.0f}{tax:>13.2f}"
+              f"{row['p99']:>8.2f}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", default="50,200", help="comma-separated counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=5000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="floatgate's workers (node.yaml; 0: the node process serves)",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also floatgate with 1..K workers on K CPUs (K: CPUs - 1)",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.connections.split(",")]
     ensure_tools()
@@ -211,11 +263,13 @@ def main() -> int:
         targets = [Target("nginx direct", backend, procs[-1])]
         procs.append(start_haproxy(work, ports["haproxy"], backend, proxy_cpu))
         targets.append(Target("HAProxy (httplog to file)", ports["haproxy"], procs[-1]))
-        procs.append(start_floatgate(work, "fg", ports["floatgate"], backend, proxy_cpu, True))
-        targets.append(Target("floatgate (log to file)", ports["floatgate"], procs[-1]))
+        procs.append(start_floatgate(work, "fg", ports["floatgate"], backend, proxy_cpu, True,
+                                     args.workers))  # fmt: skip
+        targets.append(Target(FLOATGATE, ports["floatgate"], procs[-1]))
         floatgate = procs[-1]
-        procs.append(start_floatgate(work, "quiet", ports["quiet"], backend, proxy_cpu, False))
-        targets.append(Target("floatgate (no access log)", ports["quiet"], procs[-1]))
+        procs.append(start_floatgate(work, "quiet", ports["quiet"], backend, proxy_cpu, False,
+                                     args.workers))  # fmt: skip
+        targets.append(Target(QUIET, ports["quiet"], procs[-1]))
         for target in targets:
             wait_port(target.port, target.proc, target.label)
         tables: dict[int, list[dict[str, float | str]]] = {}
@@ -238,6 +292,10 @@ def main() -> int:
         print()
         for connections, rows in tables.items():
             print(ratios(connections, rows))
+        if args.workers:
+            print(f"(floatgate with workers: {args.workers}; CPU and RSS are its process tree)")
+        if args.scaling:
+            scaling(work, backend, usable, args)
         if args.idle:
             print(f"\nopening {args.idle} idle keep-alive connections to floatgate ...")
             before, after = asyncio.run(hold_idle(ports["floatgate"], args.idle, floatgate.pid))
