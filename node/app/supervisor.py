@@ -300,7 +300,8 @@ class WorkerPool:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
         order = StartOrder(str(cluster), str(certs), listeners, asdict(self.access_log),
-                           self.log_level, self.log_format, index, generation)  # fmt: skip
+                           self.log_level, self.log_format, index, generation,
+                           self.count)  # fmt: skip
         writer.write(encode(order.message()))
         writer.write(encode({"op": "health", "states": self._health_states()}))
         worker = WorkerProcess(index, generation, proc, writer, time.monotonic())

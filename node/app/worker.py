@@ -25,6 +25,7 @@ from node.app.eventloop import install_event_loop_policy
 from node.app.workerlink import BEAT, COUNTS_EVERY, MAX_LINE, LinkError, StartOrder, encode, receive
 from node.config import ConfigError
 from node.config.model import AccessLogConfig
+from node.config.share import split_limits
 from node.observe.logformat import configure_logging
 from node.observe.logsink import LogTargetError
 from node.observe.metrics import Meters
@@ -121,6 +122,7 @@ async def run(control: socket.socket) -> int:
     worker = Worker(writer)
     try:
         config, tls = load_snapshot(Path(order.cluster), Path(order.certs))
+        config = split_limits(config, order.workers)
         names = {f.name for f in fields(AccessLogConfig)}
         access = AccessLogConfig(**{k: v for k, v in order.access_log.items() if k in names})
     except (ConfigError, TypeError) as exc:

@@ -36,6 +36,7 @@ class StartOrder:
     log_format: str
     index: int
     generation: int
+    workers: int = 1  # how many serve: each takes its share of maxconn (node.config.share)
 
     def message(self) -> dict[str, Any]:
         return {"op": "start", **{name: getattr(self, name) for name in self.__slots__}}
@@ -52,6 +53,7 @@ class StartOrder:
                 log_format=str(message["log_format"]),
                 index=int(message["index"]),
                 generation=int(message["generation"]),
+                workers=int(message.get("workers", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LinkError(f"bad start order: {exc!r}") from exc

@@ -511,3 +511,26 @@ def test_uri_hashing_picks_the_same_server_in_every_worker(
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_frontend_maxconn_holds_for_the_node_not_for_each_worker(
+    workers_node: Callable[..., Node],
+) -> None:
+    node = workers_node(2, frontend_extra="    maxconn: 4")  # 2 per worker
+    held = []
+    for _ in range(4):
+        conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+        conn.request("GET", "/held")
+        assert conn.getresponse().read()  # answered, and kept open (keep-alive)
+        held.append(conn)
+    waiting = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    waiting.sendall(b"GET /fifth HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    waiting.settimeout(1.0)
+    with pytest.raises(TimeoutError):
+        waiting.recv(1)  # the node is at maxconn: the fifth waits in the backlog
+    held[0].close()  # a place frees in one worker, which takes the fifth
+    waiting.settimeout(10)
+    assert waiting.recv(100).startswith(b"HTTP/1.1 200")
+    waiting.close()
+    for conn in held[1:]:
+        conn.close()
