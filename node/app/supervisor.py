@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -82,6 +83,14 @@ class WorkerProcess:
         for future in (self.ready, self.serving):
             if not future.done():
                 future.set_result(outcome)
+
+
+def _worker_environment() -> dict[str, str]:
+    """The node's environment without systemd's notify and watchdog variables: only the
+    node process speaks to systemd (READY once the workers serve; its watchdog beats
+    while it supervises them)."""
+    drop = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"}
+    return {key: value for key, value in os.environ.items() if key not in drop}
 
 
 def _requests(counters: dict[str, Any] | None) -> int:
@@ -294,7 +303,7 @@ class WorkerPool:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "node.app.worker", "--control", str(theirs.fileno()),
                 pass_fds=[*(fd for _, _, fd in listeners), theirs.fileno()],
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL, env=_worker_environment(),
             )  # fmt: skip
         finally:
             theirs.close()

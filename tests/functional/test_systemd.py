@@ -151,3 +151,40 @@ def test_a_notify_socket_nobody_reads_never_blocks_the_node(
         assert process.proc.wait(10) == 0, process.log.read_text()
     finally:
         sock.close()
+
+
+async def test_with_workers_ready_comes_once_they_serve_and_only_the_node_speaks(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
+) -> None:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    port = free_port()
+    node_yaml = tmp_path / "node.yaml"
+    node_yaml.write_text("name: w1\nworkers: 2\n")
+    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
+    process = floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env,
+                                run_args=("--node", str(node_yaml)))  # fmt: skip
+    try:
+        got: list[tuple[float, str]] = []
+        for _ in range(150):
+            got += await asyncio.to_thread(_messages, sock, 0.1)
+            if any("READY=1" in m for _, m in got):
+                break
+        ready = next((m for _, m in got if "READY=1" in m), None)
+        assert ready is not None, process.log.read_text()
+        assert "STATUS=standalone: 1 frontends, 2 workers" in ready
+        assert f"MAINPID={process.proc.pid}" in ready
+        # READY=1 means a worker answers now (the server is down: a 503, from a worker)
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert client.recv(100).startswith(b"HTTP/1.1 503")
+        beats = await asyncio.to_thread(_messages, sock, 1.0)
+        assert [m for _, m in beats if m == "WATCHDOG=1"], beats
+        assert all(m == "WATCHDOG=1" for _, m in beats), beats  # workers say nothing
+        process.signal(signal.SIGTERM)
+        last = await asyncio.to_thread(_messages, sock, 3.0)
+        assert any(m.startswith("STOPPING=1") for _, m in last), last
+        assert process.proc.wait(15) == 0
+    finally:
+        sock.close()
