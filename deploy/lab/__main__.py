@@ -125,7 +125,8 @@ def nemesis(args: argparse.Namespace) -> int:
         print(f"nemesis: {exc}", file=sys.stderr)
         return 2
     result = run_nemesis(seed, args.events, args.ttl, args.arp_probe, args.fence,
-                         args.etcd_members, args.nodes, only)  # fmt: skip
+                         args.etcd_members, args.nodes, only,
+                         workers=args.workers)  # fmt: skip
     verdict = result.verdict
     steady = all(o.steady for o in result.outcomes)
     print(table([result]))
@@ -155,6 +156,7 @@ def nemesis(args: argparse.Namespace) -> int:
                   f"{period['frames']}; addresses {period['addresses']}")  # fmt: skip
         again = (f" --ttl {args.ttl} --arp-probe {args.arp_probe} --fence {args.fence}"
                  f" --etcd-members {args.etcd_members} --nodes {args.nodes}"
+                 f" --workers {args.workers}"
                  + (f" --faults {','.join(only)}" if only else ""))  # fmt: skip
         print(f"nemesis: FAILED; replay with --seed {seed} --events {args.events}{again}")
         return 1
@@ -181,6 +183,7 @@ def main() -> int:
     nem.add_argument("--fence", choices=("bpf", "lifetime"), default="bpf")
     nem.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
     nem.add_argument("--nodes", type=int, choices=(2, 3), default=2, help="floatgate nodes")
+    nem.add_argument("--workers", type=int, default=0, help="node.yaml workers on every node")
     nem.add_argument("--faults", help="comma-separated faults to draw from (default: all)")
     nem.add_argument("--json", action="store_true", help="also every event as JSON")
     args = parser.parse_args()

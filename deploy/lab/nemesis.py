@@ -285,6 +285,7 @@ def run_nemesis(
     faults: Sequence[str] = (),
     say: Callable[[str], None] = print,
     workdir: Path | None = None,
+    workers: int = 0,
 ) -> Run:
     import shutil
     import tempfile
@@ -295,11 +296,14 @@ def run_nemesis(
                                    "nodes": nodes}  # fmt: skip
     if faults:
         settings["faults"] = list(faults)
+    if workers:
+        settings["workers"] = workers
     schedule = choose_faults(rng, events, etcd_members, faults)  # refused before any lab
     say(f"nemesis: seed {seed}, {events} events, {settings}")
     workdir = workdir or Path(tempfile.mkdtemp(prefix="floatgate-nemesis-"))
     lab = SwitchedLab(workdir, etcd_members=etcd_members, lease_ttl=lease_ttl,
-                      arp_probe=arp_probe, fence=fence, nodes=nodes)  # fmt: skip
+                      arp_probe=arp_probe, fence=fence, nodes=nodes,
+                      workers=workers)  # fmt: skip
     result = Run(seed, settings)
     try:
         lab.start_cluster()

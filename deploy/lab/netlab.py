@@ -84,6 +84,7 @@ class SwitchedLab:
         lease_ttl: str = "2s",
         fence: str = "bpf",
         nodes: int = 2,
+        workers: int = 0,
     ) -> None:
         tag = tag or f"fgl{os.getpid() % 100000}"
         self.nodes = NODES[:nodes]
@@ -95,6 +96,7 @@ class SwitchedLab:
         self.arp_probe = arp_probe
         self.lease_ttl = lease_ttl
         self.fence = fence
+        self.workers = workers  # node.yaml workers: on every node
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def up(self) -> None:
@@ -153,6 +155,7 @@ class SwitchedLab:
                 self.arp_probe,
                 self.lease_ttl,
                 self.fence,
+                self.workers,
             )
             self.start(name, name, *floatgate_argv(cluster_yaml, node_yaml))
             if name == "n1":
@@ -305,6 +308,7 @@ def node_files(
     arp_probe: str = "50ms",
     lease_ttl: str = "2s",
     fence: str = "bpf",
+    workers: int = 0,
 ) -> tuple[Path, Path]:
     endpoints = endpoints or [f"http://{HOSTS['etcd']}:2379"]
     tls_line = ("  tls: {" + ", ".join(f"{k}: {v}" for k, v in tls.items()) + "}\n") if tls else ""
@@ -320,6 +324,7 @@ etcd:
   endpoints: {json.dumps(endpoints)}
 {tls_line}interface: eth0
 priority: {priority}
+workers: {workers}
 data_dir: {workdir / f"{name}-data"}
 admin: {{listen: "{HOSTS[name]}:{ADMIN_PORT}", token_file: {token}, tls: {tls_admin}}}
 """)

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from node.app.supervisor import WorkerPool
     from node.bundle.apply import BundleApplier
     from node.cluster.role import ClusterRole
+    from node.config.model import ClusterConfig
     from node.proxy.plane import DataPlane
+    from node.tls.material import TlsMaterial
 
 
 class NodeParts(Protocol):
@@ -24,6 +26,8 @@ class NodeParts(Protocol):
 
     plane: DataPlane | None
     workers: WorkerPool | None
+    running: ClusterConfig | None  # what the workers serve
+    running_tls: TlsMaterial | None
     role: ClusterRole | None
     bundles: BundleApplier | None
     restart_needed: list[str]
@@ -137,14 +141,32 @@ class StateCollector(Collector):
                     server_total.add_metric([pool.name, s.name], s.total)
             for name, cert in sorted(plane.tls.certs.items()):
                 expiry.add_metric([name], cert.not_after.timestamp())
-        elif self.daemon.workers is not None:  # health is decided in the node process
-            for pool in self.daemon.workers.health.values():
+        elif self.daemon.workers is not None and self.daemon.running is not None:
+            # health is decided in the node process; sessions are the workers' sums
+            workers, running = self.daemon.workers, self.daemon.running
+            problems = workers.problems()
+            open_by_frontend, by_server = workers.sessions()
+            for frontend in running.frontends:
+                sessions.add_metric([frontend.name], open_by_frontend.get(frontend.name, 0))
+                limit.add_metric([frontend.name], frontend.maxconn)
+                down = frontend.name in problems or "workers" in problems
+                serving.add_metric([frontend.name], 0 if down else 1)
+            for pool in workers.health.values():
                 status.add_metric([pool.name], 1 if pool.usable_count() > 0 else 0)
                 up = [s for s in pool.servers if s.up]
                 active.add_metric([pool.name], sum(1 for s in up if not s.config.backup))
                 backup.add_metric([pool.name], sum(1 for s in up if s.config.backup))
+                in_flight = 0
                 for s in pool.servers:
+                    now, sent = by_server.get((pool.name, s.name), [0, 0])
+                    in_flight += now
                     server_status.add_metric([pool.name, s.name], 1 if s.up else 0)
+                    server_sessions.add_metric([pool.name, s.name], now)
+                    server_total.add_metric([pool.name, s.name], sent)
+                backend_sessions.add_metric([pool.name], in_flight)
+            if self.daemon.running_tls is not None:
+                for name, cert in sorted(self.daemon.running_tls.certs.items()):
+                    expiry.add_metric([name], cert.not_after.timestamp())
         yield from (
             sessions,
             limit,

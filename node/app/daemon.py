@@ -19,13 +19,16 @@ from node.admin.api import ControlRefused, start_admin
 from node.admin.status import frontend_table
 from node.app.collector import StateCollector
 from node.app.supervisor import WorkerPool, WorkerStartError
+from node.app.workerplane import WorkerPlane
 from node.bundle.apply import BundleApplier
+from node.bundle.build import CLUSTER_FILE
 from node.bundle.commands import store_for
 from node.bundle.errors import BundleError
 from node.bundle.secret import load as load_secret
 from node.cluster.errors import ClusterConfigError, SwitchoverError
 from node.cluster.faults import DrillError, inject
 from node.cluster.role import ClusterRole
+from node.cluster.serving import ServingPlane
 from node.config import ConfigError
 from node.config.model import AccessLogConfig, ClusterConfig, NodeConfig
 from node.observe.build import floatgate_version
@@ -63,6 +66,7 @@ class Daemon:
         self.plane: DataPlane | None = None
         self.workers: WorkerPool | None = None  # workers: N (then there is no plane here)
         self.running: ClusterConfig | None = None  # the configuration the workers serve
+        self.running_tls: TlsMaterial | None = None
         self.bundles: BundleApplier | None = None
         self.restart_needed: list[str] = []  # settings applied only at a restart
         self._applying = asyncio.Lock()  # one new configuration at a time (SIGHUP, bundles)
@@ -77,15 +81,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reloads.put_nowait, None)
-        if self.node is not None and self.node.workers > 0:
-            await self._run_workers(config, tls, ready)
-            return
-        self.plane = DataPlane(config, self.access_log, tls, self.meters)
-        await self.plane.start()
+        serving = await self._start_serving(config, tls)
         _freeze_startup_objects()  # before the election starts (a ~70 ms pass)
         bundles = self._start_bundles(config)
         if self.node is not None and self.node.etcd is not None:
-            self.role = ClusterRole(self.node, config, self.plane, self.bundles, self.meters)
+            self.role = ClusterRole(self.node, config, serving, self.bundles, self.meters)
             await self.role.start()
             log.info("floatgate node %s running in cluster %s", self.node.name, config.cluster)
         else:
@@ -101,57 +101,51 @@ class Daemon:
         reloader.cancel()
         if bundles is not None:
             bundles.cancel()
-        grace = self.plane.config.shutdown_grace
+        grace = self.serving_config().shutdown_grace
         if self.role is not None:
             await self.role.hand_over()
         log.info("SIGTERM: stopped accepting; finishing in-flight requests (grace %.1fs)", grace)
-        await self.plane.stop(grace)
+        if self.workers is not None:
+            await self.workers.stop(grace)
+        if self.plane is not None:
+            await self.plane.stop(grace)
         if admin is not None:
             await admin.cleanup()
         watchdog.cancel()
         log.info("stopped")
 
-    async def _run_workers(
-        self, config: ClusterConfig, tls: TlsMaterial, ready: Callable[[], None] | None
-    ) -> None:
-        """``workers: N``: this process binds, supervises and answers the admin API;
-        N worker processes serve (node.app.supervisor). A standalone node only (a
-        cluster node's role drives its data plane in-process: ClusterRole.validate)."""
-        assert self.node is not None
+    async def _start_serving(self, config: ClusterConfig, tls: TlsMaterial) -> ServingPlane:
+        """The in-process data plane, or with ``workers: N`` worker processes on sockets
+        this process binds and keeps (node.app.supervisor); returns what the cluster
+        role drives either way."""
+        if self.node is None or self.node.workers == 0:
+            self.plane = DataPlane(config, self.access_log, tls, self.meters)
+            await self.plane.start()
+            return self.plane
         level, fmt = current_logging()
         access = self.access_log if isinstance(self.access_log, AccessLogConfig) else \
             AccessLogConfig(enabled=self.access_log)  # fmt: skip
         self.workers = WorkerPool(self.node.workers, access, level, fmt)
         await self.workers.start(config, tls, self.cluster_path, self.certs_dir)
-        self.running = config
-        admin = await start_admin(self.node, self) if self.node.admin else None
-        if ready is not None:
-            ready()
-        log.info("floatgate running standalone (%s) with %d workers", config.source,
-                 self.node.workers)  # fmt: skip
-        self.notifier.ready(f"standalone: {len(config.frontends)} frontends, "
-                            f"{self.node.workers} workers")  # fmt: skip
-        watchdog = asyncio.create_task(self.notifier.watchdog())
-        reloader = asyncio.create_task(self._reload_loop())
-        await self._stop.wait()
-        self.notifier.stopping()
-        reloader.cancel()
-        grace = self.running.shutdown_grace
-        log.info("SIGTERM: workers stop accepting and finish in-flight requests (grace %.1fs)",
-                 grace)  # fmt: skip
-        await self.workers.stop(grace)
-        if admin is not None:
-            await admin.cleanup()
-        watchdog.cancel()
-        log.info("stopped")
+        self.running, self.running_tls = config, tls
+        log.info("%d workers serve (%s)", self.node.workers, config.source)
+        return WorkerPlane(self.workers)
+
+    def serving_config(self) -> ClusterConfig:
+        """The configuration being served."""
+        if self.plane is not None:
+            return self.plane.config
+        assert self.running is not None
+        return self.running
 
     def _tell_systemd(self, config: ClusterConfig) -> None:
         """READY=1: listeners are bound and the configuration (the bundle, when the node
         follows bundles: it was fetched or read from the cache before start) is applied."""
         revision = (self.bundles.applied or {}).get("revision") if self.bundles else None
         bundle = f", bundle revision {revision}" if revision is not None else ""
+        workers = f", {self.workers.count} workers" if self.workers is not None else ""
         if self.role is None:
-            self.notifier.ready(f"standalone: {len(config.frontends)} frontends{bundle}")
+            self.notifier.ready(f"standalone: {len(config.frontends)} frontends{workers}{bundle}")
             return
         self.notifier.ready(f"standby: listeners bound{bundle}; following the election")
 
@@ -182,20 +176,23 @@ class Daemon:
         what cluster mode needs, or it could not start again with it), swapped into the
         data plane whole, and the election/vip settings only a restart applies noted
         in restart_needed. Raises ReloadRefused, with nothing changed."""
-        if self.workers is not None:
-            try:
-                await self.workers.reload(config, tls, self.cluster_path, self.certs_dir)
-            except (WorkerStartError, ListenError) as exc:
-                raise ReloadRefused(str(exc)) from exc
-            self.running = config
-            return
-        assert self.plane is not None
         if self.role is not None and self.node is not None:
             try:
                 ClusterRole.validate(self.node, config)
             except ClusterConfigError as exc:
                 raise ReloadRefused(f"this node could not run it: {exc}") from exc
-        await self.plane.reload(config, tls)
+        if self.workers is not None:
+            staged = self.bundles.applying_from if self.bundles is not None else None
+            cluster, certs = (staged / CLUSTER_FILE, staged) if staged is not None else \
+                (self.cluster_path, self.certs_dir)  # fmt: skip
+            try:
+                await self.workers.reload(config, tls, cluster, certs)
+            except (WorkerStartError, ListenError) as exc:
+                raise ReloadRefused(str(exc)) from exc
+            self.running, self.running_tls = config, tls
+        else:
+            assert self.plane is not None
+            await self.plane.reload(config, tls)
         running = self.role.config if self.role is not None else config
         pending = [
             name for name in ("election", "vip") if getattr(config, name) != getattr(running, name)
@@ -213,6 +210,8 @@ class Daemon:
         the active publishes the new revision under its fencing token."""
         cache = Path(self.node.data_dir if self.node else ".") / "current"
         self.cluster_path, self.certs_dir = cache / "cluster.yaml", cache
+        if self.workers is not None:  # the staged files are current now: spares load these
+            self.workers.repath(self.cluster_path, self.certs_dir)
         if self.role is not None and self.role.election.is_leader():
             await self.role.election.update_leader()
 

@@ -47,6 +47,7 @@ START_TIMEOUT = 30.0  # a worker that is not ready by then is killed
 EXIT_WAIT = 1.0  # after its link closed, a worker has this long to exit before SIGKILL
 CRASH_LOOP = (5, 10.0)  # this many replacements within these seconds: slow down
 CRASH_LOOP_PAUSE = 1.0
+REPLACING = 1.0  # no worker serving for this long is a node that cannot serve
 
 
 class WorkerStartError(Exception):
@@ -67,6 +68,13 @@ class WorkerProcess:
     error: str | None = None
     exit_code: int | None = None
     counters: dict[str, Any] | None = None  # the last reported (Meters.counters())
+    frontends: dict[str, int] = field(default_factory=dict)  # open connections
+    servers: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # [active, total]
+    # The answer to the node process's numbered orders ("report", "close_idle"): the
+    # highest number answered, and whether the worker was between exchanges then.
+    answered: int = 0
+    quiet: bool = False
+    asked_at: float = 0.0  # the last "report" order
     ready: asyncio.Future[str | None] = field(default_factory=asyncio.Future)
     serving: asyncio.Future[str | None] = field(default_factory=asyncio.Future)
     watcher: asyncio.Task[None] | None = None
@@ -127,6 +135,8 @@ class WorkerPool:
         self._keys: list[tuple[str, int]] = []
         self._grace = 0.0
         self._stopping = False
+        self._none_serving_since: float | None = None
+        self._order = 0  # the last numbered order (next_order)
         self._recent: deque[float] = deque(maxlen=CRASH_LOOP[0])
         self._folded: dict[str, Any] = {}  # the counters of workers that are gone
         # Servers' health, decided here once for the node and pushed to every worker
@@ -183,6 +193,7 @@ class WorkerPool:
             self._close_sockets(opened)
             await self._close_pools(self.health)
             self.health = running
+            self._push_health()  # what the candidate pools may have told the workers
             raise
         await self._close_pools(running)
         self._push_health()
@@ -219,16 +230,44 @@ class WorkerPool:
         self._close_sockets(list(self.sockets))
         await self._close_pools(self.health)
 
+    def next_order(self) -> int:
+        """A number for an order whose answer someone waits for."""
+        self._order += 1
+        return self._order
+
+    def live(self) -> list[WorkerProcess]:
+        """Every worker that may hold client connections: the serving generation
+        (a spare promoted a moment ago included) and the older ones still draining."""
+        return [w for w in [*self.workers, *self.retired]
+                if w.proc.returncode is None and w.state != "starting"]  # fmt: skip
+
+    def repath(self, cluster: Path, certs: Path) -> None:
+        """The serving generation's files moved (a bundle's staging directory became
+        ``current``): replacements and spares load them from there."""
+        self._paths = (cluster, certs)
+
     # -- what the node reports -----------------------------------------------------
 
     def problems(self) -> dict[str, str]:
-        """Why the node does not serve fully now (empty: every worker serves)."""
+        """Why the node cannot serve now (empty: it serves), for /readyz and the cluster
+        role's health: a frontend that no serving worker can serve, or no worker serving
+        for longer than REPLACING takes. One worker being replaced while others serve
+        is not a problem of the node (its clients wait in the shared backlog at worst),
+        and must not hand the VIP over."""
+        serving = [w for w in self.workers if w.state == "serving"]
+        now = time.monotonic()
+        if not serving:
+            if self._none_serving_since is None:
+                self._none_serving_since = now
+            if now - self._none_serving_since >= REPLACING or self.generation == 0:
+                return {"workers": "no worker serves"}
+            return {}
+        self._none_serving_since = None
         found: dict[str, str] = {}
-        for worker in self.workers:
-            if worker.state != "serving":
-                found[f"worker {worker.index}"] = f"not serving ({worker.state})"
-            for frontend, reason in worker.problems.items():
-                found.setdefault(frontend, f"worker {worker.index}: {reason}")
+        for frontend in {name for w in serving for name in w.problems}:
+            reasons = [w.problems.get(frontend) for w in serving]
+            if all(reasons):
+                found[frontend] = f"every worker: {reasons[0]}"
         return found
 
     def counters(self) -> list[dict[str, Any]]:
@@ -236,6 +275,21 @@ class WorkerPool:
         report a second, so a killed worker's last second is not in it)."""
         live = [w.counters for w in [*self.workers, *self.retired] if w.counters is not None]
         return [self._folded, *live, self.health_meters.counters()]
+
+    def sessions(self) -> tuple[dict[str, int], dict[tuple[str, str], list[int]]]:
+        """Open client connections by frontend, and [in flight, sent] by server, summed
+        over the workers that serve or drain (as of their last beat)."""
+        frontends: dict[str, int] = {}
+        servers: dict[tuple[str, str], list[int]] = {}
+        for worker in [*self.workers, *self.retired]:
+            for name, count in worker.frontends.items():
+                frontends[name] = frontends.get(name, 0) + count
+            for backend, by_server in worker.servers.items():
+                for server, (active, total) in by_server.items():
+                    have = servers.setdefault((backend, server), [0, 0])
+                    have[0] += active
+                    have[1] += total
+        return frontends, servers
 
     def table(self) -> list[dict[str, Any]]:
         now = time.monotonic()
@@ -264,7 +318,15 @@ class WorkerPool:
         generation = self.generation + 1
         keys = [(f.bind.host, f.bind.port) for f in config.frontends]
         started = [self._spawn(i, generation, cluster, certs, keys) for i in range(self.count + 1)]
-        fresh = list(await asyncio.gather(*started))
+        spawned = await asyncio.gather(*started, return_exceptions=True)
+        fresh = [w for w in spawned if isinstance(w, WorkerProcess)]
+        problem = next((e for e in spawned if isinstance(e, BaseException)), None)
+        if problem is not None:
+            for worker in fresh:
+                self._kill(worker)
+            if isinstance(problem, WorkerStartError):
+                raise problem
+            raise WorkerStartError(f"cannot start the workers: {problem!r}") from problem
         try:
             failures = await self._wait_all(fresh, "ready")
             for worker in fresh[: self.count]:
@@ -305,6 +367,9 @@ class WorkerPool:
                 pass_fds=[*(fd for _, _, fd in listeners), theirs.fileno()],
                 stdin=asyncio.subprocess.DEVNULL, env=_worker_environment(),
             )  # fmt: skip
+        except OSError as exc:
+            ours.close()
+            raise WorkerStartError(f"cannot start a worker process: {exc}") from exc
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
@@ -326,11 +391,19 @@ class WorkerPool:
                 if op == "beat":
                     problems = message.get("problems")
                     worker.problems = dict(problems) if isinstance(problems, dict) else {}
-                    connections = message.get("connections", 0)
-                    worker.connections = connections if isinstance(connections, int) else 0
+                    frontends = message.get("frontends")
+                    if isinstance(frontends, dict):
+                        worker.frontends = frontends
+                        worker.connections = sum(n for n in frontends.values() if type(n) is int)
+                    servers = message.get("servers")
+                    if isinstance(servers, dict):
+                        worker.servers = servers
                     counters = message.get("counters")
                     if isinstance(counters, dict):
                         worker.counters = counters
+                    seq = message.get("seq")
+                    if type(seq) is int and seq > worker.answered:
+                        worker.answered, worker.quiet = seq, bool(message.get("quiet"))
                 elif op == "ready":
                     worker.state = "ready" if worker.state == "starting" else worker.state
                     if not worker.ready.done():
@@ -376,25 +449,42 @@ class WorkerPool:
                       f": {worker.error}" if worker.error else "")  # fmt: skip
             self._background(self._replace(worker, time.monotonic()))
 
-    async def _replace(self, dead: WorkerProcess, since: float) -> None:
-        self.restarts += 1
-        self._recent.append(since)
-        if len(self._recent) == CRASH_LOOP[0] and since - self._recent[0] < CRASH_LOOP[1]:
-            log.error("%d worker replacements within %.0fs: waiting %.1fs before the next",
-                      CRASH_LOOP[0], CRASH_LOOP[1], CRASH_LOOP_PAUSE)  # fmt: skip
+    async def _replace(self, dead: WorkerProcess, since: float, again: bool = False) -> None:
+        """Put a worker in the dead one's place: the spare at once, or a new one. A
+        failed attempt is retried after CRASH_LOOP_PAUSE (counted once)."""
+        if not again:
+            self.restarts += 1
+            self._recent.append(since)
+        if again or (
+            len(self._recent) == CRASH_LOOP[0] and since - self._recent[0] < CRASH_LOOP[1]
+        ):
+            if not again:
+                log.error("%d worker replacements within %.0fs: waiting %.1fs before the next",
+                          CRASH_LOOP[0], CRASH_LOOP[1], CRASH_LOOP_PAUSE)  # fmt: skip
             await asyncio.sleep(CRASH_LOOP_PAUSE)
+        if self._stopping or dead not in self.workers:
+            return  # stopping, or a reload replaced the whole generation meanwhile
         spare = self.spare if self.spare is not None and self.spare.state == "ready" else None
         if spare is not None:
             self.spare = None
         else:
             cluster, certs = self._paths
-            spare = await self._spawn(dead.index, self.generation, cluster, certs, self._keys)
-            if await self._wait_all([spare], "ready"):
-                self._kill(spare)
-                self._background(self._replace(dead, time.monotonic()))
+            try:
+                spare = await self._spawn(dead.index, self.generation, cluster, certs, self._keys)
+            except WorkerStartError as exc:
+                log.error("worker %d: no replacement could start: %s; trying again", dead.index,
+                          exc)  # fmt: skip
+                self._background(self._replace(dead, since, again=True))
                 return
-        if self._stopping or dead not in self.workers:
+            if await self._wait_all([spare], "ready"):
+                log.error("worker %d: the replacement could not start: %s; trying again",
+                          dead.index, spare.error or "no answer")  # fmt: skip
+                self._kill(spare)
+                self._background(self._replace(dead, since, again=True))
+                return
+        if self._stopping or dead not in self.workers or spare.generation != self.generation:
             self._retire(spare, 0.0)
+            self._want_spare()
             return
         spare.index = dead.index
         self.workers[self.workers.index(dead)] = spare
@@ -417,16 +507,32 @@ class WorkerPool:
         self._sparing = asyncio.create_task(self._start_spare())
 
     async def _start_spare(self) -> None:
+        """A new spare for the serving generation; retried after CRASH_LOOP_PAUSE when
+        it cannot start (e.g. its files moved while it loaded them)."""
         cluster, certs = self._paths
-        spare = await self._spawn(self.count, self.generation, cluster, certs, self._keys)
+        try:
+            spare = await self._spawn(self.count, self.generation, cluster, certs, self._keys)
+        except WorkerStartError as exc:
+            log.error("a spare worker could not start: %s; trying again", exc)
+            self._retry_spare()
+            return
         if await self._wait_all([spare], "ready"):
-            log.error("a spare worker could not start: %s", spare.error or "no answer")
+            log.error("a spare worker could not start: %s; trying again",
+                      spare.error or "no answer")  # fmt: skip
             self._kill(spare)
+            self._retry_spare()
             return
         if self._stopping or spare.generation != self.generation or self.spare is not None:
             self._retire(spare, 0.0)
             return
         self.spare = spare
+
+    def _retry_spare(self) -> None:
+        async def later() -> None:
+            await asyncio.sleep(CRASH_LOOP_PAUSE)
+            self._want_spare()
+
+        self._background(later())
 
     def _retire(self, worker: WorkerProcess, grace: float, close_idle: bool = True) -> None:
         if worker.proc.returncode is not None:
@@ -442,9 +548,18 @@ class WorkerPool:
     async def _watch_beats(self) -> None:
         """A worker or spare whose event loop has not beaten for HUNG_AFTER is stuck:
         killed (and so replaced). One that never got ready is killed at START_TIMEOUT."""
+        last = time.monotonic()
         while True:
             await asyncio.sleep(BEAT)
             now = time.monotonic()
+            if now - last > HUNG_AFTER / 2:
+                # This process itself was stopped or stalled: the workers' beats wait
+                # unread in their sockets. Judge them afresh from now on.
+                log.warning("the node process was stalled for %.1fs; workers' beats are "
+                            "read before any is judged", now - last)  # fmt: skip
+                for worker in self.workers + ([self.spare] if self.spare else []):
+                    worker.last_beat = max(worker.last_beat, now)
+            last = now
             spare = [self.spare] if self.spare is not None else []
             for worker in [*self.workers, *spare]:
                 if worker.proc.returncode is not None:

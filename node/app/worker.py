@@ -60,19 +60,31 @@ class Worker:
         if not self.writer.is_closing():
             self.writer.write(encode({"op": op, **fields_}))
 
+    def beat(self, meters: Meters | None = None, seq: int | None = None) -> None:
+        """What this worker serves now; with ``meters``, its counters too; with ``seq``,
+        the answer to the node process's order of that number (a "report", or a
+        "close_idle" done), with whether it is between exchanges."""
+        plane = self.plane
+        answer: dict[str, object] = {} if seq is None else {"seq": seq}
+        if plane is None:
+            self.tell("beat", **({"quiet": True, **answer} if answer else {}))
+            return
+        frontends = {lst.name: len(lst.connections) for lst in plane.listeners.values()}
+        servers = {pool.name: {s.name: [s.active, s.total] for s in pool.servers}
+                   for pool in plane.pools.values()}  # fmt: skip
+        if meters is not None:
+            answer["counters"] = meters.counters()
+        if seq is not None:
+            answer["quiet"] = plane.quiet()
+        self.tell("beat", problems=plane.frontend_problems(), frontends=frontends,
+                  servers=servers, **answer)  # fmt: skip
+
     async def beats(self, meters: Meters) -> None:
         """A beat every BEAT seconds; every COUNTS_EVERY-th carries the counters."""
         sent = 0
         while True:
-            plane = self.plane
-            if plane is not None:
-                connections = sum(len(lst.connections) for lst in plane.listeners.values())
-                extra = {"counters": meters.counters()} if sent % COUNTS_EVERY == 0 else {}
-                self.tell("beat", problems=plane.frontend_problems(), connections=connections,
-                          **extra)  # fmt: skip
-                sent += 1
-            else:
-                self.tell("beat")
+            self.beat(meters if sent % COUNTS_EVERY == 0 else None)
+            sent += 1
             await asyncio.sleep(BEAT)
 
     async def orders(self, reader: asyncio.StreamReader, plane: DataPlane, label: str) -> None:
@@ -100,6 +112,14 @@ class Worker:
             elif message["op"] == "health" and isinstance(message.get("states"), dict):
                 self.health = message["states"]
                 self.apply_health()
+            elif message["op"] == "report":  # the node process waits for quiet
+                self.beat(seq=int(message.get("seq", 0)))
+            elif message["op"] == "close_idle":
+                if self.plane is not None:
+                    self.plane.close_idle()
+                self.beat(seq=int(message.get("seq", 0)))
+            elif message["op"] == "stop_accepting" and self.plane is not None:
+                self.plane.stop_accepting()
             elif message["op"] == "drain":
                 self.grace = float(message.get("grace", 0.0))
                 self.close_idle = message.get("idle") != "keep"

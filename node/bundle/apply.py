@@ -68,6 +68,9 @@ class BundleApplier:
         self.failures = 0
         self._refused: str | None = None  # sha of a bundle that failed: not retried
         self.latest: dict[str, Any] | None = None  # the current record last read from etcd
+        # The staged bundle's directory while ``apply`` runs (worker processes load the
+        # new configuration from there; it becomes ``current`` once applied).
+        self.applying_from: Path | None = None
 
     def uptodate(self) -> bool:
         """Serving the cluster's current bundle (as last read from etcd) without error."""
@@ -200,11 +203,14 @@ class BundleApplier:
     async def _apply(self, sha: str, record: dict[str, Any]) -> None:
         staging, config, tls = await self._stage(sha, record)
         async with self.lock:
+            self.applying_from = staging  # where the files are while ``apply`` runs
             try:
                 await self.apply(config, tls)
             except Exception as exc:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise BundleError(f"applying failed: {exc}") from exc
+            finally:
+                self.applying_from = None
             self._promote(staging, record)
             log.info("bundle revision %s (%s) applied", record.get("revision"), sha[:12])
             if self.on_applied is not None:

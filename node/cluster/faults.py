@@ -13,6 +13,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from node.proxy.plane import DataPlane
+
 if TYPE_CHECKING:
     from node.bundle.store import BundleStore
     from node.cluster.role import ClusterRole
@@ -48,6 +50,8 @@ def inject(
         log.warning("%s: drill: freezing the event loop for %.1fs", name, seconds)
         loop.call_later(0.05, time.sleep, seconds)
         return f"freezing the event loop for {seconds:.1f}s"
+    if fault.startswith("frontend-") and not isinstance(role.plane, DataPlane):
+        raise DrillError(f"{fault} acts on an in-process data plane: this node runs workers")
     if fault == "frontend-stall":
         for listener in role.plane.listeners.values():
             listener.stall(seconds)

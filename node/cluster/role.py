@@ -32,10 +32,10 @@ from node.cluster.guard import (
     namespaces,
     record_path,
 )
+from node.cluster.serving import ServingPlane
 from node.config.etcd import EtcdAccessError, etcd_access
 from node.config.model import ClusterConfig, NodeConfig
 from node.observe.metrics import Meters
-from node.proxy.plane import DataPlane
 
 if TYPE_CHECKING:
     from node.bundle.apply import BundleApplier
@@ -88,7 +88,7 @@ class ClusterRole:
         self,
         node: NodeConfig,
         config: ClusterConfig,
-        plane: DataPlane,
+        plane: ServingPlane,
         bundles: BundleApplier | None = None,
         meters: Meters | None = None,
     ) -> None:
@@ -386,6 +386,7 @@ class ClusterRole:
         while not self.plane.quiet() and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
         self.plane.close_idle()
+        await self.plane.idle_closed(0.2)  # workers: their answers come back first
         vip_task = self._tasks[1]
         vip_task.cancel()
         await asyncio.gather(vip_task, return_exceptions=True)

@@ -80,12 +80,6 @@ def parse_node_with(
         workers=_workers(r, m),
         source=r.source,
     )
-    if config.workers and "etcd" in m:
-        r.error(
-            "workers",
-            "worker processes serve standalone nodes only: a cluster node (etcd "
-            "set) runs its data plane in the node process; set workers: 0 or remove it",
-        )
     return config
 
 

@@ -258,7 +258,7 @@ MEANINGS: dict[str, dict[str, str]] = {
         "workers": "data-plane worker processes: `0`, the node process serves itself; "
         "`N` or `auto` (one per usable CPU), N workers serve on sockets the node process "
         "binds and keeps, a spare replaces a dead or stuck one at once, SIGHUP starts a new "
-        "generation (see [operations](operations.md#worker-processes)); standalone nodes only",
+        "generation (see [operations](operations.md#worker-processes))",
         "access_log": "the access log: one line per request (`floatgate run "
         "--no-access-log` turns it off)",
         "access_log.target": "`stderr`, or an absolute file path: appended to, and "

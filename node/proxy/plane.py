@@ -213,6 +213,9 @@ class DataPlane:
         for listener in self.listeners.values():
             listener.close_idle()
 
+    async def idle_closed(self, limit: float) -> None:
+        """close_idle() is done when it returns here (node.cluster.serving)."""
+
     async def stop(self, grace: float, close_idle: bool = True) -> None:
         """Stop accepting, let in-flight requests finish up to ``grace``, close all
         (``close_idle``: see Listener.drain)."""

@@ -58,7 +58,7 @@ backends:
 
 
 class BundleLab:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, workers: int = 0) -> None:
         self.workdir = workdir
         self.lab = SwitchedLab(workdir)
         self.certs = workdir / "certs"
@@ -80,6 +80,7 @@ priority: {priority}
 admin: {{listen: "{HOSTS[name]}:9100", token_file: {workdir / "admin.token"}, tls: {tls}}}
 secret_file: {workdir / "cluster.secret"}
 data_dir: {workdir / f"data-{name}"}
+workers: {workers}
 """)
 
     def client(self, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -120,7 +121,7 @@ data_dir: {workdir / f"data-{name}"}
 def blab(request: pytest.FixtureRequest) -> Iterator[BundleLab]:
     os.chdir(REPO)
     workdir = Path(tempfile.mkdtemp(prefix="floatgate-blab-"))
-    lab = BundleLab(workdir)
+    lab = BundleLab(workdir, getattr(request, "param", 0))  # workers on both nodes
     failed_before = request.session.testsfailed
     try:
         lab.lab.up()
@@ -139,6 +140,7 @@ def blab(request: pytest.FixtureRequest) -> Iterator[BundleLab]:
             print(json.dumps(logs, indent=1))
 
 
+@pytest.mark.parametrize("blab", [0, 2], indirect=True, ids=["in-process", "2-workers"])
 def test_bundles_survive_a_failover_and_roll_back(blab: BundleLab) -> None:
     blab.push("app.pem", "ca.pem", "/", "A: certificate X")
     blab.start_node("n1")

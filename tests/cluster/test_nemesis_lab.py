@@ -32,11 +32,13 @@ pytestmark = cluster_lab_marks()
         # no ARP probe: the successor's first frames may share the old holder's last
         # question period, a handover the checker tells from two answerers
         ("2s", "0s", 6, {"faults": ("switchover", "kill-9", "switchover-during-loss")}),
+        # every node with 2 worker processes: the node process alone holds the VIP
+        ("2s", "50ms", 6, {"workers": 2}),
         # the faults only 3 etcd members allow, with 3 nodes, TTL 3 s, the lifetime fence
         ("3s", "50ms", 4, {"etcd_members": 3, "nodes": 3, "fence": "lifetime",
                            "faults": ("etcd-leader-pause", "etcd-slow-fsync")}),
     ],
-    ids=["ttl2", "ttl1", "ttl2-probe0-handovers", "ttl3-3etcd-3nodes"],
+    ids=["ttl2", "ttl1", "ttl2-probe0-handovers", "ttl2-workers", "ttl3-3etcd-3nodes"],
 )  # fmt: skip
 def test_nemesis_never_two_holders_nor_two_answerers(
     lease_ttl: str, arp_probe: str, events: int, more: dict[str, Any]

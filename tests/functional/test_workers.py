@@ -5,6 +5,7 @@ SIGTERM drains, and workers never outlive the node process."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -534,3 +535,63 @@ def test_frontend_maxconn_holds_for_the_node_not_for_each_worker(
     waiting.close()
     for conn in held[1:]:
         conn.close()
+
+
+async def test_a_handover_is_quiet_only_once_every_generation_is(tmp_path: Path) -> None:
+    """What the cluster role waits for before it removes the VIP (WorkerPlane.quiet):
+    an exchange in flight on an older generation that drains keeps the node from
+    being quiet, and reports older than the hold do not count."""
+    from aiohttp import web
+
+    from node.app.supervisor import WorkerPool
+    from node.app.workerplane import WorkerPlane
+    from node.config.model import AccessLogConfig
+    from node.snapshot import load as load_snapshot
+
+    release = asyncio.Event()
+
+    async def slow(_: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    backend = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = free_port()
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(cluster_yaml(port, [f"127.0.0.1:{backend}"]))
+    config, tls = load_snapshot(cluster, tmp_path)
+    pool = WorkerPool(1, AccessLogConfig(enabled=False), "WARNING", "text")
+    await pool.start(config, tls, cluster, tmp_path)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the request waits at the backend, in generation 1
+        await pool.reload(config, tls, cluster, tmp_path)  # generation 1 drains
+        assert pool.generation == 2 and pool.retired  # generation 1 drains
+        plane = WorkerPlane(pool)
+        plane.hold_new(True)
+        for _ in range(30):  # 0.3 s: generation 1 still has the exchange in flight
+            assert not plane.quiet()
+            await asyncio.sleep(0.01)
+        release.set()
+        assert (await reader.readuntil(b"late")).startswith(b"HTTP/1.1 200")
+        for _ in range(200):
+            if plane.quiet():
+                break
+            await asyncio.sleep(0.01)
+        assert plane.quiet()
+        plane.close_idle()
+        await plane.idle_closed(2.0)
+        assert all(w.answered >= plane._closing for w in pool.live())
+        assert await reader.read() == b""  # its idle connection was closed
+        plane.hold_new(False)
+        writer.close()
+    finally:
+        await pool.stop(1.0)
+        await runner.cleanup()

@@ -224,12 +224,8 @@ def test_workers_count_auto_and_what_is_refused() -> None:
         with pytest.raises(ConfigError) as info:
             parse_node(f"name: n1\nworkers: {bad}\n", "n.yaml")
         assert info.value.errors == [message]
-    with pytest.raises(ConfigError) as info:
-        parse_node("name: n1\nworkers: 2\netcd: {endpoints: ['http://10.0.0.5:2379']}\n", "n.yaml")
-    assert info.value.errors[0].startswith(
-        "n.yaml: workers: worker processes serve standalone nodes only"
-    )
-    assert parse_node("name: n1\nworkers: 0\netcd: {endpoints: ['http://10.0.0.5:2379']}\n")
+    clustered = "name: n1\nworkers: 2\netcd: {endpoints: ['http://10.0.0.5:2379']}\n"
+    assert parse_node(clustered).workers == 2  # a cluster node serves with workers too
 
 
 def test_passive_fall_needs_a_check() -> None:
