@@ -401,19 +401,33 @@ def _server_rows(node: Node) -> dict[str, dict[str, Any]]:
     return {row["server"]: row for row in node.status()["backends"]}
 
 
-def test_health_is_checked_once_per_node_and_pushed_to_every_worker(
-    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], counting: CountingBackend
-) -> None:
-    port, admin, dead = free_port(), free_port(), free_port()
+def _two_workers(
+    tmp_path: Path,
+    floatgate_process: Callable[..., FloatgateProcess],
+    servers: list[str],
+    backend_extra: str = "",
+    edit: Callable[[str], str] = str,
+) -> Node:
+    """A standalone node with 2 workers and an admin API (no access log), serving."""
+    port, admin = free_port(), free_port()
     node_yaml = tmp_path / "node.yaml"
     node_yaml.write_text(f"name: w1\nworkers: 2\nadmin: {{listen: {admin}}}\n")
-    text = cluster_yaml(port, [f"127.0.0.1:{counting.port}", f"127.0.0.1:{dead}"],
-                        backend_extra="    check: {type: http, path: /, interval: 100ms, "
-                        "rise: 1, fall: 1}")  # fmt: skip
+    text = edit(cluster_yaml(port, servers, backend_extra=backend_extra))
     process = floatgate_process(text, run_args=("--node", str(node_yaml)))
     process.wait_listening(port)
     node = Node(process, port, admin, tmp_path / "none.log")
     node.settled(2)
+    return node
+
+
+def test_health_is_checked_once_per_node_and_pushed_to_every_worker(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], counting: CountingBackend
+) -> None:
+    dead = free_port()
+    check = "    check: {type: http, path: /, interval: 100ms, rise: 1, fall: 1}"
+    servers = [f"127.0.0.1:{counting.port}", f"127.0.0.1:{dead}"]
+    node = _two_workers(tmp_path, floatgate_process, servers, check)
+    port = node.port
     deadline = time.monotonic() + 10
     while _server_rows(node)["s1"]["up"] and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -437,20 +451,15 @@ def test_health_is_checked_once_per_node_and_pushed_to_every_worker(
 def test_a_passive_failure_in_one_worker_takes_the_server_down_for_all(
     tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], backend: int
 ) -> None:
-    port, admin, dead = free_port(), free_port(), free_port()
-    node_yaml = tmp_path / "node.yaml"
-    node_yaml.write_text(f"name: w1\nworkers: 2\nadmin: {{listen: {admin}}}\n")
-    text = cluster_yaml(port, [f"127.0.0.1:{backend}", f"127.0.0.1:{dead}"],
-                        backend_extra="    retries: 1\n    passive_fall: 1\n"
-                        "    check: {type: tcp, interval: 1m}")  # fmt: skip
+    dead = free_port()
+    never = f'address: "127.0.0.1:{dead}"'
     # s1 is never probed: only the workers' passive reports can take it down
-    text = text.replace(
-        f'address: "127.0.0.1:{dead}"}}', f'address: "127.0.0.1:{dead}", check: false}}'
-    )
-    process = floatgate_process(text, run_args=("--node", str(node_yaml)))
-    process.wait_listening(port)
-    node = Node(process, port, admin, tmp_path / "none.log")
-    node.settled(2)
+    extra = "    retries: 1\n    passive_fall: 1\n    check: {type: tcp, interval: 1m}"
+    servers = [f"127.0.0.1:{backend}", f"127.0.0.1:{dead}"]
+    unchecked = never + ", check: false}"
+    node = _two_workers(tmp_path, floatgate_process, servers, extra,
+                        lambda text: text.replace(never + "}", unchecked))  # fmt: skip
+    port, process = node.port, node.process
     with Load(port, clients=2) as load:
         load.wait(100)
     assert set(load.outcomes) == {"200"}, load.outcomes  # the retry went to s0
@@ -482,15 +491,9 @@ def test_uri_hashing_picks_the_same_server_in_every_worker(
 ) -> None:
     servers = [_named_backend("a"), _named_backend("b")]
     try:
-        port, admin = free_port(), free_port()
-        node_yaml = tmp_path / "node.yaml"
-        node_yaml.write_text(f"name: w1\nworkers: 2\nadmin: {{listen: {admin}}}\n")
         addresses = [f"127.0.0.1:{s.server_address[1]}" for s in servers]
-        text = cluster_yaml(port, addresses, backend_extra="    balance: uri")
-        process = floatgate_process(text, run_args=("--node", str(node_yaml)))
-        process.wait_listening(port)
-        node = Node(process, port, admin, tmp_path / "none.log")
-        node.settled(2)
+        node = _two_workers(tmp_path, floatgate_process, addresses, "    balance: uri")
+        port = node.port
         seen: dict[str, set[str]] = {}
         for path in [f"/item/{i}" for i in range(16)] * 8:
             # a new connection each: the kernel spreads them over both workers
