@@ -60,7 +60,8 @@ class Daemon:
         self.role: ClusterRole | None = None
         self.cluster_path = cluster_path
         self.certs_dir = certs_dir
-        self.access_log = access_log
+        self.access_log = access_log if isinstance(access_log, AccessLogConfig) else \
+            AccessLogConfig(enabled=access_log)  # fmt: skip
         self._stop = asyncio.Event()
         self._reloads: asyncio.Queue[None] = asyncio.Queue()
         self.plane: DataPlane | None = None
@@ -123,9 +124,7 @@ class Daemon:
             await self.plane.start()
             return self.plane
         level, fmt = current_logging()
-        access = self.access_log if isinstance(self.access_log, AccessLogConfig) else \
-            AccessLogConfig(enabled=self.access_log)  # fmt: skip
-        self.workers = WorkerPool(self.node.workers, access, level, fmt)
+        self.workers = WorkerPool(self.node.workers, self.access_log, level, fmt)
         await self.workers.start(config, tls, self.cluster_path, self.certs_dir)
         self.running, self.running_tls = config, tls
         log.info("%d workers serve (%s)", self.node.workers, config.source)

@@ -64,7 +64,6 @@ class WorkerProcess:
     state: str = "starting"  # starting | ready | serving | draining | gone
     last_beat: float = 0.0
     problems: dict[str, str] = field(default_factory=dict)
-    connections: int = 0
     error: str | None = None
     exit_code: int | None = None
     counters: dict[str, Any] | None = None  # the last reported (Meters.counters())
@@ -82,6 +81,10 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def connections(self) -> int:
+        return sum(self.frontends.values())
 
     def order(self, op: str, **fields_: object) -> None:
         if not self.writer.is_closing():
@@ -102,7 +105,7 @@ def _worker_environment() -> dict[str, str]:
 
 
 def _requests(counters: dict[str, Any] | None) -> int:
-    """HTTP requests answered (and tcp connections ended), as the worker last reported."""
+    """HTTP requests answered, as the worker last reported them."""
     if counters is None:
         return 0
     return sum(sum(f.get("requests", {}).values()) for f in counters.get("frontends", {}).values())
@@ -133,7 +136,6 @@ class WorkerPool:
         self.last_replacement: dict[str, Any] | None = None
         self._paths = (Path(), Path())
         self._keys: list[tuple[str, int]] = []
-        self._grace = 0.0
         self._stopping = False
         self._none_serving_since: float | None = None
         self._order = 0  # the last numbered order (next_order)
@@ -342,7 +344,6 @@ class WorkerPool:
             raise WorkerStartError(failures[0])
         old = [*self.workers, *([self.spare] if self.spare is not None else [])]
         self.generation, self._paths, self._keys = generation, (cluster, certs), keys
-        self._grace = config.shutdown_grace
         self.workers, self.spare = fresh[: self.count], fresh[self.count]
         log.info("workers of generation %d serve: pids %s (spare %d)", generation,
                  " ".join(str(w.pid) for w in self.workers), self.spare.pid)  # fmt: skip
@@ -393,8 +394,7 @@ class WorkerPool:
                     worker.problems = dict(problems) if isinstance(problems, dict) else {}
                     frontends = message.get("frontends")
                     if isinstance(frontends, dict):
-                        worker.frontends = frontends
-                        worker.connections = sum(n for n in frontends.values() if type(n) is int)
+                        worker.frontends = {k: n for k, n in frontends.items() if type(n) is int}
                     servers = message.get("servers")
                     if isinstance(servers, dict):
                         worker.servers = servers

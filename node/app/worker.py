@@ -61,23 +61,23 @@ class Worker:
             self.writer.write(encode({"op": op, **fields_}))
 
     def beat(self, meters: Meters | None = None, seq: int | None = None) -> None:
-        """What this worker serves now; with ``meters``, its counters too; with ``seq``,
-        the answer to the node process's order of that number (a "report", or a
-        "close_idle" done), with whether it is between exchanges."""
+        """What this worker serves now: its frontends' problems and open connections;
+        with ``meters``, its counters and per-server sessions too (once a second); with
+        ``seq``, the answer to the node process's order of that number (a "report", or
+        a "close_idle" done), with whether it is between exchanges."""
         plane = self.plane
         answer: dict[str, object] = {} if seq is None else {"seq": seq}
         if plane is None:
             self.tell("beat", **({"quiet": True, **answer} if answer else {}))
             return
-        frontends = {lst.name: len(lst.connections) for lst in plane.listeners.values()}
-        servers = {pool.name: {s.name: [s.active, s.total] for s in pool.servers}
-                   for pool in plane.pools.values()}  # fmt: skip
-        if meters is not None:
-            answer["counters"] = meters.counters()
         if seq is not None:
             answer["quiet"] = plane.quiet()
-        self.tell("beat", problems=plane.frontend_problems(), frontends=frontends,
-                  servers=servers, **answer)  # fmt: skip
+        if meters is not None:
+            answer["counters"] = meters.counters()
+            answer["servers"] = {pool.name: {s.name: [s.active, s.total] for s in pool.servers}
+                                 for pool in plane.pools.values()}  # fmt: skip
+        frontends = {lst.name: len(lst.connections) for lst in plane.listeners.values()}
+        self.tell("beat", problems=plane.frontend_problems(), frontends=frontends, **answer)
 
     async def beats(self, meters: Meters) -> None:
         """A beat every BEAT seconds; every COUNTS_EVERY-th carries the counters."""
