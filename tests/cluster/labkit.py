@@ -98,3 +98,24 @@ def cli(lab: SwitchedLab, *args: str) -> subprocess.CompletedProcess[str]:
          "--node", str(lab.workdir / "n1.yaml"), "--cluster-name", "lab"],
         cwd=REPO, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+
+
+def probed_switchover(lab: SwitchedLab) -> tuple[float, dict[str, float], Monitor]:
+    """``floatgate switchover`` 1.5 s into a 5 s client probe (3 s timeout) of the VIP,
+    with a monitor: returns the seconds until n2 alone held the VIP, the probe's
+    result and the stopped monitor, which has already found one ARP answerer (n2)
+    from the request on."""
+    monitor = Monitor(lab)
+    result: dict[str, dict[str, float]] = {}
+    client = threading.Thread(target=lambda: result.update(r=probe(lab, 5.0, timeout=3.0)))
+    client.start()
+    time.sleep(1.5)
+    asked = time.monotonic()
+    done = cli(lab, "switchover")
+    assert done.returncode == 0, done.stderr + lab.events("n1", 3000)
+    moved = wait_for(lambda: lab.holders() == ["n2"], 10, "n2 to take the VIP")
+    settled = time.monotonic() + 0.3
+    client.join(30)
+    monitor.stop()
+    monitor.assert_one_arp_answer(asked, settled, "n2")
+    return moved, result["r"], monitor

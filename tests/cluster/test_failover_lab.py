@@ -20,7 +20,7 @@ from deploy.lab.netlab import (
     admin_url,
     wait_for,
 )
-from tests.cluster.labkit import Monitor, cli, probe, running_cluster
+from tests.cluster.labkit import Monitor, cli, probe, probed_switchover, running_cluster
 from tests.lab import cluster_lab_marks
 
 pytestmark = cluster_lab_marks()
@@ -157,22 +157,10 @@ def test_switchover_without_failed_requests(cluster: SwitchedLab) -> None:
     time.sleep(0.5)
     assert cluster.holders() == ["n1"]  # nothing changed
 
-    monitor = Monitor(cluster)
-    result: dict[str, dict[str, float]] = {}
-    client = threading.Thread(target=lambda: result.update(r=probe(cluster, 5.0, timeout=3.0)))
-    client.start()
-    time.sleep(1.5)
-    asked = time.monotonic()
-    done = cli(cluster, "switchover")
-    assert done.returncode == 0, done.stderr + cluster.events("n1", 3000)
-    moved = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
-    settled = time.monotonic() + 0.3
-    client.join(30)
-    monitor.stop()
-    monitor.assert_one_arp_answer(asked, settled, "n2")
-    print(f"switchover: standby held the VIP {moved:.2f}s after the request; client: {result['r']}")
+    moved, probed, monitor = probed_switchover(cluster)
+    print(f"switchover: standby held the VIP {moved:.2f}s after the request; client: {probed}")
     assert monitor.double_holders() == []
-    assert result["r"]["failures"] <= 1, result["r"]
+    assert probed["failures"] <= 1, probed
     assert cluster.procs["n1"].poll() is None  # the old active keeps running, as standby
     # n2 timed the takeover from n1's "leaving" mark (a handover, not a lease expiry)
     code, n2 = _admin(cluster, "n2", "/status")

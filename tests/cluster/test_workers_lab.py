@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy.lab.netlab import SwitchedLab, wait_for
-from tests.cluster.labkit import Monitor, cli, probe, running_cluster
+from tests.cluster.labkit import Monitor, probe, probed_switchover, running_cluster
 from tests.lab import cluster_lab_marks
 
 pytestmark = cluster_lab_marks()
@@ -71,21 +71,9 @@ def test_a_worker_killed_on_the_active_is_no_failover(cluster: SwitchedLab) -> N
 
 
 def test_a_switchover_with_workers_refuses_no_connection(cluster: SwitchedLab) -> None:
-    monitor = Monitor(cluster)
-    result: dict[str, dict[str, float]] = {}
-    client = threading.Thread(target=lambda: result.update(r=probe(cluster, 5.0, timeout=3.0)))
-    client.start()
-    time.sleep(1.5)
-    asked = time.monotonic()
-    done = cli(cluster, "switchover")
-    assert done.returncode == 0, done.stderr + cluster.events("n1", 3000)
-    moved = wait_for(lambda: cluster.holders() == ["n2"], 10, "n2 to take the VIP")
-    settled = time.monotonic() + 0.3
-    client.join(30)
-    monitor.stop()
+    moved, probed, monitor = probed_switchover(cluster)
     print(f"switchover with workers: n2 held the VIP {moved:.2f}s after the request; "
-          f"client: {result['r']}")  # fmt: skip
-    monitor.assert_one_arp_answer(asked, settled, "n2")
+          f"client: {probed}")  # fmt: skip
     assert monitor.double_holders() == []
-    assert result["r"]["failures"] <= 1, result["r"]  # as test_failover_lab's switchover
+    assert probed["failures"] <= 1, probed  # as test_failover_lab's switchover
     assert len(_workers(cluster, "n1")) == 3  # the old active serves on, as standby

@@ -74,15 +74,34 @@ def _messages(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
 
 
 def _notified_node(
-    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], watchdog_usec: int
+    tmp_path: Path,
+    floatgate_process: Callable[..., FloatgateProcess],
+    watchdog_usec: int,
+    node_yaml: str | None = None,
 ) -> tuple[socket.socket, int, FloatgateProcess]:
-    """A notify socket standing in for systemd, and a standalone node told to use it."""
+    """A notify socket standing in for systemd, and a standalone node told to use it
+    (with ``node_yaml``'s text as its node.yaml)."""
     path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     port = free_port()
     env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": str(watchdog_usec)}
-    return sock, port, floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env)
+    run_args: tuple[str, ...] = ()
+    if node_yaml is not None:
+        (tmp_path / "node.yaml").write_text(node_yaml)
+        run_args = ("--node", str(tmp_path / "node.yaml"))
+    process = floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env, run_args=run_args)
+    return sock, port, process
+
+
+async def _sigterm_says_stopping(
+    sock: socket.socket, process: FloatgateProcess, wait: float
+) -> None:
+    """SIGTERM: STOPPING=1 within 3 s, then exit status 0 within ``wait`` seconds."""
+    process.signal(signal.SIGTERM)
+    last = await asyncio.to_thread(_messages, sock, 3.0)
+    assert any(m.startswith("STOPPING=1") for _, m in last), last
+    assert process.proc.wait(wait) == 0
 
 
 async def test_notify_ready_watchdog_and_stopping(
@@ -112,10 +131,7 @@ async def test_notify_ready_watchdog_and_stopping(
         finally:
             os.kill(process.proc.pid, signal.SIGCONT)
         assert not any(m == "WATCHDOG=1" for _, m in frozen), frozen
-        process.signal(signal.SIGTERM)
-        last = await asyncio.to_thread(_messages, sock, 3.0)
-        assert any(m.startswith("STOPPING=1") for _, m in last), last
-        assert process.proc.wait(10) == 0
+        await _sigterm_says_stopping(sock, process, 10)
     finally:
         sock.close()
 
@@ -156,15 +172,8 @@ def test_a_notify_socket_nobody_reads_never_blocks_the_node(
 async def test_with_workers_ready_comes_once_they_serve_and_only_the_node_speaks(
     tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
 ) -> None:
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    port = free_port()
-    node_yaml = tmp_path / "node.yaml"
-    node_yaml.write_text("name: w1\nworkers: 2\n")
-    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
-    process = floatgate_process(cluster_yaml(port, ["127.0.0.1:1"]), env=env,
-                                run_args=("--node", str(node_yaml)))  # fmt: skip
+    sock, port, process = _notified_node(tmp_path, floatgate_process, 400000,
+                                         "name: w1\nworkers: 2\n")  # fmt: skip
     try:
         got: list[tuple[float, str]] = []
         for _ in range(150):
@@ -182,9 +191,6 @@ async def test_with_workers_ready_comes_once_they_serve_and_only_the_node_speaks
         beats = await asyncio.to_thread(_messages, sock, 1.0)
         assert [m for _, m in beats if m == "WATCHDOG=1"], beats
         assert all(m == "WATCHDOG=1" for _, m in beats), beats  # workers say nothing
-        process.signal(signal.SIGTERM)
-        last = await asyncio.to_thread(_messages, sock, 3.0)
-        assert any(m.startswith("STOPPING=1") for _, m in last), last
-        assert process.proc.wait(15) == 0
+        await _sigterm_says_stopping(sock, process, 15)
     finally:
         sock.close()
