@@ -486,13 +486,17 @@ def _named_backend(name: str) -> ThreadingHTTPServer:
     return server
 
 
-def test_uri_hashing_picks_the_same_server_in_every_worker(
-    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess]
+@pytest.mark.parametrize("balance", ["uri", "source"])
+def test_hashing_picks_the_same_server_in_every_worker(
+    tmp_path: Path, floatgate_process: Callable[..., FloatgateProcess], balance: str
 ) -> None:
+    """``uri``: one path, one server, whichever worker took the connection (and the
+    ring uses both servers). ``source``: every request of this one client address
+    reaches the same server through both workers."""
     servers = [_named_backend("a"), _named_backend("b")]
     try:
         addresses = [f"127.0.0.1:{s.server_address[1]}" for s in servers]
-        node = _two_workers(tmp_path, floatgate_process, addresses, "    balance: uri")
+        node = _two_workers(tmp_path, floatgate_process, addresses, f"    balance: {balance}")
         port = node.port
         seen: dict[str, set[str]] = {}
         for path in [f"/item/{i}" for i in range(16)] * 8:
@@ -502,7 +506,11 @@ def test_uri_hashing_picks_the_same_server_in_every_worker(
             seen.setdefault(path, set()).add(conn.getresponse().read().decode())
             conn.close()
         assert all(len(names) == 1 for names in seen.values()), seen
-        assert set().union(*seen.values()) == {"a", "b"}, seen  # the ring uses both
+        used = set().union(*seen.values())
+        if balance == "uri":
+            assert used == {"a", "b"}, seen  # the ring uses both
+        else:
+            assert len(used) == 1, seen  # one client address, one server
         deadline = time.monotonic() + 5
         served: list[int] = []
         while time.monotonic() < deadline:  # each worker reports its counts once a second
