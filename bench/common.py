@@ -15,6 +15,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def http_cluster(port: int, backend: int) -> str:
+    """The cluster.yaml of the HTTP benchmarks: one frontend, one nginx server."""
+    return f"""
+cluster: bench
+frontends:
+  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app, maxconn: 20000}}
+backends:
+  - name: app
+    servers:
+      - {{name: s1, address: "127.0.0.1:{backend}"}}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -82,15 +82,7 @@ def start_floatgate(
     return common.start_floatgate(
         work,
         name,
-        f"""
-cluster: bench
-frontends:
-  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app, maxconn: 20000}}
-backends:
-  - name: app
-    servers:
-      - {{name: s1, address: "127.0.0.1:{backend}"}}
-""",
+        common.http_cluster(port, backend),
         cpus,
         log=work / f"{name}-access.log" if log else None,
         workers=workers,

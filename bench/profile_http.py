@@ -5,10 +5,10 @@
 
 floatgate (one process, the same cluster.yaml as bench/http.py) is pinned to CPU 0,
 wrk and nginx to CPU 1. py-spy samples the proxy for ``--duration`` seconds while wrk
-loads it, and writes OUT/profile.txt (collapsed stacks, one line per stack and its sample
-count). The summary printed last is the
-share of samples each function appears in (inclusive) and is the top of a stack in
-(self), over the event loop's thread, the table docs/BENCHMARKS.md keeps. py-spy
+loads it, and writes OUT/profile.txt (collapsed stacks, one line per stack and its
+sample count). The summary printed last is the share of samples each function appears
+in (inclusive) and is the top of a stack in (self), over the event loop's thread: the
+table docs/BENCHMARKS.md keeps. py-spy
 leaves out samples of a thread waiting in the kernel; ``--native`` adds C frames
 (libc's write and read are the syscalls) but pauses the proxy for each sample.
 
@@ -29,16 +29,6 @@ from pathlib import Path
 
 import common
 from common import ensure_tools, free_port, load, start_nginx, stop_all, wait_port
-
-CLUSTER = """
-cluster: bench
-frontends:
-  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app, maxconn: 20000}}
-backends:
-  - name: app
-    servers:
-      - {{name: s1, address: "127.0.0.1:{backend}"}}
-"""  # bench/http.py's
 
 
 def py_spy() -> str:
@@ -81,7 +71,7 @@ def _short(frame: str) -> str:
     """'handle (node/proxy/http/handler.py:123)' -> 'handle (node/proxy/http/handler.py)'"""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", f"{common.REPO}/", "lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{name} ({path})"
@@ -113,7 +103,7 @@ def main() -> int:
             procs.append(start_nginx(work, backend, load_cpus))
             port = free_port()
             proxy = common.start_floatgate(
-                work, "fg", CLUSTER.format(port=port, backend=backend), proxy_cpu,
+                work, "fg", common.http_cluster(port, backend), proxy_cpu,
                 log=work / "fg-access.log" if args.log else None,
             )  # fmt: skip
             procs.append(proxy)
