@@ -30,6 +30,7 @@ from node.config.model import (
     GarpConfig,
     HealthCheck,
     HostPort,
+    Http2Settings,
     Mode,
     Network,
     SelfCheckConfig,
@@ -40,6 +41,9 @@ from node.config.model import (
 )
 from node.config.reader import Reader
 from node.config.rules import parse_rules
+
+_ALPN = ("h2", "http/1.1")
+_WINDOW, _MB = (1 << 31) - 1, 1 << 20
 
 _TOP = {
     "cluster", "election", "vip", "defaults", "frontends", "backends", "shutdown_grace",
@@ -196,7 +200,8 @@ class _Parser:
             allowed = common | {"routes"}
             required = {"name", "bind"}
         else:
-            allowed = common | {"forwardfor", "max_header_size", "max_uri_length", "tls", "rules"}
+            allowed = common | {"forwardfor", "max_header_size", "max_uri_length", "tls", "rules",
+                                "http2"}  # fmt: skip
             required = {"name", "bind", "default_backend"}
         m = r.mapping(value, path, allowed, required)
         if mode == "tcp" and "default_backend" not in m and not m.get("routes"):
@@ -217,12 +222,14 @@ class _Parser:
             max_header_size=r.integer(m, "max_header_size", path, 16384, 1024, 1 << 20),
             max_uri_length=r.integer(m, "max_uri_length", path, 8190, 256, 1 << 16),
             tls=self.frontend_tls(m["tls"], f"{path}.tls") if "tls" in m else None,
+            http2=self.http2(m.get("http2"), f"{path}.http2", tls="tls" in m),
             rules=parse_rules(r, m.get("rules"), f"{path}.rules", backend_names),
         )
 
     def frontend_tls(self, value: Any, path: str) -> FrontendTls:
         r = self.r
-        allowed = {"certificates", "policy", "client_auth", "handshake_timeout", "ticket_rotation"}
+        allowed = {"certificates", "policy", "client_auth", "handshake_timeout", "ticket_rotation",
+                   "alpn"}  # fmt: skip
         m = r.mapping(value, path, allowed, {"certificates"})
         r.fact(path, "certificates", "list of names")
         names = [str(item) for _, item in r.items(m.get("certificates"), f"{path}.certificates")]
@@ -247,6 +254,41 @@ class _Parser:
             client_auth=client_auth,
             handshake_timeout=r.duration(m, "handshake_timeout", path, 5.0, low=0.05),
             ticket_rotation=r.duration(m, "ticket_rotation", path, 3600.0, low=0.1),
+            alpn=self.alpn(m.get("alpn"), f"{path}.alpn"),
+        )
+
+    def alpn(self, value: Any, path: str) -> tuple[str, ...]:
+        """The application protocols offered in the handshake, in order of preference."""
+        self.r.fact(path.rsplit(".", 1)[0], "alpn", "list of h2, http/1.1", "[http/1.1]")
+        if value is None:
+            return ("http/1.1",)
+        names: list[str] = []
+        for item_path, item in self.r.items(value, path):
+            if item not in _ALPN:
+                self.r.error(item_path, f"{item!r} is not one of {', '.join(_ALPN)}")
+            elif item in names:
+                self.r.error(item_path, f"{item!r} is listed twice")
+            else:
+                names.append(item)
+        if isinstance(value, list) and not value:
+            self.r.error(path, "needs at least one protocol (h2, http/1.1)")
+        return tuple(names) or ("http/1.1",)
+
+    def http2(self, value: Any, path: str, tls: bool) -> Http2Settings:
+        r = self.r
+        keys = {"max_concurrent_streams", "initial_window_size", "header_table_size",
+                "max_header_list_size", "max_total_streams", "cleartext"}  # fmt: skip
+        m = r.mapping(value if value is not None else {}, path, keys, set())
+        cleartext = r.boolean(m, "cleartext", path, False)
+        if cleartext and tls:
+            r.error(f"{path}.cleartext", "is for plain frontends; on TLS, list h2 in tls.alpn")
+        return Http2Settings(
+            max_concurrent_streams=r.integer(m, "max_concurrent_streams", path, 100, 1, 1000),
+            initial_window_size=r.integer(m, "initial_window_size", path, 65535, 65535, _WINDOW),
+            header_table_size=r.integer(m, "header_table_size", path, 4096, 0, 65536),
+            max_header_list_size=r.integer(m, "max_header_list_size", path, 65536, 1024, _MB),
+            max_total_streams=r.integer(m, "max_total_streams", path, 10000, 1, 1 << 30),
+            cleartext=cleartext,
         )
 
     def certificates(self, value: Any) -> dict[str, CertificateSource]:

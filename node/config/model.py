@@ -136,6 +136,7 @@ class FrontendTls:
     client_auth: ClientAuthConfig | None = None
     handshake_timeout: float = 5.0
     ticket_rotation: float = 3600.0  # new session-ticket keys this often
+    alpn: tuple[str, ...] = ("http/1.1",)  # offered in this order ("h2", "http/1.1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,19 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Http2Settings:
+    """HTTP/2 to clients (``tls.alpn`` with ``h2``, or ``cleartext`` prior knowledge).
+    The defaults are HAProxy's (tune.h2.*), with RFC 9113's initial window."""
+
+    max_concurrent_streams: int = 100
+    initial_window_size: int = 65535
+    header_table_size: int = 4096
+    max_header_list_size: int = 65536
+    max_total_streams: int = 10000  # then GOAWAY: the client opens a new connection
+    cleartext: bool = False  # h2c with prior knowledge on a plain frontend
+
+
+@dataclass(frozen=True, slots=True)
 class FrontendConfig:
     name: str
     bind: HostPort
@@ -203,6 +217,7 @@ class FrontendConfig:
     max_header_size: int = 16384
     max_uri_length: int = 8190
     tls: FrontendTls | None = None
+    http2: Http2Settings = field(default_factory=Http2Settings)
     rules: tuple[Rule, ...] = ()
     routes: tuple[SniRoute, ...] = ()  # mode tcp
     hello_timeout: float = 5.0  # for a PROXY header and (mode tcp) the ClientHello

@@ -48,7 +48,8 @@ SECTIONS = (
             "material by name (files relative to the certificates directory, `--certs`, "
             "default: next to cluster.yaml): [tls.md](tls.md)."),
     Section("cluster.yaml", "frontends[]", "frontends[]", "Listeners. `mode: http` "
-            "proxies HTTP/1.1 ([http-proxy.md](http-proxy.md)); `mode: tcp` relays TLS "
+            "proxies HTTP/1.1 ([http-proxy.md](http-proxy.md)) and HTTP/2 "
+            "([http2.md](http2.md)); `mode: tcp` relays TLS "
             "by SNI without terminating it ([tls.md](tls.md#passthrough-mode-tcp))."),
     Section("cluster.yaml", "frontends[].tls", "frontends[].tls",
             "TLS termination on an http frontend: [tls.md](tls.md)."),
@@ -167,6 +168,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "frontends[].tls.handshake_timeout": "a handshake that takes longer is dropped",
         "frontends[].tls.ticket_rotation": "without bundles: new session-ticket keys "
         "this often (with bundles the cluster's key is used)",
+        "frontends[].tls.alpn": "the protocols offered to clients, in the server's order "
+        "of preference: `[h2, http/1.1]` serves HTTP/2 to clients that speak it",
         "frontends[].tls.client_auth": "ask for client certificates",
         "frontends[].tls.client_auth.ca": "a name from `client_cas`",
         "frontends[].tls.client_auth.crl": "a name from `crls`",
@@ -174,6 +177,20 @@ MEANINGS: dict[str, dict[str, str]] = {
         "without one), `optional` (checked when given), `none`",
         "frontends[].tls.client_auth.forward_pem": "also send the client's PEM "
         "certificate to servers (X-SSL-Client-Cert)",
+        "frontends[].http2": "HTTP/2 to clients (http only): settings advertised to "
+        "them and the limits enforced",
+        "frontends[].http2.max_concurrent_streams": "streams one client may have open "
+        "at once (HAProxy: tune.h2.max-concurrent-streams)",
+        "frontends[].http2.initial_window_size": "the per-stream receive window, bytes: "
+        "request-body bytes buffered per stream before the client must wait",
+        "frontends[].http2.header_table_size": "the HPACK dynamic table the client's "
+        "headers may use, bytes",
+        "frontends[].http2.max_header_list_size": "a request head, decoded, bytes "
+        "(larger: the connection is closed)",
+        "frontends[].http2.max_total_streams": "streams per connection; then GOAWAY and "
+        "the client goes on with a new connection (HAProxy: tune.h2.fe.max-total-streams)",
+        "frontends[].http2.cleartext": "plain frontends: also accept HTTP/2 with prior "
+        "knowledge (h2c) next to HTTP/1.1",
         "frontends[].rules": "request rules (http only)",
         "frontends[].rules[].if": "when the rule applies (absent: always); the keys "
         "of one mapping must all hold",

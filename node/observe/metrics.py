@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 HANDSHAKE_RESULTS = ("ok", "failed", "timeout", "aborted")
+PROTOCOLS = ("http/1.1", "h2")  # ALPN's names (HTTP/1.0 requests count as http/1.1)
 CLIENT_TIMEOUTS = ("http_request", "client", "tunnel")  # keep-alive ends are not errors
 # Backend response times: 1 ms .. 30 s (HAProxy's Tr); takeovers: 50 ms .. 30 s.
 RESPONSE_BUCKETS = (
@@ -77,6 +78,10 @@ class Finished(Protocol):
     def mode(self) -> str:
         """ "http" or "tcp"."""
 
+    @property
+    def protocol(self) -> str:
+        """The client's protocol (mode http): "http/1.1" or "h2"."""
+
 
 def code_class(status: int) -> str:
     return _BY_HUNDREDS[status // 100] if 100 <= status < 600 else "other"
@@ -99,6 +104,7 @@ class FrontendMeters:
     bytes_out: int = 0
     request_errors: int = 0
     handshakes: dict[str, int] = field(default_factory=lambda: _zeros(HANDSHAKE_RESULTS))
+    protocols: dict[str, int] = field(default_factory=lambda: _zeros(PROTOCOLS))
     timeouts: dict[str, int] = field(default_factory=lambda: _zeros(CLIENT_TIMEOUTS))
     client_aborts: int = 0
     accept_errors: int = 0
@@ -173,6 +179,7 @@ class Meters(Collector):
             return
         code = code_class(entry.status)
         frontend.requests[code] += 1
+        frontend.protocols[entry.protocol] += 1
         if entry.server != "<NOSRV>" and entry.response > 0:
             backend = self.backend(entry.backend)
             backend.responses[code] += 1
@@ -238,6 +245,11 @@ class Meters(Collector):
             "Requests refused as malformed or too large",
             labels=front,
         )
+        protocols = CounterMetricFamily(
+            "floatgate_frontend_protocol_requests",
+            "Requests by the client's protocol (http/1.1, h2)",
+            labels=["frontend", "protocol"],
+        )
         handshakes = CounterMetricFamily(
             "floatgate_tls_handshakes",
             "TLS handshakes on a frontend, by result",
@@ -273,7 +285,9 @@ class Meters(Collector):
             errors.add_metric([name], m.request_errors)
             for result, count in m.handshakes.items():
                 handshakes.add_metric([name, result], count)
-        yield from (requests, connections, bytes_in, bytes_out, errors, handshakes)
+            for protocol, count in m.protocols.items():
+                protocols.add_metric([name, protocol], count)
+        yield from (requests, connections, bytes_in, bytes_out, errors, handshakes, protocols)
         yield from (timeouts, aborts, accept_errors)
         responses = CounterMetricFamily(
             "floatgate_backend_http_responses",

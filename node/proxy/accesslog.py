@@ -46,6 +46,7 @@ class AccessEntry:
     retries: int = 0
     termination: str = "-"
     mode: str = "http"  # "tcp": one entry per passthrough connection
+    protocol: str = "http/1.1"  # the client's (mode http), as ALPN names it
 
     def log_entry(self) -> AccessEntry:
         return self
@@ -69,6 +70,7 @@ class AccessEntry:
             "request": self.request_line, "tq_ms": _ms(self.headers_done - self.started),
             "tw_ms": _ms(self.wait_queue), "tc_ms": _ms(self.connect),
             "tr_ms": _ms(self.response), "tt_ms": _ms(self.finished - self.started),
+            **({"protocol": self.protocol} if self.mode == "http" else {}),
         }  # fmt: skip
 
 

@@ -36,7 +36,10 @@ class ClientAuth:
 
 
 def server_context(
-    cert: CertFile, policy: Policy, client_auth: ClientAuth | None
+    cert: CertFile,
+    policy: Policy,
+    client_auth: ClientAuth | None,
+    alpn: Sequence[str] = ("http/1.1",),
 ) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = (
@@ -44,7 +47,7 @@ def server_context(
     )
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(list(alpn))  # the server's order of preference wins
     _load_chain(context, cert.pem())
     if client_auth is not None and client_auth.verify != "none":
         context.verify_mode = (

@@ -67,7 +67,7 @@ def build_frontend_tls(
     auth: ClientAuth | None,
     ticket_key: bytes | None = None,
 ) -> FrontendTlsRuntime:
-    contexts = [(b, server_context(b, config.policy, auth)) for b in certs]
+    contexts = [(b, server_context(b, config.policy, auth, config.alpn)) for b in certs]
     if ticket_key is not None:
         for _, context in contexts:
             set_ticket_key(context, ticket_key)  # TicketKeyError: the caller decides

@@ -86,6 +86,19 @@ def test_valid_config_parses_with_defaults_applied() -> None:
         (("timeout: {client: 5s}", "timeout: {client: 5s, bogus: 1s}"),
          "c.yaml: frontends[0].timeout.bogus: unknown key"),
         (("mode: http", "mode: http"), None),
+        (("forwardfor: {", "http2: {max_concurrent_streams: 0}\n    forwardfor: {"),
+         "c.yaml: frontends[0].http2.max_concurrent_streams: 0 is out of range"),
+        (("forwardfor: {", "http2: {window: 1}\n    forwardfor: {"),
+         "c.yaml: frontends[0].http2.window: unknown key"),
+        (("forwardfor: {", "tls: {certificates: [a], alpn: [h3]}\n    forwardfor: {"),
+         "c.yaml: frontends[0].tls.alpn[0]: 'h3' is not one of h2, http/1.1"),
+        (("forwardfor: {", "tls: {certificates: [a], alpn: [h2, h2]}\n    forwardfor: {"),
+         "c.yaml: frontends[0].tls.alpn[1]: 'h2' is listed twice"),
+        (("forwardfor: {", "tls: {certificates: [a], alpn: []}\n    forwardfor: {"),
+         "c.yaml: frontends[0].tls.alpn: needs at least one protocol"),
+        (("forwardfor: {", "tls: {certificates: [a]}\n    http2: {cleartext: true}\n"
+          "    forwardfor: {"),
+         "c.yaml: frontends[0].http2.cleartext: is for plain frontends"),
     ],
 )  # fmt: skip
 def test_each_error_names_file_and_path(change: tuple[str, str], expected: str | None) -> None:

@@ -11,7 +11,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
 from node.proxy.errors import BadRequest, ClientTimeout
-from node.proxy.http.connection import ClientConnection
+from node.proxy.http.client import Client
 from node.proxy.http.headers import header_value
 from node.proxy.http.stream import first_piece, pieces
 from node.proxy.upstream.exchange import RequestBody
@@ -27,7 +27,7 @@ class ClientBodyError(Exception):
 
 
 async def request_body(
-    conn: ClientConnection, message: RawRequestMessage, payload: StreamReader
+    conn: Client, message: RawRequestMessage, payload: StreamReader
 ) -> RequestBody:
     if payload.is_eof() and payload.exception() is None:  # no body, or all of it is here
         data = payload.read_nowait(-1)

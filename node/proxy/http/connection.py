@@ -21,13 +21,16 @@ from aiohttp.http_parser import HttpRequestParser
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestPayloadError
 
-from node.config.model import ClientAuthConfig
 from node.proxy.errors import ClientTimeout
+from node.proxy.http.h2.connection import PREFACE, Http2Connection
+from node.proxy.http.peer import TlsFacts, client_address, keep_session, local_address
 from node.proxy.session import Host, Phase
-from node.tls.peer import ClientIdentity, client_cert_headers, client_identity
+from node.tls.peer import ClientIdentity
 
 if TYPE_CHECKING:
     from aiohttp.http_parser import RawRequestMessage
+
+    from node.config.model import Http2Settings
 
 log = logging.getLogger("floatgate.listener")
 
@@ -62,15 +65,16 @@ class RequestHandler(Protocol):
     ) -> bool: ...
 
 
-class ClientConnection(BaseProtocol):
+class ClientConnection(TlsFacts, BaseProtocol):
     """Phases (node.proxy.session.Phase): IDLE between requests, READING while a request's
     head arrives, BUSY while it is served. ``expire`` applies the deadline of each."""
 
+    http2 = False
     # Slots and a list for the queue: an idle keep-alive connection is ~1 KiB smaller
     # (an instance dict; a deque allocates a 64-slot block even when empty).
     __slots__ = (
         "_at_boundary", "_cert_headers", "_current_payload", "_identity", "_local",
-        "_meters", "_reading_paused_by_queue", "closing", "ended_at", "input_ended",
+        "_meters", "_reading_paused_by_queue", "_sniffed", "closing", "ended_at", "input_ended",
         "last_read", "last_write", "listener", "parser", "peer", "phase", "proxied",
         "queue", "remote", "request_started", "served", "since", "ssl_object", "task",
         "tunnel", "upgrade_tail", "upgraded", "uri_limit", "write_paused_since",
@@ -113,6 +117,8 @@ class ClientConnection(BaseProtocol):
         self.write_paused_since: float | None = None  # the client stopped reading
         self.ended_at: float | None = None  # closed on a deadline at this time
         self.input_ended = False  # the client half-closed after complete requests
+        # The first bytes on a plain frontend with http2.cleartext: the HTTP/2 preface?
+        self._sniffed: bytes | None = b"" if self._route_http2().cleartext else None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -134,28 +140,41 @@ class ClientConnection(BaseProtocol):
         # Not BaseProtocol's: its TCP_NODELAY (set on the socket by the listener
         # already) builds a socket object the transport keeps (~250 bytes each).
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if self.proxied is not None:
-            self.peer = self.proxied
-        elif peer:
-            self.peer = peer if len(peer) == 2 else (peer[0], peer[1])  # IPv6: 4 items
-        self.remote = self.peer[0] or None
         self.ssl_object = transport.get_extra_info("ssl_object")
+        if self.ssl_object is not None and self.ssl_object.selected_alpn_protocol() == "h2":
+            self._to_http2(b"")  # this client speaks HTTP/2 (ALPN): not a connection here
+            return
+        self.peer = client_address(transport, self.proxied)
+        self.remote = self.peer[0] or None
         self.listener.connections.add(self)
+
+    def _route_http2(self) -> Http2Settings:
+        return self.listener.handler.route.frontend.http2
+
+    def _to_http2(self, received: bytes) -> None:
+        """Hand the transport to an HTTP/2 connection (with the bytes read so far)."""
+        transport = self.transport
+        assert transport is not None
+        http2 = Http2Connection(self.listener, self.proxied, self._route_http2(), self._meters)
+        if self in self.listener.connections:
+            self.listener.connections.discard(self)  # counted again as the HTTP/2 one
+        self.transport = None
+        transport.set_protocol(http2)
+        http2.connection_made(transport)
+        if received:
+            http2.data_received(received)
 
     @property
     def local(self) -> tuple[str, int]:
         """The address the client connected to (for a PROXY header to the servers)."""
         if self._local is None:
-            transport = self.transport
-            sockname = transport.get_extra_info("sockname") if transport is not None else None
-            self._local = (sockname[0], sockname[1]) if sockname else ("", 0)
+            self._local = local_address(self.transport)
         return self._local
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
         if self.ssl_object is not None and self.phase is Phase.IDLE:
-            _keep_session(self.ssl_object)
+            keep_session(self.ssl_object)
         payload = self._current_payload
         if payload is not None and not payload.is_eof():
             payload.set_exception(ConnectionResetError("client closed the connection"))
@@ -168,6 +187,10 @@ class ClientConnection(BaseProtocol):
         self.listener.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._sniffed is not None:
+            data = self._sniff(data)
+            if not data:
+                return
         self._meters.bytes_in += len(data)
         if data:
             self.last_read = time.monotonic()
@@ -207,6 +230,18 @@ class ClientConnection(BaseProtocol):
                 self._reading_paused_by_queue = True
                 self.transport.pause_reading()  # type: ignore[union-attr]
 
+    def _sniff(self, data: bytes) -> bytes:
+        """h2c with prior knowledge (RFC 9113 3.3): a client whose first bytes are the
+        HTTP/2 preface is handed to an HTTP/2 connection; what it returns is for here."""
+        sniffed = self._sniffed = (self._sniffed or b"") + data
+        if len(sniffed) < len(PREFACE) and PREFACE.startswith(sniffed):
+            return b""  # too early to tell
+        self._sniffed = None
+        if sniffed.startswith(PREFACE):
+            self._to_http2(sniffed)
+            return b""
+        return sniffed
+
     def eof_received(self) -> bool:
         if self.tunnel is not None:
             self.tunnel.client_eof()
@@ -243,20 +278,12 @@ class ClientConnection(BaseProtocol):
             if payload is not EMPTY_PAYLOAD and not payload.is_eof():
                 payload.set_exception(exc)
 
-    def identity(self) -> ClientIdentity:
-        """What this TLS client proved (computed once per connection)."""
-        if self._identity is None:
-            self._identity = client_identity(self.ssl_object)
-        return self._identity
-
-    def client_cert_headers(self, auth: ClientAuthConfig | None) -> list[tuple[bytes, bytes]]:
-        """The client-certificate headers for this TLS session (computed once)."""
-        if self._cert_headers is None:
-            forward_pem = auth is not None and auth.forward_pem
-            self._cert_headers = client_cert_headers(self.ssl_object, forward_pem)
-        return list(self._cert_headers)
-
     # -- serving -------------------------------------------------------------------
+
+    def writable(self) -> bool:
+        """May a response still be written (the client has not gone)?"""
+        transport = self.transport
+        return transport is not None and not transport.is_closing()
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -426,18 +453,6 @@ class ClientConnection(BaseProtocol):
     def _expired(self, timeout: str, what: str) -> None:
         self._meters.timeouts[timeout] = self._meters.timeouts.get(timeout, 0) + 1
         log.info("%s: client %s %s (timeout.%s)", self.listener.name, self.remote, what, timeout)
-
-
-def _keep_session(ssl_object: ssl.SSLObject) -> None:
-    """A TLS client that left between requests, most often without close_notify: mark
-    the connection shut down before it is freed. OpenSSL drops the session of a
-    connection freed without a shutdown from the server's cache, so that client could
-    not resume with its session ID (TLS 1.1 and later allow resuming it: RFC 4346,
-    7.2.1). The close_notify this writes goes nowhere: the connection is gone."""
-    try:
-        ssl_object.unwrap()
-    except (ssl.SSLError, OSError, ValueError):
-        pass  # SSL_shutdown has marked it either way (it waits for the peer's alert)
 
 
 def _too_long(exc: LineTooLong, uri_limit: int) -> tuple[int, str]:

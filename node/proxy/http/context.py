@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp.http_parser import RawRequestMessage
 
 from node.proxy.accesslog import AccessEntry
-from node.proxy.http.connection import ClientConnection
+from node.proxy.http.client import Client
 from node.proxy.upstream.pool import BackendPool
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -22,7 +22,7 @@ HeaderList = list[tuple[bytes, bytes]]
 
 @dataclass(slots=True)
 class RequestContext:
-    conn: ClientConnection
+    conn: Client
     message: RawRequestMessage
     frontend: str
     pool: BackendPool  # the default backend until a use_backend rule picks another
@@ -53,9 +53,13 @@ class RequestContext:
     def backend(self) -> str:
         return self.pool.name
 
+    @property
+    def protocol(self) -> str:
+        return "h2" if self.conn.http2 else "http/1.1"
+
     def log_entry(self) -> AccessEntry:
         message = self.message
-        major, minor = message.version
+        major, minor = (2, 0) if self.conn.http2 else message.version
         return AccessEntry(
             started=self.started,
             headers_done=self.headers_done,
@@ -72,4 +76,5 @@ class RequestContext:
             finished=self.finished,
             retries=self.retries,
             termination=self.termination,
+            protocol=self.protocol,
         )

@@ -43,6 +43,7 @@ from node.proxy.errors import (
     ServerTimeout,
 )
 from node.proxy.http.body import ClientBodyError, request_body
+from node.proxy.http.client import Client
 from node.proxy.http.connection import ClientConnection, error_head
 from node.proxy.http.context import HeaderList, RequestContext
 from node.proxy.http.headers import (
@@ -105,9 +106,7 @@ class HttpHandler:
     def new_protocol(self, listener: Host, proxied: tuple[str, int] | None) -> ClientConnection:
         return ClientConnection(listener, proxied)
 
-    async def handle(
-        self, conn: ClientConnection, message: RawRequestMessage, payload: StreamReader
-    ) -> bool:
+    async def handle(self, conn: Client, message: RawRequestMessage, payload: StreamReader) -> bool:
         """Serve one request; True if the client connection may serve another."""
         route = self.route
         if route.probe_path and message.path == route.probe_path:
@@ -134,7 +133,7 @@ class HttpHandler:
                           message.method, message.path, major, minor)  # fmt: skip
             ctx.termination = "InternalError"
             ctx.status = 500
-            if not ctx.response_started and conn.transport is not None:
+            if not ctx.response_started and conn.writable():
                 conn.write(error_head(500, "Internal Server Error"))
             keep = False
         finally:
@@ -242,7 +241,8 @@ class HttpHandler:
     # -- 4. WebSocket -------------------------------------------------------------------
 
     async def _tunnel(self, ctx: RequestContext, key: str) -> bool:
-        pool, message = ctx.pool, ctx.message
+        pool, message, conn = ctx.pool, ctx.message, ctx.conn
+        assert isinstance(conn, ClientConnection)  # an upgrade is HTTP/1.1's
         async with await pool.acquire(key) as slot:
             server = slot.server
             ctx.server = server.name
@@ -251,8 +251,8 @@ class HttpHandler:
             try:
                 ctx.response_started = True
                 ctx.status, ctx.bytes_out = await open_tunnel(
-                    ctx.conn, server.config.address, head, pool.config.timeouts, pool.tls,
-                    _proxy_preamble(pool, ctx.conn),
+                    conn, server.config.address, head, pool.config.timeouts, pool.tls,
+                    _proxy_preamble(pool, conn),
                 )  # fmt: skip
             except ConnectError as exc:
                 ctx.response_started = False
@@ -432,7 +432,7 @@ class HttpHandler:
         ctx.status = exc.status
         log.debug("%s %s: %s", self.route.frontend.name, message.path, exc)
         keep = keep and exc.status not in (400, 408, 501) and not ctx.one_shot
-        if conn.transport is None or conn.transport.is_closing():
+        if not conn.writable():
             self._client_aborted(ctx)  # nobody is left to answer
             return False
         if ctx.bytes_out == 0 and not ctx.response_started:
@@ -466,7 +466,7 @@ def _facts(ctx: RequestContext) -> RequestFacts:
     )
 
 
-def _proxy_preamble(pool: BackendPool, conn: ClientConnection) -> bytes:
+def _proxy_preamble(pool: BackendPool, conn: Client) -> bytes:
     version = pool.config.send_proxy
     return encode_proxy_header(version, conn.peer, conn.local) if version else b""
 
