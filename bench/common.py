@@ -28,6 +28,47 @@ backends:
 """
 
 
+def tls_cluster(port: int, backend: int, pem: Path, alpn: str = "[http/1.1]") -> str:
+    """The cluster.yaml of the TLS benchmarks: one TLS frontend, one nginx server."""
+    return f"""
+cluster: bench
+certificates: {{site: {pem}}}
+frontends:
+  - name: web
+    bind: "127.0.0.1:{port}"
+    default_backend: app
+    maxconn: 20000
+    tls: {{certificates: [site], alpn: {alpn}}}
+backends:
+  - {{name: app, servers: [{{name: s1, address: "127.0.0.1:{backend}"}}]}}
+"""
+
+
+# HAProxy's side of the HTTP benchmarks: one thread, every request logged (to stdout,
+# which start_haproxy sends to a file), keep-alive both ways.
+HAPROXY_LOGGED = """
+global
+  nbthread 1
+  maxconn 8000
+  log stdout format raw local0 info
+{global_extra}
+defaults
+  mode http
+  log global
+  option httplog
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend web
+  bind 127.0.0.1:{port}{bind_extra}
+  default_backend app
+backend app
+  server s1 127.0.0.1:{backend}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

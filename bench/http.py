@@ -48,32 +48,10 @@ from common import (
 
 
 def start_haproxy(work: Path, port: int, backend: int, cpus: str | None) -> subprocess.Popen[bytes]:
-    return common.start_haproxy(
-        work,
-        "haproxy-http",
-        f"""
-global
-  nbthread 1
-  maxconn 8000
-  log stdout format raw local0 info
-defaults
-  mode http
-  log global
-  option httplog
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend web
-  bind 127.0.0.1:{port}
-  default_backend app
-backend app
-  server s1 127.0.0.1:{backend}
-""",
-        cpus,
-        stdout=work / "haproxy-access.log",
-    )
+    config = common.HAPROXY_LOGGED.format(port=port, backend=backend, global_extra="",
+                                          bind_extra="")  # fmt: skip
+    return common.start_haproxy(work, "haproxy-http", config, cpus,
+                                stdout=work / "haproxy-access.log")  # fmt: skip
 
 
 def start_floatgate(

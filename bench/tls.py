@@ -53,22 +53,7 @@ backend app
 
 
 def start_floatgate(work: Path, port: int, backend: int, pem: Path) -> subprocess.Popen[bytes]:
-    return common.start_floatgate(
-        work,
-        f"cluster-{port}",
-        f"""
-cluster: bench
-certificates: {{site: {pem}}}
-frontends:
-  - name: web
-    bind: "127.0.0.1:{port}"
-    default_backend: app
-    maxconn: 20000
-    tls: {{certificates: [site]}}
-backends:
-  - {{name: app, servers: [{{name: s1, address: "127.0.0.1:{backend}"}}]}}
-""",
-    )
+    return common.start_floatgate(work, f"cluster-{port}", common.tls_cluster(port, backend, pem))
 
 
 def handshakes(port: int, seconds: int) -> float:
