@@ -328,6 +328,8 @@ async def test_a_drain_sends_goaway_finishes_open_streams_and_refuses_new_ones(
     data = b"".join(bytes(f.data) for f in frames if isinstance(f, DataFrame) and f.stream_id == 1)
     ended = [f for f in frames if f.stream_id == 1 and "END_STREAM" in f.flags]
     assert data == b"app" and ended  # the stream in flight was answered whole
+    goaways = [f.last_stream_id for f in frames if isinstance(f, GoAwayFrame)]
+    assert set(goaways) == {1}, goaways  # a later GOAWAY never names a higher stream
     assert [p for _, p in app.requests] == ["/slow"]
     await stopping
     await raw.close()
@@ -559,3 +561,34 @@ async def test_more_streams_than_max_concurrent_streams_close_the_connection(
     await asyncio.sleep(0.6)
     assert "/5" not in [p for _, p in app.requests]
     await _still_serving(port)
+
+
+async def test_streams_are_balanced_retried_and_queued_like_requests(
+    backends: Any, proxy: Any
+) -> None:
+    """Round robin across servers per stream, a connect failure retried on the other
+    server, and a server's maxconn queueing concurrent streams instead of failing them."""
+    first, second = await backends("one"), await backends("two")
+    first.delay = second.delay = 0.2
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    port = free_port()
+    await proxy(f"""
+cluster: c
+frontends:
+  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app, http2: {{cleartext: true}}}}
+backends:
+  - name: app
+    retries: 2
+    servers:
+      - {{name: s1, address: "{first.address}", maxconn: 1}}
+      - {{name: s2, address: "{second.address}", maxconn: 1}}
+      - {{name: s3, address: "{dead}"}}
+""")  # fmt: skip
+    client = await H2Client.connect(port)
+    streams = [client.request(f"/{n}", scheme="http") for n in range(9)]
+    answers = [await client.answer(s, timeout=15) for s in streams]
+    assert [a.status for a in answers] == [200] * 9  # none failed: retried or queued
+    bodies = sorted(bytes(a.body) for a in answers)
+    assert bodies.count(b"one") >= 3 and bodies.count(b"two") >= 3
+    assert len(first.requests) + len(second.requests) == 9
+    await client.close()

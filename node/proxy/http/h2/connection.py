@@ -611,8 +611,9 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             return
         if self.writable():
             self._write()
-            try:
-                self.h2.close_connection(last_stream_id=self.last_stream_id)
+            last = self.goaway_id if self.goaway_id is not None else self.last_stream_id
+            try:  # never a higher last stream than an earlier GOAWAY named (RFC 9113 6.8)
+                self.h2.close_connection(last_stream_id=last)
             except h2.exceptions.ProtocolError:
                 pass  # h2 has closed the connection already
             self._write()
