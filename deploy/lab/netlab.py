@@ -334,7 +334,8 @@ admin: {{listen: "{HOSTS[name]}:{ADMIN_PORT}", token_file: {token}, tls: {tls_ad
 def lab_cluster_yaml(
     etcd_loss: str = "release", arp_probe: str = "50ms", lease_ttl: str = "2s", fence: str = "bpf"
 ) -> str:
-    """The lab's cluster.yaml: the VIP, TTL 2 s, one HTTP frontend, the web backend."""
+    """The lab's cluster.yaml: the VIP, TTL 2 s, one HTTP frontend (HTTP/1.1, and HTTP/2
+    with prior knowledge), the web backend."""
     return f"""cluster: lab
 election: {{lease_ttl: {lease_ttl}, nopreempt: true, min_healthy_backends: 1,
            etcd_loss: {etcd_loss}}}
@@ -342,7 +343,7 @@ vip: {{address: {VIP}/24, arp_probe: {arp_probe}, fence: {fence},
       garp: {{count: 3, interval: 100ms}}}}
 shutdown_grace: 2s
 frontends:
-  - {{name: web, bind: "{VIP}:80", default_backend: app}}
+  - {{name: web, bind: "{VIP}:80", default_backend: app, http2: {{cleartext: true}}}}
 backends:
   - name: app
     check: {{type: http, path: /, interval: 500ms, rise: 1, fall: 3}}

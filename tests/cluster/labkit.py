@@ -85,9 +85,13 @@ class Monitor:
         return [t for t, holders in self.samples if len(holders) > 1]
 
 
-def probe(lab: SwitchedLab, seconds: float, timeout: float = 0.5) -> dict[str, float]:
+def probe(
+    lab: SwitchedLab, seconds: float, timeout: float = 0.5, h2: bool = False
+) -> dict[str, float]:
+    """deploy/lab/client_probe.py in the client namespace (``h2``: over one kept HTTP/2
+    connection instead of a new HTTP/1.1 connection per request)."""
     proc = lab.start("probe", "client", sys.executable, "-m", "deploy.lab.client_probe",
-                     VIP, str(seconds), str(timeout))  # fmt: skip
+                     VIP, str(seconds), str(timeout), *(["h2"] if h2 else []))  # fmt: skip
     proc.wait(seconds + 20)
     return json.loads(lab.log("probe").strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -100,14 +104,16 @@ def cli(lab: SwitchedLab, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def probed_switchover(lab: SwitchedLab) -> tuple[float, dict[str, float], Monitor]:
+def probed_switchover(
+    lab: SwitchedLab, h2: bool = False
+) -> tuple[float, dict[str, float], Monitor]:
     """``floatgate switchover`` 1.5 s into a 5 s client probe (3 s timeout) of the VIP,
     with a monitor: returns the seconds until n2 alone held the VIP, the probe's
     result and the stopped monitor, which has already found one ARP answerer (n2)
     from the request on."""
     monitor = Monitor(lab)
     result: dict[str, dict[str, float]] = {}
-    client = threading.Thread(target=lambda: result.update(r=probe(lab, 5.0, timeout=3.0)))
+    client = threading.Thread(target=lambda: result.update(r=probe(lab, 5.0, 3.0, h2)))
     client.start()
     time.sleep(1.5)
     asked = time.monotonic()
