@@ -62,6 +62,12 @@ def test_a_matching_host_header_is_kept_once() -> None:
         ([*BASE, (b"content-length", b"5")], "content-length without a body"),
         ([(b":method", b"CONNECT"), (b":path", b"/")], "CONNECT"),
         ([*BASE, *[(b"x-%d" % i, b"v") for i in range(130)]], "more than 128"),
+        # what becomes the HTTP/1.1 request line must not be able to add words to it
+        ([(b":method", b"GET /x"), *BASE[1:]], "invalid :method"),
+        ([(b":method", b"G\tET"), *BASE[1:]], "invalid :method"),
+        ([*BASE[:3], (b":path", b"/a HTTP/1.0")], "invalid :path"),
+        ([*BASE[:3], (b":path", b"/a\x7fb")], "invalid :path"),
+        ([*BASE[:2], (b":authority", b"a.test evil"), BASE[3]], "invalid :authority"),
     ],
 )
 def test_malformed_requests_are_refused(fields: list[tuple[bytes, bytes]], why: str) -> None:

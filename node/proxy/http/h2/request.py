@@ -22,6 +22,10 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _FORBIDDEN_IN_VALUE = (0x00, 0x0A, 0x0D)
+_METHOD = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+_NOT_IN_TARGET = frozenset([*range(0x21), 0x7F])  # :path and :authority: no space, no controls
 MAX_FIELDS = 128  # as for HTTP/1.1 (node.proxy.http.connection)
 _NO_URL = URL()
 
@@ -72,7 +76,12 @@ def to_request(fields: Sequence[tuple[bytes, bytes]], end_stream: bool) -> RawRe
     method = pseudo.get(b":method")
     if not method:
         raise MalformedRequest("no :method")
+    # These become the HTTP/1.1 request line and Host: nothing in them may add a word.
+    if any(byte not in _METHOD for byte in method):
+        raise MalformedRequest(f"invalid :method {_shown(method)}")
     authority = pseudo.get(b":authority")
+    if authority is not None and any(byte in _NOT_IN_TARGET for byte in authority):
+        raise MalformedRequest(f"invalid :authority {_shown(authority)}")
     if method == b"CONNECT":
         if b":path" in pseudo or b":scheme" in pseudo or not authority:
             raise MalformedRequest("CONNECT with :path or :scheme, or without :authority")
@@ -82,6 +91,8 @@ def to_request(fields: Sequence[tuple[bytes, bytes]], end_stream: bool) -> RawRe
         if not path or b":scheme" not in pseudo:
             raise MalformedRequest("no :path or no :scheme")
         if not path.startswith(b"/") and not (path == b"*" and method == b"OPTIONS"):
+            raise MalformedRequest(f"invalid :path {_shown(path)}")
+        if any(byte in _NOT_IN_TARGET for byte in path):
             raise MalformedRequest(f"invalid :path {_shown(path)}")
     if authority is not None and host is not None and host.lower() != authority.lower():
         raise MalformedRequest("host differs from :authority")
