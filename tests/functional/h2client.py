@@ -69,12 +69,20 @@ class H2Client:
         port: int,
         context: ssl.SSLContext | None = None,
         server_name: str = "app.test",
+        rcvbuf: int | None = None,
         **options: Any,
     ) -> H2Client:
+        """``rcvbuf``: a small receive buffer, so that what the client does not read
+        stays with the server instead of the kernel."""
         if context is not None:
             context.set_alpn_protocols(["h2"])
+        sock = socket.socket()
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=context, server_hostname=server_name if context else None
+            sock=sock, ssl=context, server_hostname=server_name if context else None
         )
         if context is not None:
             ssl_object = writer.get_extra_info("ssl_object")

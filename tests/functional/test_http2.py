@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 
 import h2.errors
 import h2.settings
+import hpack
 import pytest
 from aiohttp import web
 from hyperframe.frame import (
@@ -28,7 +30,7 @@ from hyperframe.frame import (
 )
 
 from tests.conftest import free_port
-from tests.functional.h2client import Answer, H2Client, RawH2, blocking_get
+from tests.functional.h2client import PREFACE, Answer, H2Client, RawH2, blocking_get
 from tests.functional.pki import Pki
 from tests.functional.test_rules_tls import design_yaml
 from tests.functional.test_tls import client_context
@@ -592,3 +594,243 @@ backends:
     assert bodies.count(b"one") >= 3 and bodies.count(b"two") >= 3
     assert len(first.requests) + len(second.requests) == 9
     await client.close()
+
+
+# -- found in review -------------------------------------------------------------------------
+
+
+async def test_a_body_shorter_than_its_content_length_ended_by_trailers_is_refused(
+    backends: Any, proxy: Any
+) -> None:
+    """h2 checks content-length only on DATA with END_STREAM: trailers ending the stream
+    early must not let a short body reach a server with the client's length (the
+    server would read the next request on that connection as the rest of the body)."""
+    app = await backends("app")
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address))
+    raw = await RawH2.connect(port)
+    length = [(b"content-length", b"100")]
+    raw.send(raw.headers(1, path="/short", method="POST", end_stream=False, extra=length))
+    raw.send(DataFrame(1, b"0123456789").serialize())
+    trailers = HeadersFrame(1, bytes(raw.encoder.encode([(b"x-trailer", b"1")])))
+    trailers.flags.add("END_HEADERS")
+    trailers.flags.add("END_STREAM")
+    raw.send(trailers.serialize())
+    reset = await raw.until(lambda f: isinstance(f, RstStreamFrame | GoAwayFrame))
+    assert reset is not None and reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    await asyncio.sleep(0.2)
+    assert app.requests == []
+    await _still_serving(port)
+
+
+@pytest.mark.parametrize(("field", "status"), [("path", 414), ("header", 431)])
+async def test_request_heads_over_the_frontend_limits_get_414_and_431(
+    backends: Any, proxy: Any, field: str, status: int
+) -> None:
+    app = await backends("app")
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address))  # max_uri_length 8190, max_header_size 16384
+    client = await H2Client.connect(port)
+    if field == "path":
+        answer = await client.get("/" + "a" * 9000, scheme="http")
+    else:
+        answer = await client.get("/", scheme="http", extra=[(b"x-big", b"b" * 17000)])
+    assert answer.status == status
+    assert app.requests == []
+    assert (await client.get("/fine", scheme="http")).status == 200
+    await client.close()
+
+
+async def test_the_response_header_table_stays_small_whatever_the_client_allows(
+    backends: Any, proxy: Any
+) -> None:
+    """A client may announce a huge HPACK table; the server's encoder keeps 4 KiB (as
+    nghttp2 does): a table as large as the client asks costs memory and a linear search
+    per response header."""
+    app = await backends("app")
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address))
+    raw = await RawH2.connect(port, preface=False)
+    raw.send(PREFACE + SettingsFrame(0, settings={SettingsFrame.HEADER_TABLE_SIZE: 1 << 20})
+             .serialize())  # fmt: skip
+    raw.send(raw.headers(1, path="/t"))
+    decoder = hpack.Decoder()
+    decoder.max_allowed_table_size = 1 << 20  # what this client offered
+    head = await raw.until(lambda f: isinstance(f, HeadersFrame))
+    assert isinstance(head, HeadersFrame)
+    decoder.decode(bytes(head.data))
+    assert decoder.header_table_size == 4096  # the table the server's encoder settled on
+    await raw.close()
+
+
+async def test_many_responses_to_a_client_not_reading_for_a_moment_are_not_cut(
+    backends: Any, proxy: Any
+) -> None:
+    """Large windows (as browsers give) and a client that reads late: the responses
+    wait for the socket instead of piling up in memory and getting the connection cut."""
+    body = b"y" * 100_000
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = await backends("app", page)
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address))
+    client = await H2Client.connect(port, window=6 << 20, rcvbuf=4096)
+    client.h2.increment_flow_control_window(15 << 20)
+    client.flush()
+    streams = [client.request(f"/{n}", scheme="http") for n in range(80)]
+    await asyncio.sleep(1.5)  # 8 MB answered meanwhile, nobody reading
+    answers = [await client.answer(s) for s in streams]
+    assert [len(a.body) for a in answers] == [len(body)] * 80
+    await client.close()
+
+
+async def test_a_slow_but_steady_download_is_not_cut_by_timeout_client(
+    backends: Any, proxy: Any
+) -> None:
+    """timeout.client measures the client's progress, not how long a window-limited
+    transfer takes."""
+    body = b"s" * 600_000
+
+    async def large(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = await backends("app", large)
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address, extra="    timeout: {client: 1s}"))
+    client = await H2Client.connect(port, window=16384, auto_window=False)
+    stream = client.request("/slow", scheme="http")
+    answer = client.answers[stream]
+    async with asyncio.timeout(20):
+        while not answer.ended and answer.reset is None:
+            taken = len(answer.body)
+            await client.read_events(5)
+            grown = len(answer.body) - taken
+            if grown:
+                await asyncio.sleep(0.06)  # ~260 KB/s: over 2 s in all
+                client.h2.acknowledge_received_data(grown, stream)
+                client.flush()
+    assert answer.reset is None and bytes(answer.body) == body
+    await client.close()
+
+
+async def test_uploads_reset_while_queued_give_the_connection_window_back(
+    backends: Any, proxy: Any
+) -> None:
+    """Uploads waiting for a busy server fill their buffers (DATA no longer
+    acknowledged), then the client gives up on them: the bytes they held go back to
+    the connection's window, and the next upload on the connection goes through."""
+    app = await backends("app")
+    app.delay = 1.5
+    port = free_port()
+    one_slot = f'address: "{app.address}", maxconn: 1}}'
+    await proxy(h2c_yaml(port, app.address).replace(f'address: "{app.address}"}}', one_slot, 1))
+    client = await H2Client.connect(port)
+    await client.until(lambda: bool(client.remote_settings))
+    await asyncio.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        await client.read_events(0.2)  # the connection window's first update
+    whole = client.h2.outbound_flow_control_window
+    busy = client.request("/busy", scheme="http")  # holds the one server slot
+    queued = [client.request(f"/q{n}", method="POST", scheme="http", end=False)
+              for n in range(20)]  # fmt: skip
+    chunk = b"q" * 16384
+    async with asyncio.timeout(10):
+        for _ in range(40):  # as much as the windows let through
+            for stream in queued:
+                if client.h2.local_flow_control_window(stream) >= len(chunk):
+                    client.h2.send_data(stream, chunk)
+            client.flush()
+            with contextlib.suppress(TimeoutError):
+                await client.read_events(0.05)
+    assert client.h2.outbound_flow_control_window < whole - 20 * 65535  # held back
+    for stream in queued:
+        client.h2.reset_stream(stream, error_code=8)  # CANCEL
+    client.flush()
+    assert (await client.answer(busy)).status == 200
+    with contextlib.suppress(TimeoutError):
+        await client.read_events(0.5)
+    # Given back (h2 sends WINDOW_UPDATE once half the window is used: at least half)
+    assert client.h2.outbound_flow_control_window >= whole // 2
+    app.delay = 0.0
+    upload = b"k" * 300_000
+    stream = client.request("/ok", method="POST", scheme="http", end=False)
+    sent = 0
+    async with asyncio.timeout(10):
+        while sent < len(upload):
+            room = min(client.h2.local_flow_control_window(stream), 16384, len(upload) - sent)
+            if room:
+                client.h2.send_data(stream, upload[sent : sent + room])
+                sent += room
+                client.flush()
+            else:
+                await client.read_events(5)  # wait for the server's window update
+        client.h2.end_stream(stream)
+        client.flush()
+    answer = await client.answer(stream)
+    assert answer.status == 200 and app.bodies[-1] == upload
+    await client.close()
+
+
+async def test_configured_header_limits_are_enforced(backends: Any, proxy: Any) -> None:
+    app = await backends("app")
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address, http2=", max_header_list_size: 2048"))
+    client = await H2Client.connect(port)
+    assert (await client.get("/small", scheme="http")).status == 200
+    await client.get("/big", scheme="http", extra=[(b"x-a", b"a" * 1500), (b"x-b", b"b" * 1500)])
+    assert client.closed or client.goaway is not None
+    assert [p for _, p in app.requests] == ["/small"]
+
+
+async def test_browser_priority_on_every_request_is_not_a_glitch(backends: Any, proxy: Any) -> None:
+    """Browsers set the PRIORITY flag on each HEADERS; only PRIORITY frames of their own
+    count against the budget."""
+    app = await backends("app")
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address))
+    raw = await RawH2.connect(port)
+    stream = 1
+    for _ in range(30):
+        batch = b""
+        for _ in range(50):
+            frame = HeadersFrame(stream, raw.headers_block(path="/p"), depends_on=0,
+                                 stream_weight=200)  # fmt: skip
+            for flag in ("END_HEADERS", "END_STREAM", "PRIORITY"):
+                frame.flags.add(flag)
+            batch += frame.serialize()
+            stream += 2
+        raw.send(batch)
+        last = stream - 2
+        ended = await raw.until(lambda f, last=last: (f.stream_id == last and
+                                "END_STREAM" in f.flags) or isinstance(f, GoAwayFrame))  # fmt: skip
+        assert ended is not None and not isinstance(ended, GoAwayFrame), "GOAWAY for priority"
+    assert raw.goaway() is None and len(app.requests) == 1500
+    await raw.close()
+
+
+async def test_abuse_and_protocol_errors_never_leave_a_traceback(
+    backends: Any, proxy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood of malformed requests, a refused stream in the same read as the close,
+    DATA on stream 0 while a stream is served: no error escapes into the event loop."""
+    app = await backends("app")
+    app.delay = 0.3
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address, http2=", max_total_streams: 1"))
+    raw = await RawH2.connect(port)
+    bad = [(b"X-Upper", b"1")]
+    raw.send(b"".join(raw.headers(1 + 2 * n, extra=bad) for n in range(1100)))
+    await raw.read_to_end()
+    raw = await RawH2.connect(port)
+    raw.send(raw.headers(1) + RstStreamFrame(1, error_code=8).serialize() + raw.headers(3))
+    await raw.read_to_end()
+    raw = await RawH2.connect(port)
+    raw.send(raw.headers(1, path="/slow"))
+    await asyncio.sleep(0.1)
+    raw.send(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")  # DATA on stream 0: a connection error
+    await raw.read_to_end()
+    await asyncio.sleep(0.5)
+    problems = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert problems == [], [r.getMessage() for r in problems]

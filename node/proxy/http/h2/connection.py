@@ -20,6 +20,7 @@ retried elsewhere by the client; the connection closes when the last stream ends
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -38,7 +39,7 @@ from hyperframe.frame import GoAwayFrame
 from node.config.model import ClientAuthConfig, Http2Settings
 from node.proxy.errors import ClientTimeout
 from node.proxy.http.h2.guard import GlitchBudget
-from node.proxy.http.h2.request import MalformedRequest, to_request
+from node.proxy.http.h2.request import MalformedRequest, RequestTooLarge, to_request
 from node.proxy.http.h2.response import Fields, ResponseTranslator, TranslationError
 from node.proxy.http.peer import TlsFacts, client_address, keep_session, local_address
 from node.proxy.session import Host, Phase
@@ -52,7 +53,10 @@ log = logging.getLogger("floatgate.listener")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _BODY_BUFFER = 1 << 16  # a stream's reader acknowledges DATA up to twice this
 _SEND_LOW = 1 << 16  # the request path may write more once less than this waits
-_CONNECTION_WINDOW = 1 << 20  # the connection-level receive window
+_SEND_HIGH = 1 << 18  # DATA queued for the socket per turn of the loop, at most
+_CONNECTION_WINDOW = 1 << 20  # the connection-level receive window, at least
+_MAX_WINDOW = (1 << 31) - 1
+_ENCODER_TABLE = 4096  # the HPACK table for responses, whatever the client allows
 _MAX_WRITE_BUFFER = 4 << 20  # unsent bytes to a client that does not read: cut
 _LINGER = 1.0  # seconds a connection closed on a deadline may take to flush, then cut
 
@@ -92,9 +96,12 @@ class Http2Stream:
     upgraded = False
     tunnel = None
 
-    def __init__(self, owner: Http2Connection, stream_id: int, started: float) -> None:
+    def __init__(self, owner: Http2Connection, stream_id: int, started: float, method: str) -> None:
         self.owner = owner
         self.stream_id = stream_id
+        self.method = method
+        self.expected: int | None = None  # the request's content-length
+        self.received = 0  # request-body bytes received
         self.request_started: float | None = started
         self.last_read = started
         self.payload: StreamReader = EMPTY_PAYLOAD
@@ -146,7 +153,7 @@ class Http2Stream:
             raise ConnectionResetError("stream reset or client connection closed")
         if self.translator is None:
             self.translator = ResponseTranslator(
-                self._head, self._data, self._end, no_body=self.owner.is_head(self)
+                self._head, self._data, self._end, no_body=self.method == "HEAD"
             )
         try:
             self.translator.feed(data)
@@ -179,7 +186,7 @@ class Http2Stream:
 
     # -- translator callbacks -------------------------------------------------------------
 
-    def _head(self, fields: Fields, final: bool, end_stream: bool) -> None:
+    def _head(self, fields: Fields, end_stream: bool) -> None:
         self.owner.send_head(self, fields, end_stream)
 
     def _data(self, data: bytes) -> None:
@@ -228,9 +235,15 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
+        # Set as local_settings, these are sent but not applied to the decoder (h2 does
+        # that when a change is acknowledged): applied here. A table smaller than the
+        # default applies once the client acknowledged it (its first requests may use
+        # the default table: SettingsAcknowledged below).
+        self.h2.decoder.max_header_list_size = settings.max_header_list_size
+        self.h2.decoder.max_allowed_table_size = max(settings.header_table_size, 4096)
+        self._priority_in_headers: object = None  # RequestReceived.priority_updated
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Http2Stream] = {}
-        self._methods: dict[int, str] = {}
         self.remote: str | None = None
         self.peer: tuple[str, int] = ("", 0)
         self._local: tuple[str, int] | None = None
@@ -248,6 +261,8 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         self.write_paused_since: float | None = None
         self.glitches = GlitchBudget()
         self._write_pending = False
+        self._queued = 0  # DATA bytes given to h2 since the last socket write
+        self._capped = False  # a flush stopped at _SEND_HIGH: go on after the write
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -258,7 +273,11 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         self.ssl_object = transport.get_extra_info("ssl_object")
         self.listener.connections.add(self)
         self.h2.initiate_connection()
-        grow = _CONNECTION_WINDOW - self.h2.inbound_flow_control_window
+        # Room for every stream's window at once (each stream's buffer is bounded by
+        # its own window and reader), so that paused uploads never starve the others.
+        streams = self.settings.max_concurrent_streams * self.settings.initial_window_size
+        grow = min(_MAX_WINDOW, max(_CONNECTION_WINDOW, streams))
+        grow -= self.h2.inbound_flow_control_window
         if grow > 0:
             self.h2.increment_flow_control_window(grow)
         self._write()
@@ -286,8 +305,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             self._meters.request_errors += 1
             log.info("%s: http/2 client %s broke the protocol: %s", self.listener.name,
                      self.remote, exc)  # fmt: skip
-            self._write()
-            self._end(time.monotonic())
+            self._shutdown(ConnectionResetError("protocol error"))
             return
         now = time.monotonic()
         for event in events:
@@ -297,7 +315,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         self._write_soon()  # acknowledgements, SETTINGS and PING answers
 
     def eof_received(self) -> bool:
-        return False  # the client half-closed: nothing more can be asked on this stream
+        return False  # the client half-closed: HTTP/2 has no half-open connections
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -306,7 +324,8 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         self.write_paused_since = None
-        for stream in self.streams.values():
+        self.flush()  # the DATA held while the socket was full
+        for stream in list(self.streams.values()):
             stream.wake()
 
     # -- events -----------------------------------------------------------------------
@@ -316,20 +335,15 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             self._request(event, now)
         elif isinstance(event, h2.events.DataReceived):
             self._data(event, now)
-        elif isinstance(event, h2.events.StreamEnded):
-            stream = self.streams.get(event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded | h2.events.TrailersReceived):
+            stream = self.streams.get(event.stream_id or 0)  # (trailers are not forwarded)
             if stream is not None and stream.payload is not EMPTY_PAYLOAD:
-                stream.payload.feed_eof()
-        elif isinstance(event, h2.events.TrailersReceived):
-            stream = self.streams.get(event.stream_id)  # trailers are not forwarded
-            if stream is not None and stream.payload is not EMPTY_PAYLOAD:
-                stream.payload.feed_eof()
+                self._body_ended(stream)
         elif isinstance(event, h2.events.StreamReset):
-            stream = self.streams.get(event.stream_id)
+            stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
                 if not stream.end_sent:  # reset before its answer: Rapid Reset's pattern
                     self._glitch(now, "streams reset before their answer")
-                stream.reset = True
                 self._stream_gone(stream, ConnectionResetError("the client reset the stream"))
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id:  # one stream's window; 0: the connection's
@@ -339,19 +353,23 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             else:
                 self.flush()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            table = event.changed_settings.get(h2.settings.SettingCodes.HEADER_TABLE_SIZE)
+            if table is not None:  # (h2 takes the client's value, up to 2**32)
+                self.h2.encoder.header_table_size = min(table.new_value, _ENCODER_TABLE)
             self._glitch(now, "SETTINGS frames")
             self.flush()  # the initial window may have changed
+        elif isinstance(event, h2.events.SettingsAcknowledged):
+            self.h2.decoder.max_allowed_table_size = self.settings.header_table_size
         elif isinstance(event, h2.events.PingReceived):
             self._glitch(now, "PING frames")
         elif isinstance(event, h2.events.PriorityUpdated):
-            self._glitch(now, "PRIORITY frames")
+            if event is not self._priority_in_headers:  # a PRIORITY frame of its own
+                self._glitch(now, "PRIORITY frames")
         elif isinstance(event, h2.events.ConnectionTerminated):
             # The client's GOAWAY: it leaves (h2 sends nothing after it).
             log.debug("%s: http/2 client %s sent GOAWAY (%s)", self.listener.name,
                       self.remote, event.error_code)  # fmt: skip
-            for stream in list(self.streams.values()):
-                self._stream_gone(stream, ConnectionResetError("the client went away"))
-            self._end(now)
+            self._shutdown(ConnectionResetError("the client went away"))
 
     def _request(self, event: h2.events.RequestReceived, now: float) -> None:
         stream_id = event.stream_id
@@ -362,8 +380,18 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             self._reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         end_stream = event.stream_ended is not None
+        self._priority_in_headers = event.priority_updated
+        frontend = self.listener.handler.route.frontend
         try:
-            message = to_request(event.headers or [], end_stream)
+            message = to_request(event.headers or [], end_stream, frontend.max_uri_length,
+                                 frontend.max_header_size)  # fmt: skip
+        except RequestTooLarge as exc:
+            self._meters.request_errors += 1
+            self._meters.requests["4xx"] += 1
+            log.info("%s: rejected http/2 request from %s: %s", self.listener.name,
+                     self.remote, exc)  # fmt: skip
+            self._answer_at_once(stream_id, exc.status, str(exc))
+            return
         except MalformedRequest as exc:
             self._meters.request_errors += 1
             self._glitch(now, "malformed requests")
@@ -371,12 +399,13 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
                      self.remote, exc)  # fmt: skip
             self._reset(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return
-        stream = Http2Stream(self, stream_id, now)
+        stream = Http2Stream(self, stream_id, now, message.method)
         if not end_stream:
             stream.window = _BodyWindow(self.loop, stream)
             stream.payload = StreamReader(stream.window, _BODY_BUFFER, loop=self.loop)
+            length = message.headers.get("Content-Length")
+            stream.expected = int(length) if length is not None and length.isdigit() else None
         self.streams[stream_id] = stream
-        self._methods[stream_id] = message.method
         stream.task = self.loop.create_task(self._serve(stream, message))
         if self.opened >= self.settings.max_total_streams:
             self.closing = True  # HAProxy's max-total-streams: go on with a new connection
@@ -394,6 +423,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             return
         stream.last_read = now
         if data:
+            stream.received += len(data)
             stream.payload.feed_data(data)
         if stream.window.reading_paused:
             stream.window.held += length
@@ -406,13 +436,41 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         log.warning("%s: http/2 client %s sent too many %s: GOAWAY ENHANCE_YOUR_CALM",
                     self.listener.name, self.remote, what)  # fmt: skip
         self._meters.request_errors += 1
+        last = self.goaway_id if self.goaway_id is not None else self.last_stream_id
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # h2 closed it already
+            self.h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=last)
+        self._shutdown(ConnectionResetError("connection closed for abuse"))
+
+    def _shutdown(self, exc: Exception) -> None:
+        """End the connection after a GOAWAY has been queued: every stream is dropped
+        (its request-path task cancelled), the GOAWAY is sent, the connection closes."""
         for stream in list(self.streams.values()):
-            self._stream_gone(stream, ConnectionResetError("connection closed for abuse"))
-        self.h2.close_connection(
-            error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id
-        )
+            self._stream_gone(stream, exc)
         self._write()
-        self._end(now)
+        self._end(time.monotonic())
+
+    def _body_ended(self, stream: Http2Stream) -> None:
+        """The request body is complete: as long as its content-length said (h2 checks
+        that only on DATA that ends the stream, not when trailers end it)."""
+        if stream.expected is not None and stream.received != stream.expected:
+            self._meters.request_errors += 1
+            log.info("%s: http/2 client %s sent %d body bytes for a content-length of %d",
+                     self.listener.name, self.remote, stream.received, stream.expected)  # fmt: skip
+            self.reset_stream(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return
+        stream.payload.feed_eof()
+
+    def _answer_at_once(self, stream_id: int, status: int, text: str) -> None:
+        """A short plain-text answer from here (the request goes nowhere)."""
+        body = f"{text}\n".encode()
+        head = [(b":status", b"%d" % status), (b"content-type", b"text/plain"),
+                (b"content-length", b"%d" % len(body))]  # fmt: skip
+        try:
+            self.h2.send_headers(stream_id, head)
+            self.h2.send_data(stream_id, body, end_stream=True)
+        except h2.exceptions.ProtocolError:
+            return  # the stream or the connection is closed already
+        self._write_soon()
 
     # -- serving one stream ---------------------------------------------------------------
 
@@ -441,9 +499,6 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         else:
             self.flush(stream)  # the rest waits for the client's window
 
-    def is_head(self, stream: Http2Stream) -> bool:
-        return self._methods.get(stream.stream_id) == "HEAD"
-
     def send_head(self, stream: Http2Stream, fields: Fields, end_stream: bool) -> None:
         if stream.reset or self.transport is None:
             return
@@ -465,8 +520,12 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
 
     def _send_body(self, stream: Http2Stream, now: float) -> None:
         sid, pending = stream.stream_id, stream.pending
+        sent = False
         try:
             while pending:
+                if not self._room():
+                    self._capped = True  # the rest after this write (or resume_writing)
+                    break
                 window = self.h2.local_flow_control_window(sid)
                 size = min(len(pending), window, self.h2.max_outbound_frame_size)
                 if size <= 0:
@@ -474,6 +533,8 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
                 last = stream.ended and size == len(pending)
                 self.h2.send_data(sid, bytes(pending[:size]), end_stream=last)
                 del pending[:size]
+                self._queued += size
+                sent = True
                 if last:
                     stream.end_sent = True
             if stream.ended and not pending and not stream.end_sent:
@@ -481,7 +542,11 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
                 stream.end_sent = True
         except h2.exceptions.StreamClosedError:
             stream.reset = True
-        stream.blocked_since = (stream.blocked_since or now) if pending else None
+        # timeout.client counts from the client's last progress, not the first wait
+        if not pending:
+            stream.blocked_since = None
+        elif sent or stream.blocked_since is None:
+            stream.blocked_since = now
         if len(pending) < _SEND_LOW:
             stream.wake()
         if stream.end_sent or stream.reset:
@@ -494,7 +559,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             return  # the task may still be logging; _after_handler comes back here
         if self.streams.pop(stream.stream_id, None) is None:
             return
-        self._methods.pop(stream.stream_id, None)
+        self._give_back(stream)
         stream.wake()
         if not stream.reset:
             self.served += 1
@@ -514,12 +579,20 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         if stream.task is not None:
             stream.task.cancel()  # nobody is left to answer (a queued one leaves the queue)
         stream.wake()
-        self.streams.pop(stream.stream_id, None)
-        self._methods.pop(stream.stream_id, None)
+        if self.streams.pop(stream.stream_id, None) is not None:
+            self._give_back(stream)
         if not self.streams:
             self.since = time.monotonic()
             if self._closing:
                 self.close()
+
+    def _give_back(self, stream: Http2Stream) -> None:
+        """Body bytes held back from a stream that is over: the connection's window
+        gets them back (else every upload that ended early would shrink it for good)."""
+        window = stream.window
+        if window is not None and window.held:
+            held, window.held = window.held, 0
+            self.acknowledge(stream.stream_id, held)
 
     def reset_stream(self, stream: Http2Stream, code: h2.errors.ErrorCodes) -> None:
         if not stream.reset:
@@ -529,17 +602,17 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
     def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         try:
             self.h2.reset_stream(stream_id, error_code=code)
-        except h2.exceptions.StreamClosedError:
-            pass  # closed already on both sides
-        self._write()
+        except h2.exceptions.ProtocolError:
+            return  # the stream (or the whole connection) is closed already
+        self._write_soon()
 
     def acknowledge(self, stream_id: int, length: int) -> None:
         if length <= 0:
             return
-        try:
+        try:  # (for a closed stream, h2 reopens the connection's window only)
             self.h2.acknowledge_received_data(length, stream_id)
-        except h2.exceptions.StreamClosedError:
-            self.h2.increment_flow_control_window(length)  # the connection's share
+        except h2.exceptions.ProtocolError:
+            return  # the connection is closed
         self._write_soon()
 
     def _write_soon(self) -> None:
@@ -552,9 +625,22 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
     def _write_now(self) -> None:
         self._write_pending = False
         self._write()
+        if self._capped and not self.writing_paused:
+            self._capped = False
+            self.flush()  # what did not fit in the last turn
+
+    def _room(self) -> bool:
+        """May more DATA be queued now? Not while the socket is full (resume_writing
+        goes on), nor past _SEND_HIGH in one turn: response bodies wait for the client
+        to read instead of piling up in memory."""
+        transport = self.transport
+        if self.writing_paused or transport is None:
+            return False
+        return self._queued + transport.get_write_buffer_size() < _SEND_HIGH
 
     def _write(self) -> None:
         data = self.h2.data_to_send()
+        self._queued = 0
         transport = self.transport
         if data and self.writable():
             assert transport is not None
@@ -617,7 +703,8 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             except h2.exceptions.ProtocolError:
                 pass  # h2 has closed the connection already
             self._write()
-        self.transport.close()
+        if self.ended_at is None:
+            self._end(time.monotonic())  # what crosses the GOAWAY is read, not reset
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -643,7 +730,6 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             limit = timeouts.keep_alive if self.served else timeouts.request_headers
             if now - self.since >= limit:
                 self.close()  # nothing asked: GOAWAY and close quietly
-                self.ended_at = now
             return
         for stream in list(self.streams.values()):
             self._expire_stream(stream, now, timeouts.client)
@@ -675,6 +761,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             return
         if transport.can_write_eof():
             transport.write_eof()
+            self.loop.call_later(_LINGER, self.abort)  # also while no sweeper runs (drain)
         else:
             transport.close()
 

@@ -3,7 +3,7 @@
 The known HTTP/2 denial-of-service patterns all send frames that are cheap for the
 client and cost the server work or memory without a request served in return: streams
 opened and reset at once (Rapid Reset, CVE-2023-44487), SETTINGS and PING floods (each
-one owes an answer), empty DATA frames, PRIORITY and WINDOW_UPDATE churn. Each such
+one owes an answer), empty DATA frames, PRIORITY frames, malformed requests. Each such
 frame is a *glitch* (HAProxy's word, tune.h2.fe.glitches-threshold). A connection has a
 budget of glitches that refills at a steady rate; a client that spends it gets GOAWAY
 ENHANCE_YOUR_CALM and the connection closes. Ordinary browsers reset a few streams when

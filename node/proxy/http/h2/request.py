@@ -34,9 +34,25 @@ class MalformedRequest(ValueError):
     """The request is malformed (RFC 9113 8.1.1): the stream is reset, never forwarded."""
 
 
-def to_request(fields: Sequence[tuple[bytes, bytes]], end_stream: bool) -> RawRequestMessage:
+class RequestTooLarge(ValueError):
+    """Over the frontend's limits, as for HTTP/1.1: answered with ``status`` (414 for
+    the path, 431 for a header field)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+def to_request(
+    fields: Sequence[tuple[bytes, bytes]],
+    end_stream: bool,
+    max_uri_length: int = 8190,
+    max_header_size: int = 16384,
+) -> RawRequestMessage:
     """The HTTP/1.1 message for one HTTP/2 request head. ``end_stream``: the HEADERS
-    frame ended the stream (no body). Raises :class:`MalformedRequest`."""
+    frame ended the stream (no body). The limits are the frontend's (as for HTTP/1.1:
+    the request target, and one header field). Raises :class:`MalformedRequest` or
+    :class:`RequestTooLarge`."""
     pseudo: dict[bytes, bytes] = {}
     regular: list[tuple[bytes, bytes]] = []
     cookies: list[bytes] = []
@@ -57,6 +73,8 @@ def to_request(fields: Sequence[tuple[bytes, bytes]], end_stream: bool) -> RawRe
             continue
         _check_name(name)
         _check_value(name, value)
+        if len(name) + len(value) + 2 > max_header_size:
+            raise RequestTooLarge(431, "Request Header Fields Too Large")
         if name in _CONNECTION_SPECIFIC:
             raise MalformedRequest(f"connection-specific header {_shown(name)}")
         if name == b"te":
@@ -80,8 +98,10 @@ def to_request(fields: Sequence[tuple[bytes, bytes]], end_stream: bool) -> RawRe
     if any(byte not in _METHOD for byte in method):
         raise MalformedRequest(f"invalid :method {_shown(method)}")
     authority = pseudo.get(b":authority")
-    if authority is not None and any(byte in _NOT_IN_TARGET for byte in authority):
-        raise MalformedRequest(f"invalid :authority {_shown(authority)}")
+    if authority is not None and (
+        any(byte in _NOT_IN_TARGET for byte in authority) or b"@" in authority
+    ):
+        raise MalformedRequest(f"invalid :authority {_shown(authority)} (host[:port] only)")
     if method == b"CONNECT":
         if b":path" in pseudo or b":scheme" in pseudo or not authority:
             raise MalformedRequest("CONNECT with :path or :scheme, or without :authority")
@@ -94,6 +114,8 @@ def to_request(fields: Sequence[tuple[bytes, bytes]], end_stream: bool) -> RawRe
             raise MalformedRequest(f"invalid :path {_shown(path)}")
         if any(byte in _NOT_IN_TARGET for byte in path):
             raise MalformedRequest(f"invalid :path {_shown(path)}")
+        if len(method) + len(path) + 10 > max_uri_length:  # "GET /p HTTP/1.1" as HTTP/1.1
+            raise RequestTooLarge(414, "URI Too Long")
     if authority is not None and host is not None and host.lower() != authority.lower():
         raise MalformedRequest("host differs from :authority")
     if len(lengths) > 1:

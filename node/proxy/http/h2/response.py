@@ -23,16 +23,16 @@ class TranslationError(Exception):
 
 
 class ResponseTranslator:
-    """Feed it the bytes written for one response; it calls ``on_head(fields, final,
-    end_stream)`` for each head (1xx heads are not final), ``on_data(data)`` and
-    ``on_end()``. ``no_body``: the response to a HEAD request (its head ends it)."""
+    """Feed it the bytes written for one response; it calls ``on_head(fields,
+    end_stream)`` for each head (1xx heads first, then the final one), ``on_data(data)``
+    and ``on_end()``. ``no_body``: the response to a HEAD request (its head ends it)."""
 
     __slots__ = ("_fields", "_head_sent", "_no_body", "_on_data", "_on_end", "_on_head",
                  "_parser", "done")  # fmt: skip
 
     def __init__(
         self,
-        on_head: Callable[[Fields, bool, bool], None],
+        on_head: Callable[[Fields, bool], None],
         on_data: Callable[[bytes], None],
         on_end: Callable[[], None],
         no_body: bool,
@@ -49,8 +49,8 @@ class ResponseTranslator:
             return  # nothing follows the end of a stream (a HEAD answer's stray bytes)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            raise TranslationError(str(exc)) from exc
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            raise TranslationError(str(exc) or type(exc).__name__) from exc
 
     # -- httptools callbacks ----------------------------------------------------------
 
@@ -63,12 +63,14 @@ class ResponseTranslator:
         status = self._parser.get_status_code()
         fields = [(b":status", b"%d" % status), *self._fields]
         self._fields = []
+        if status == 101:  # no upgrades in HTTP/2 (RFC 9113 8.6)
+            raise TranslationError("a 101 (Switching Protocols) answer")
         if status < 200:
-            self._on_head(fields, False, False)  # 100 Continue and the like
+            self._on_head(fields, False)  # 100 Continue and the like
             return
         end = self._no_body or status in (204, 304)
         self._head_sent = True
-        self._on_head(fields, True, end)
+        self._on_head(fields, end)
         if end:
             self.done = True
             self._on_end()
