@@ -35,6 +35,21 @@ class Answer:
         return next((v for n, v in self.headers if n == name), None)
 
 
+async def _open(
+    port: int, context: ssl.SSLContext | None, server_name: str, rcvbuf: int | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to 127.0.0.1:port (TLS with ``context``); ``rcvbuf``: a small
+    receive buffer, so that what the client does not read stays with the server."""
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(
+        sock=sock, ssl=context, server_hostname=server_name if context else None
+    )
+
+
 class H2Client:
     def __init__(
         self,
@@ -72,18 +87,9 @@ class H2Client:
         rcvbuf: int | None = None,
         **options: Any,
     ) -> H2Client:
-        """``rcvbuf``: a small receive buffer, so that what the client does not read
-        stays with the server instead of the kernel."""
         if context is not None:
             context.set_alpn_protocols(["h2"])
-        sock = socket.socket()
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(
-            sock=sock, ssl=context, server_hostname=server_name if context else None
-        )
+        reader, writer = await _open(port, context, server_name, rcvbuf)
         if context is not None:
             ssl_object = writer.get_extra_info("ssl_object")
             assert ssl_object.selected_alpn_protocol() == "h2", "the server did not pick h2"
@@ -222,12 +228,10 @@ class RawH2:
 
     @classmethod
     async def connect(cls, port: int, context: ssl.SSLContext | None = None,
-                      preface: bool = True) -> RawH2:  # fmt: skip
+                      preface: bool = True, rcvbuf: int | None = None) -> RawH2:  # fmt: skip
         if context is not None:
             context.set_alpn_protocols(["h2"])
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=context, server_hostname="app.test" if context else None
-        )
+        reader, writer = await _open(port, context, "app.test", rcvbuf)
         raw = cls(reader, writer)
         if preface:
             raw.send(PREFACE + SettingsFrame(0).serialize())

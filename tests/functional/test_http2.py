@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import subprocess
+import time
 from typing import Any
 
 import h2.errors
@@ -834,3 +835,60 @@ async def test_abuse_and_protocol_errors_never_leave_a_traceback(
     await asyncio.sleep(0.5)
     problems = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert problems == [], [r.getMessage() for r in problems]
+
+
+# -- found in the second review ------------------------------------------------------------
+
+
+async def test_a_tls_client_reading_late_costs_no_cpu_while_it_does_not_read(
+    backends: Any, proxy: Any, pki: Pki
+) -> None:
+    """TLS transports pause writing later than plain ones: the DATA pacing must not spin
+    on the event loop while a TLS client leaves its socket unread."""
+    body = b"t" * 200_000
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    ghost = await backends("ghost", page)
+    port = free_port()
+    await proxy(h2_design_yaml(port, ghost.address, ghost.address), pki.dir)
+    client = await H2Client.connect(port, client_context(pki), window=6 << 20, rcvbuf=4096)
+    client.h2.increment_flow_control_window(15 << 20)
+    client.flush()
+    streams = [client.request(f"/blog/{n}") for n in range(30)]
+    await asyncio.sleep(0.5)  # the answers are ready and waiting for the client
+    before = time.process_time()
+    await asyncio.sleep(1.0)
+    spent = time.process_time() - before
+    assert spent < 0.5, f"{spent:.2f} s of CPU in 1 s with nothing to do"
+    answers = [await client.answer(s) for s in streams]
+    assert [len(a.body) for a in answers] == [len(body)] * 30
+    await client.close()
+
+
+async def test_a_refused_long_path_is_answered_within_the_clients_window(
+    backends: Any, proxy: Any
+) -> None:
+    """The 414 answer respects flow control like any response; a body sent with the
+    refused request is told to stop (RST_STREAM NO_ERROR), and HEAD gets no body."""
+    app = await backends("app")
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address))
+    client = await H2Client.connect(port, window=0, auto_window=False)
+    await client.until(lambda: bool(client.remote_settings))
+    refused = client.request("/" + "a" * 9000, scheme="http")
+    await client.until(lambda: client.answers[refused].status == 414, timeout=5)
+    client.h2.increment_flow_control_window(1000, stream_id=refused)
+    client.flush()
+    answer = await client.answer(refused)
+    assert answer.status == 414 and bytes(answer.body).startswith(b"URI Too Long")
+    head = await client.get("/" + "h" * 9000, method="HEAD", scheme="http")
+    assert head.status == 414 and head.body == b""
+    upload = client.request("/" + "u" * 9000, method="POST", scheme="http", end=False)
+    client.h2.increment_flow_control_window(1000, stream_id=upload)
+    client.flush()
+    stopped = await client.answer(upload)
+    assert stopped.status == 414 and stopped.reset == h2.errors.ErrorCodes.NO_ERROR
+    assert app.requests == []
+    await client.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from node.proxy.http.h2.guard import GlitchBudget
-from node.proxy.http.h2.request import MalformedRequest, to_request
+from node.proxy.http.h2.request import MalformedRequest, RequestTooLarge, to_request
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test:8443"),
         (b":path", b"/p?q=1")]  # fmt: skip
@@ -90,3 +90,17 @@ def test_the_glitch_budget_refills_and_runs_out() -> None:
     budget = GlitchBudget(burst=10, refill=5.0)
     assert all(budget.spend(100.0 + i * 0.25) for i in range(200))  # 4/s < 5/s: forever
     assert budget.spent == 200
+
+
+def test_the_frontend_limits_apply_to_the_target_and_each_header_line() -> None:
+    with pytest.raises(RequestTooLarge) as too_long:
+        to_request([*BASE[:3], (b":path", b"/" + b"p" * 300)], True, max_uri_length=256)
+    assert too_long.value.status == 414
+    crumbs = [(b"cookie", b"c" * 600) for _ in range(4)]  # each small, joined too large
+    with pytest.raises(RequestTooLarge) as too_big:
+        to_request([*BASE, *crumbs], True, max_header_size=2048)
+    assert too_big.value.status == 431
+    long_host = [*BASE[:2], (b":authority", b"h" * 3000), BASE[3]]
+    with pytest.raises(RequestTooLarge):
+        to_request(long_host, True, max_header_size=2048)
+    to_request([*BASE, *crumbs[:3]], True, max_header_size=2048)  # 1,806 bytes joined: fine

@@ -102,6 +102,7 @@ class Http2Stream:
         self.method = method
         self.expected: int | None = None  # the request's content-length
         self.received = 0  # request-body bytes received
+        self.unread_body = False  # answered from here: a body still to come is refused
         self.request_started: float | None = started
         self.last_read = started
         self.payload: StreamReader = EMPTY_PAYLOAD
@@ -263,6 +264,10 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         self._write_pending = False
         self._queued = 0  # DATA bytes given to h2 since the last socket write
         self._capped = False  # a flush stopped at _SEND_HIGH: go on after the write
+        self._turn = 0  # where the last flush of every stream started
+        self._graceful = False  # closed without an error: the last answers are sent whole
+        self._linger_left = -1  # the write buffer's size at the last linger check
+        self._linger_since = 0.0  # when it last shrank
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -336,6 +341,8 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         elif isinstance(event, h2.events.DataReceived):
             self._data(event, now)
         elif isinstance(event, h2.events.StreamEnded | h2.events.TrailersReceived):
+            if isinstance(event, h2.events.TrailersReceived):
+                self._priority_in_headers = event.priority_updated
             stream = self.streams.get(event.stream_id or 0)  # (trailers are not forwarded)
             if stream is not None and stream.payload is not EMPTY_PAYLOAD:
                 self._body_ended(stream)
@@ -374,13 +381,13 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
     def _request(self, event: h2.events.RequestReceived, now: float) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
+        self._priority_in_headers = event.priority_updated
         self.last_stream_id = max(self.last_stream_id, stream_id)
         self.opened += 1
         if self.goaway_id is not None and stream_id > self.goaway_id:
             self._reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         end_stream = event.stream_ended is not None
-        self._priority_in_headers = event.priority_updated
         frontend = self.listener.handler.route.frontend
         try:
             message = to_request(event.headers or [], end_stream, frontend.max_uri_length,
@@ -388,9 +395,12 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         except RequestTooLarge as exc:
             self._meters.request_errors += 1
             self._meters.requests["4xx"] += 1
+            self._glitch(now, "requests over the limits")
             log.info("%s: rejected http/2 request from %s: %s", self.listener.name,
                      self.remote, exc)  # fmt: skip
-            self._answer_at_once(stream_id, exc.status, str(exc))
+            method = dict(event.headers or []).get(b":method", b"").decode("latin-1")
+            self._answer_at_once(Http2Stream(self, stream_id, now, method), end_stream,
+                                 exc.status, str(exc))  # fmt: skip
             return
         except MalformedRequest as exc:
             self._meters.request_errors += 1
@@ -418,12 +428,13 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         if not data and event.stream_ended is None:
             self._glitch(now, "empty DATA frames")
         stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.received += len(data)
         if stream is None or stream.window is None or stream.payload.exception() is not None:
             self.acknowledge(stream_id, length)  # nobody reads it: keep the window open
             return
         stream.last_read = now
         if data:
-            stream.received += len(data)
             stream.payload.feed_data(data)
         if stream.window.reading_paused:
             stream.window.held += length
@@ -445,14 +456,15 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         """End the connection after a GOAWAY has been queued: every stream is dropped
         (its request-path task cancelled), the GOAWAY is sent, the connection closes."""
         for stream in list(self.streams.values()):
-            self._stream_gone(stream, exc)
+            self._stream_gone(stream, exc, give_back=False)  # (no frames after GOAWAY)
         self._write()
         self._end(time.monotonic())
 
     def _body_ended(self, stream: Http2Stream) -> None:
         """The request body is complete: as long as its content-length said (h2 checks
         that only on DATA that ends the stream, not when trailers end it)."""
-        if stream.expected is not None and stream.received != stream.expected:
+        failed = stream.payload.exception() is not None  # (a body timeout: answered already)
+        if not failed and stream.expected is not None and stream.received != stream.expected:
             self._meters.request_errors += 1
             log.info("%s: http/2 client %s sent %d body bytes for a content-length of %d",
                      self.listener.name, self.remote, stream.received, stream.expected)  # fmt: skip
@@ -460,16 +472,26 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             return
         stream.payload.feed_eof()
 
-    def _answer_at_once(self, stream_id: int, status: int, text: str) -> None:
-        """A short plain-text answer from here (the request goes nowhere)."""
+    def _answer_at_once(
+        self, stream: Http2Stream, request_ended: bool, status: int, text: str
+    ) -> None:
+        """A short plain-text answer from here (the request goes nowhere), sent as any
+        response is (within the client's windows); a body still to come is refused
+        once it is sent (RST_STREAM NO_ERROR)."""
+        if self.ended_at is not None:
+            return  # the glitch just spent closed the connection
         body = f"{text}\n".encode()
         head = [(b":status", b"%d" % status), (b"content-type", b"text/plain"),
                 (b"content-length", b"%d" % len(body))]  # fmt: skip
-        try:
-            self.h2.send_headers(stream_id, head)
-            self.h2.send_data(stream_id, body, end_stream=True)
-        except h2.exceptions.ProtocolError:
-            return  # the stream or the connection is closed already
+        stream.unread_body = not request_ended
+        self.streams[stream.stream_id] = stream
+        if stream.method == "HEAD":
+            self.send_head(stream, head, end_stream=True)
+        else:
+            self.send_head(stream, head, end_stream=False)
+            stream.pending += body
+            stream.ended = True
+            self.flush(stream)
         self._write_soon()
 
     # -- serving one stream ---------------------------------------------------------------
@@ -513,18 +535,24 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         if self.transport is None:
             return
         now = time.monotonic()
-        for each in (stream,) if stream is not None else list(self.streams.values()):
+        if stream is not None:
+            streams = [stream]
+        else:  # each flush starts with another stream: none waits behind the others
+            streams = list(self.streams.values())
+            self._turn = start = (self._turn + 1) % max(1, len(streams))
+            streams = streams[start:] + streams[:start]
+        for each in streams:
             if not each.reset and not each.end_sent and (each.pending or each.ended):
                 self._send_body(each, now)
         self._write_soon()
 
     def _send_body(self, stream: Http2Stream, now: float) -> None:
         sid, pending = stream.stream_id, stream.pending
-        sent = False
+        sent = capped = False
         try:
             while pending:
                 if not self._room():
-                    self._capped = True  # the rest after this write (or resume_writing)
+                    self._capped = capped = True  # the rest after the write or resume
                     break
                 window = self.h2.local_flow_control_window(sid)
                 size = min(len(pending), window, self.h2.max_outbound_frame_size)
@@ -543,7 +571,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         except h2.exceptions.StreamClosedError:
             stream.reset = True
         # timeout.client counts from the client's last progress, not the first wait
-        if not pending:
+        if not pending or capped:  # (waiting for the socket is timed for the connection)
             stream.blocked_since = None
         elif sent or stream.blocked_since is None:
             stream.blocked_since = now
@@ -559,19 +587,19 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             return  # the task may still be logging; _after_handler comes back here
         if self.streams.pop(stream.stream_id, None) is None:
             return
-        self._give_back(stream)
         stream.wake()
         if not stream.reset:
             self.served += 1
-            if not stream.payload.is_eof():
+            if stream.unread_body or not stream.payload.is_eof():
                 # Answered before the whole request arrived: the rest is not wanted.
                 self._reset(stream.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._give_back(stream)
         if not self.streams:
             self.since = time.monotonic()
             if self._closing:
                 self.close()
 
-    def _stream_gone(self, stream: Http2Stream, exc: Exception) -> None:
+    def _stream_gone(self, stream: Http2Stream, exc: Exception, give_back: bool = True) -> None:
         stream.reset = True
         payload = stream.payload
         if payload is not EMPTY_PAYLOAD and not payload.is_eof():
@@ -579,7 +607,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         if stream.task is not None:
             stream.task.cancel()  # nobody is left to answer (a queued one leaves the queue)
         stream.wake()
-        if self.streams.pop(stream.stream_id, None) is not None:
+        if self.streams.pop(stream.stream_id, None) is not None and give_back:
             self._give_back(stream)
         if not self.streams:
             self.since = time.monotonic()
@@ -630,13 +658,12 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             self.flush()  # what did not fit in the last turn
 
     def _room(self) -> bool:
-        """May more DATA be queued now? Not while the socket is full (resume_writing
-        goes on), nor past _SEND_HIGH in one turn: response bodies wait for the client
-        to read instead of piling up in memory."""
-        transport = self.transport
-        if self.writing_paused or transport is None:
-            return False
-        return self._queued + transport.get_write_buffer_size() < _SEND_HIGH
+        """May more DATA be queued now? Not while the transport is paused (its buffer
+        past the high-water mark: resume_writing goes on), nor past _SEND_HIGH in one
+        turn: response bodies wait for the client to read instead of piling up. (Not
+        the buffer's size either: a TLS transport pauses only at 512 KiB, and a flush
+        that stopped below that would start again at every turn of the loop.)"""
+        return not self.writing_paused and self._queued < _SEND_HIGH
 
     def _write(self) -> None:
         data = self.h2.data_to_send()
@@ -704,7 +731,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
                 pass  # h2 has closed the connection already
             self._write()
         if self.ended_at is None:
-            self._end(time.monotonic())  # what crosses the GOAWAY is read, not reset
+            self._end(time.monotonic(), graceful=True)  # what crosses the GOAWAY is read
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -718,9 +745,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
         if self.transport is None:
             return
         if self.ended_at is not None:
-            if now - self.ended_at >= _LINGER:
-                self.abort()
-            return
+            return  # closing: _linger cuts it
         paused = self.write_paused_since
         if paused is not None and now - paused >= timeouts.client:
             self._expired("client", "stopped reading its responses")
@@ -751,19 +776,38 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             self._expired("client", f"stopped sending the body of stream {stream.stream_id}")
             payload.set_exception(ClientTimeout(f"no body bytes for {limit:g}s"))
 
-    def _end(self, now: float) -> None:
+    def _end(self, now: float, graceful: bool = False) -> None:
         """Close after GOAWAY: a plain connection sends its FIN and reads (discarding)
         until the client closes or _LINGER passes, so that the client reads the GOAWAY
         instead of a reset for the bytes it was still sending."""
         self.ended_at = now
+        self._graceful = graceful
         transport = self.transport
         if transport is None:
             return
         if transport.can_write_eof():
             transport.write_eof()
-            self.loop.call_later(_LINGER, self.abort)  # also while no sweeper runs (drain)
         else:
-            transport.close()
+            transport.close()  # TLS: close_notify once the buffer is sent
+        self.loop.call_later(_LINGER, self._linger)  # also while no sweeper runs (drain)
+
+    def _linger(self) -> None:
+        """Cut a connection closed _LINGER ago; after a graceful close, not while what is
+        left of its last answers still leaves the buffer (the client still reading),
+        up to timeout.client without progress."""
+        transport = self.transport
+        if transport is None:
+            return
+        now = time.monotonic()
+        left = transport.get_write_buffer_size()
+        if self._graceful and left:
+            if left != self._linger_left:
+                self._linger_left, self._linger_since = left, now
+            limit = self.listener.handler.route.frontend.timeouts.client
+            if now - self._linger_since < limit:
+                self.loop.call_later(_LINGER, self._linger)
+                return
+        transport.abort()
 
     def _expired(self, timeout: str, what: str) -> None:
         self._meters.timeouts[timeout] = self._meters.timeouts.get(timeout, 0) + 1

@@ -128,6 +128,9 @@ def to_request(
     head.extend(regular)
     if cookies:
         head.append((b"cookie", b"; ".join(cookies)))
+    # Host (from :authority) and the joined Cookie are header lines of the HTTP/1.1 request
+    if any(len(value) + len(name) + 2 > max_header_size for name, value in (head[0], head[-1])):
+        raise RequestTooLarge(431, "Request Header Fields Too Large")
     method_text, path_text = method.decode("latin-1"), path.decode("latin-1")
     headers = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in head)
     return RawRequestMessage(
