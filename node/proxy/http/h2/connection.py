@@ -1,7 +1,7 @@
 """One HTTP/2 client connection (RFC 9113), framed by the h2 library.
 
 Each stream is served by the HTTP/1.1 request path (node.proxy.http.handler) through an
-:class:`Http2Stream`, which looks to that path like a client connection: the request
+Http2Stream (node.proxy.http.h2.stream), which looks to that path like a client: the
 head comes from node.proxy.http.h2.request, the body from DATA frames through a
 StreamReader, and what the path writes back is translated into HEADERS and DATA
 (node.proxy.http.h2.response). Rules, client-certificate policy, balancing, retries,
@@ -32,15 +32,15 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-from aiohttp.base_protocol import BaseProtocol
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from hyperframe.frame import GoAwayFrame
 
-from node.config.model import ClientAuthConfig, Http2Settings
+from node.config.model import Http2Settings
 from node.proxy.errors import ClientTimeout
 from node.proxy.http.h2.guard import GlitchBudget
 from node.proxy.http.h2.request import MalformedRequest, RequestTooLarge, to_request
-from node.proxy.http.h2.response import Fields, ResponseTranslator, TranslationError
+from node.proxy.http.h2.response import Fields
+from node.proxy.http.h2.stream import SEND_LOW, BodyWindow, Http2Stream
 from node.proxy.http.peer import TlsFacts, client_address, keep_session, local_address
 from node.proxy.session import Host, Phase
 from node.tls.peer import ClientIdentity
@@ -52,149 +52,12 @@ log = logging.getLogger("floatgate.listener")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _BODY_BUFFER = 1 << 16  # a stream's reader acknowledges DATA up to twice this
-_SEND_LOW = 1 << 16  # the request path may write more once less than this waits
 _SEND_HIGH = 1 << 18  # DATA queued for the socket per turn of the loop, at most
 _CONNECTION_WINDOW = 1 << 20  # the connection-level receive window, at least
 _MAX_WINDOW = (1 << 31) - 1
 _ENCODER_TABLE = 4096  # the HPACK table for responses, whatever the client allows
 _MAX_WRITE_BUFFER = 4 << 20  # unsent bytes to a client that does not read: cut
 _LINGER = 1.0  # seconds a connection closed on a deadline may take to flush, then cut
-
-
-class _BodyWindow(BaseProtocol):
-    """The flow-control end of one stream's request-body reader: the StreamReader pauses
-    it past its high-water mark and resumes it as the request path reads; resumed, the
-    DATA held back is acknowledged and the client may send more."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, stream: Http2Stream) -> None:
-        super().__init__(loop)
-        self._stream = stream
-        self.held = 0  # bytes received but not acknowledged yet
-
-    @property
-    def connected(self) -> bool:
-        return not self._stream.reset
-
-    @property
-    def reading_paused(self) -> bool:
-        return self._reading_paused
-
-    def pause_reading(self) -> None:
-        self._reading_paused = True
-
-    def resume_reading(self, resume_parser: bool = True) -> None:
-        self._reading_paused = False
-        if self.held:
-            held, self.held = self.held, 0
-            self._stream.owner.acknowledge(self._stream.stream_id, held)
-
-
-class Http2Stream:
-    """One request/response exchange, as the HTTP/1.1 request path sees a client."""
-
-    http2 = True
-    upgraded = False
-    tunnel = None
-
-    def __init__(self, owner: Http2Connection, stream_id: int, started: float, method: str) -> None:
-        self.owner = owner
-        self.stream_id = stream_id
-        self.method = method
-        self.expected: int | None = None  # the request's content-length
-        self.received = 0  # request-body bytes received
-        self.unread_body = False  # answered from here: a body still to come is refused
-        self.request_started: float | None = started
-        self.last_read = started
-        self.payload: StreamReader = EMPTY_PAYLOAD
-        self.window: _BodyWindow | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.translator: ResponseTranslator | None = None
-        self.pending = bytearray()  # response body waiting for the client's window
-        self.ended = False  # the whole response is in ``pending`` (or sent)
-        self.end_sent = False
-        self.reset = False  # reset by either side: nothing more is sent
-        self.blocked_since: float | None = None  # response data waits for a window
-        self._drained: asyncio.Future[None] | None = None
-
-    # -- what the request path reads of its client ------------------------------------
-
-    @property
-    def remote(self) -> str | None:
-        return self.owner.remote
-
-    @property
-    def peer(self) -> tuple[str, int]:
-        return self.owner.peer
-
-    @property
-    def local(self) -> tuple[str, int]:
-        return self.owner.local
-
-    @property
-    def ssl_object(self) -> ssl.SSLObject | None:
-        return self.owner.ssl_object
-
-    @property
-    def closing(self) -> bool:
-        return self.owner.closing
-
-    def identity(self) -> ClientIdentity:
-        return self.owner.identity()
-
-    def client_cert_headers(self, auth: ClientAuthConfig | None) -> list[tuple[bytes, bytes]]:
-        return self.owner.client_cert_headers(auth)
-
-    # -- what the request path writes ---------------------------------------------------
-
-    def writable(self) -> bool:
-        return not self.reset and self.owner.writable()
-
-    def write(self, data: bytes) -> None:
-        if not self.writable():
-            raise ConnectionResetError("stream reset or client connection closed")
-        if self.translator is None:
-            self.translator = ResponseTranslator(
-                self._head, self._data, self._end, no_body=self.method == "HEAD"
-            )
-        try:
-            self.translator.feed(data)
-            self.owner.flush(self)
-        except (TranslationError, h2.exceptions.ProtocolError) as exc:
-            log.error("http/2 stream %d: cannot send the response: %s", self.stream_id, exc)
-            self.abort()
-            raise ConnectionResetError("response not sendable over http/2") from exc
-
-    async def drain(self) -> None:
-        while len(self.pending) >= _SEND_LOW or self.owner.writing_paused:
-            if not self.writable():
-                raise ConnectionResetError("stream reset or client connection closed")
-            self._drained = self.owner.loop.create_future()
-            try:
-                await self._drained
-            finally:
-                self._drained = None
-        if not self.writable():
-            raise ConnectionResetError("stream reset or client connection closed")
-
-    def abort(self) -> None:
-        """The response cannot be completed: the client sees the stream reset."""
-        self.owner.reset_stream(self, h2.errors.ErrorCodes.INTERNAL_ERROR)
-
-    def wake(self) -> None:
-        waiter = self._drained
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- translator callbacks -------------------------------------------------------------
-
-    def _head(self, fields: Fields, end_stream: bool) -> None:
-        self.owner.send_head(self, fields, end_stream)
-
-    def _data(self, data: bytes) -> None:
-        self.pending += data
-
-    def _end(self) -> None:
-        self.ended = True
 
 
 class Http2Connection(TlsFacts, asyncio.Protocol):
@@ -411,7 +274,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             return
         stream = Http2Stream(self, stream_id, now, message.method)
         if not end_stream:
-            stream.window = _BodyWindow(self.loop, stream)
+            stream.window = BodyWindow(self.loop, stream)
             stream.payload = StreamReader(stream.window, _BODY_BUFFER, loop=self.loop)
             length = message.headers.get("Content-Length")
             stream.expected = int(length) if length is not None and length.isdigit() else None
@@ -575,7 +438,7 @@ class Http2Connection(TlsFacts, asyncio.Protocol):
             stream.blocked_since = None
         elif sent or stream.blocked_since is None:
             stream.blocked_since = now
-        if len(pending) < _SEND_LOW:
+        if len(pending) < SEND_LOW:
             stream.wake()
         if stream.end_sent or stream.reset:
             self._finished(stream)
