@@ -59,6 +59,15 @@ backends:
 """
 
 
+async def h2c_app(backends: Any, proxy: Any, extra: str = "", http2: str = "") -> tuple[Any, int]:
+    """The "app" backend behind a plain frontend that also takes h2c (h2c_yaml's
+    ``extra`` and ``http2``): the backend and the frontend's port."""
+    app = await backends("app")
+    port = free_port()
+    await proxy(h2c_yaml(port, app.address, extra=extra, http2=http2))
+    return app, port
+
+
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True,
                           text=True, check=False)  # fmt: skip
@@ -92,9 +101,7 @@ async def test_alpn_picks_h2_when_listed_and_http11_otherwise(
 async def test_h2c_prior_knowledge_and_http11_share_a_plain_frontend(
     backends: Any, proxy: Any
 ) -> None:
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     h2c = await asyncio.to_thread(curl, "--http2-prior-knowledge", "-i",
                                   f"http://127.0.0.1:{port}/x")  # fmt: skip
     plain = await asyncio.to_thread(curl, "-i", f"http://127.0.0.1:{port}/y")
@@ -226,9 +233,7 @@ async def test_a_malformed_request_is_a_stream_error_and_the_connection_goes_on(
 ) -> None:
     """RFC 9113 8.1.1 / 8.2: RST_STREAM PROTOCOL_ERROR for that stream; nothing of it
     reaches a server; the next stream on the connection is served."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     client = await H2Client.connect(port, validate=False)
     bad = await client.get("/bad", method="POST", scheme="http", extra=MALFORMED[case], end=False)
     assert bad.reset == h2.errors.ErrorCodes.PROTOCOL_ERROR and bad.status == 0
@@ -245,9 +250,7 @@ async def test_a_body_unlike_its_content_length_is_never_forwarded(
     """Two content-length values or more DATA than announced: the h2 library ends the
     connection (PROTOCOL_ERROR); a length on a head that ends the stream: that stream
     is reset. Nothing reaches a server either way."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     if case == "two values":
         lengths = [(b"content-length", b"1"), (b"content-length", b"2")]
@@ -372,9 +375,7 @@ def _calm_down(raw: RawH2) -> None:
 
 async def test_rapid_reset_streams_get_goaway_enhance_your_calm(backends: Any, proxy: Any) -> None:
     """CVE-2023-44487: streams opened and reset at once, in a loop."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     last = 0
     for batch in range(50):
@@ -410,9 +411,7 @@ FLOODS = {
 @pytest.mark.parametrize("kind", sorted(FLOODS))
 async def test_frame_floods_get_goaway(backends: Any, proxy: Any, kind: str) -> None:
     """Frames that cost an answer or work but carry no request, sent by the thousand."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    _app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     if kind == "empty DATA":
         raw.send(raw.headers(1, path="/upload", method="POST", end_stream=False))
@@ -428,9 +427,7 @@ async def test_frame_floods_get_goaway(backends: Any, proxy: Any, kind: str) -> 
 
 async def test_a_continuation_flood_is_cut(backends: Any, proxy: Any) -> None:
     """Endless CONTINUATION frames: the header block never ends."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     first = HeadersFrame(1, raw.headers_block(path="/c"))  # no END_HEADERS
     raw.send(first.serialize())
@@ -451,9 +448,7 @@ async def test_an_hpack_bomb_is_refused_without_decoding_it_whole(
 ) -> None:
     """One 4 KiB header put in the dynamic table, then referenced by one-byte indexes:
     a small frame that decodes to megabytes. The header list limit ends it."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     block = raw.headers_block(path="/bomb")
     encoder = raw.encoder
@@ -473,9 +468,7 @@ async def test_an_hpack_bomb_is_refused_without_decoding_it_whole(
 async def test_a_client_that_never_opens_its_window_is_reset_after_timeout_client(
     backends: Any, proxy: Any
 ) -> None:
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address, extra="    timeout: {client: 1s}"))
+    _app, port = await h2c_app(backends, proxy, extra="    timeout: {client: 1s}")
     client = await H2Client.connect(port, window=0, auto_window=False)
     stalled = client.request("/stall", scheme="http")
     await client.until(lambda: client.answers[stalled].status == 200, timeout=5)
@@ -488,9 +481,7 @@ async def test_a_client_that_never_opens_its_window_is_reset_after_timeout_clien
 async def test_stream_ids_going_backwards_end_the_connection(backends: Any, proxy: Any) -> None:
     """The last stream ID a client may use is served; one lower after it is a
     connection error (IDs never go back, RFC 9113 5.1.1)."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     last = (1 << 31) - 1
     raw.send(raw.headers(last, path="/last"))
@@ -520,9 +511,7 @@ async def test_an_invalid_preface_after_alpn_h2_is_refused(
 async def test_a_header_block_that_never_ends_is_closed_after_http_request(
     backends: Any, proxy: Any
 ) -> None:
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address, extra="    timeout: {http_request: 1s}"))
+    app, port = await h2c_app(backends, proxy, extra="    timeout: {http_request: 1s}")
     raw = await RawH2.connect(port)
     raw.send(HeadersFrame(1, raw.headers_block(path="/slow")).serialize())  # no END_HEADERS
     started = asyncio.get_running_loop().time()
@@ -535,9 +524,7 @@ async def test_max_total_streams_ends_a_connection_with_goaway(backends: Any, pr
     """HAProxy's tune.h2.fe.max-total-streams: after that many streams, GOAWAY; the
     streams up to it are answered, later ones never served (the client retries them on
     a new connection), and the connection closes."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address, http2=", max_total_streams: 3"))
+    app, port = await h2c_app(backends, proxy, http2=", max_total_streams: 3")
     raw = await RawH2.connect(port)
     raw.send(raw.headers(1, path="/1") + raw.headers(3, path="/2") + raw.headers(5, path="/3"))
     goaway = await raw.until(lambda f: isinstance(f, GoAwayFrame))
@@ -606,9 +593,7 @@ async def test_a_body_shorter_than_its_content_length_ended_by_trailers_is_refus
     """h2 checks content-length only on DATA with END_STREAM: trailers ending the stream
     early must not let a short body reach a server with the client's length (the
     server would read the next request on that connection as the rest of the body)."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     length = [(b"content-length", b"100")]
     raw.send(raw.headers(1, path="/short", method="POST", end_stream=False, extra=length))
@@ -628,9 +613,7 @@ async def test_a_body_shorter_than_its_content_length_ended_by_trailers_is_refus
 async def test_request_heads_over_the_frontend_limits_get_414_and_431(
     backends: Any, proxy: Any, field: str, status: int
 ) -> None:
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))  # max_uri_length 8190, max_header_size 16384
+    app, port = await h2c_app(backends, proxy)  # max_uri_length 8190, max_header_size 16384
     client = await H2Client.connect(port)
     if field == "path":
         answer = await client.get("/" + "a" * 9000, scheme="http")
@@ -648,9 +631,7 @@ async def test_the_response_header_table_stays_small_whatever_the_client_allows(
     """A client may announce a huge HPACK table; the server's encoder keeps 4 KiB (as
     nghttp2 does): a table as large as the client asks costs memory and a linear search
     per response header."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    _app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port, preface=False)
     raw.send(PREFACE + SettingsFrame(0, settings={SettingsFrame.HEADER_TABLE_SIZE: 1 << 20})
              .serialize())  # fmt: skip
@@ -775,9 +756,7 @@ async def test_uploads_reset_while_queued_give_the_connection_window_back(
 
 
 async def test_configured_header_limits_are_enforced(backends: Any, proxy: Any) -> None:
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address, http2=", max_header_list_size: 2048"))
+    app, port = await h2c_app(backends, proxy, http2=", max_header_list_size: 2048")
     client = await H2Client.connect(port)
     assert (await client.get("/small", scheme="http")).status == 200
     await client.get("/big", scheme="http", extra=[(b"x-a", b"a" * 1500), (b"x-b", b"b" * 1500)])
@@ -788,9 +767,7 @@ async def test_configured_header_limits_are_enforced(backends: Any, proxy: Any) 
 async def test_browser_priority_on_every_request_is_not_a_glitch(backends: Any, proxy: Any) -> None:
     """Browsers set the PRIORITY flag on each HEADERS; only PRIORITY frames of their own
     count against the budget."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     raw = await RawH2.connect(port)
     stream = 1
     for _ in range(30):
@@ -872,9 +849,7 @@ async def test_a_refused_long_path_is_answered_within_the_clients_window(
 ) -> None:
     """The 414 answer respects flow control like any response; a body sent with the
     refused request is told to stop (RST_STREAM NO_ERROR), and HEAD gets no body."""
-    app = await backends("app")
-    port = free_port()
-    await proxy(h2c_yaml(port, app.address))
+    app, port = await h2c_app(backends, proxy)
     client = await H2Client.connect(port, window=0, auto_window=False)
     await client.until(lambda: bool(client.remote_settings))
     refused = client.request("/" + "a" * 9000, scheme="http")
