@@ -14,7 +14,7 @@ from node.app.eventloop import install_event_loop_policy
 from node.cluster.errors import ClusterConfigError
 from node.cluster.role import ClusterRole
 from node.config import ConfigError
-from node.config.model import AccessLogConfig, NodeConfig
+from node.config.model import DEFAULT_DATA_DIR, AccessLogConfig, NodeConfig
 from node.observe.logsink import LogTargetError
 from node.proxy.errors import ListenError
 from node.snapshot import load
@@ -74,10 +74,14 @@ def run_standalone(
     access_log: AccessLogConfig | bool = True,
     node: NodeConfig | None = None,
 ) -> int:
+    # A standalone node keeps what ACME issues in its data_dir; a cluster node in bundles.
+    standalone = node is None or node.etcd is None
+    acme_dir = Path(node.data_dir if node is not None else DEFAULT_DATA_DIR) \
+        if standalone else None  # fmt: skip
     try:
         require_aiohttp()
         require_c_parser()
-        config, tls = load(cluster_path, certs_dir)
+        config, tls = load(cluster_path, certs_dir, acme_dir)
         if node is not None and node.etcd is not None:
             ClusterRole.validate(node, config)
     except ClusterConfigError as exc:
@@ -92,7 +96,8 @@ def run_standalone(
     loop_name = install_event_loop_policy()
     log.info("event loop: %s", loop_name)
     try:
-        asyncio.run(Daemon(cluster_path, certs_dir, access_log, node).run(config, tls))
+        daemon = Daemon(cluster_path, certs_dir, access_log, node, acme_dir)
+        asyncio.run(daemon.run(config, tls))
     except ClusterConfigError as exc:
         print(f"floatgate: cannot run as a cluster node: {exc}", file=sys.stderr)
         return 2

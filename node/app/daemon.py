@@ -15,9 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from node.acme.outlets import ClusterOutlet, LocalOutlet
 from node.admin.api import ControlRefused, start_admin
 from node.admin.status import frontend_table
 from node.app.collector import StateCollector
+from node.app.ordering import AcmeSeat
 from node.app.supervisor import WorkerPool, WorkerStartError
 from node.app.workerplane import WorkerPlane
 from node.bundle.apply import BundleApplier
@@ -55,8 +57,12 @@ class Daemon:
         certs_dir: Path,
         access_log: AccessLogConfig | bool = True,
         node: NodeConfig | None = None,
+        acme_dir: Path | None = None,
     ) -> None:
+        """``acme_dir``: where a standalone node keeps what its ACME orderer issued."""
         self.node = node
+        self.acme_dir = acme_dir
+        self.acme: AcmeSeat | None = None
         self.role: ClusterRole | None = None
         self.cluster_path = cluster_path
         self.certs_dir = certs_dir
@@ -91,6 +97,7 @@ class Daemon:
             log.info("floatgate node %s running in cluster %s", self.node.name, config.cluster)
         else:
             log.info("floatgate running standalone (%s)", config.source)
+        self._start_acme(config)
         admin = await start_admin(self.node, self) if self.node and self.node.admin else None
         if ready is not None:
             ready()
@@ -100,6 +107,8 @@ class Daemon:
         await self._stop.wait()
         self.notifier.stopping()
         reloader.cancel()
+        if self.acme is not None:
+            self.acme.stop()
         if bundles is not None:
             bundles.cancel()
         grace = self.serving_config().shutdown_grace
@@ -125,6 +134,7 @@ class Daemon:
             return self.plane
         level, fmt = current_logging()
         self.workers = WorkerPool(self.node.workers, self.access_log, level, fmt)
+        self.workers.acme_dir = self.acme_dir
         await self.workers.start(config, tls, self.cluster_path, self.certs_dir)
         self.running, self.running_tls = config, tls
         log.info("%d workers serve (%s)", self.node.workers, config.source)
@@ -152,6 +162,39 @@ class Daemon:
             self.notifier.status(f"{'active' if leading else 'standby'}: {reason}")
 
         self.role.election.on_change(changed)
+
+    def _start_acme(self, config: ClusterConfig) -> None:
+        """The ACME orderer: on a standalone node, for itself; on a cluster node that
+        follows bundles, while it is the active (its results are bundle revisions)."""
+        agent = f"floatgate/{floatgate_version()}"
+        if self.role is None:
+            root = self.acme_dir or self.certs_dir
+            self.acme = AcmeSeat(LocalOutlet(root, self.reload), self._acme_serving, agent)
+            if any(s.acme is not None for s in config.certificates.values()):
+                self.acme.start()
+            return
+        if self.bundles is None or self.node is None:
+            if any(s.acme is not None for s in config.certificates.values()):
+                log.error("ACME certificates are not ordered: a cluster node orders only when "
+                          "it follows bundles (etcd and secret_file in node.yaml)")  # fmt: skip
+            return
+        election = self.role.election
+
+        def token() -> int | None:
+            return election.fencing_token if election.is_leader() else None
+
+        outlet = ClusterOutlet(self.bundles.store, self.bundles.secret, config.cluster,
+                               self.node.name, token)  # fmt: skip
+        self.acme = AcmeSeat(outlet, self._acme_serving, agent)
+        self.acme.clustered = True
+        election.on_change(self.acme.follow)
+        if election.is_leader():
+            self.acme.start()
+
+    def _acme_serving(self) -> tuple[ClusterConfig, TlsMaterial, Path, Path]:
+        tls = self.plane.tls if self.plane is not None else self.running_tls
+        assert tls is not None
+        return self.serving_config(), tls, self.certs_dir, self.acme_dir or self.certs_dir
 
     def _start_bundles(self, config: ClusterConfig) -> asyncio.Task[None] | None:
         """With etcd and secret_file in node.yaml, follow the cluster's bundles."""
@@ -213,6 +256,8 @@ class Daemon:
             self.workers.repath(self.cluster_path, self.certs_dir)
         if self.role is not None and self.role.election.is_leader():
             await self.role.election.update_leader()
+        if self.acme is not None:
+            self.acme.poke()
 
     def status(self) -> dict[str, Any]:
         plane = self.plane
@@ -222,6 +267,8 @@ class Daemon:
         data["restart_needed"] = self.restart_needed  # election/vip settings not yet running
         if self.bundles is not None:
             data["bundle"] = {**self.bundles.status(), "restart_needed": self.restart_needed}
+        if self.acme is not None:
+            data["acme"] = self.acme.status()
         if self.workers is not None and self.running is not None:
             data["cluster"] = self.running.cluster
             data["workers"] = self.workers.table()
@@ -292,7 +339,7 @@ class Daemon:
         bundles). An invalid file, or one this node could not run, changes nothing."""
         async with self._applying:
             try:
-                config, tls = load_snapshot(self.cluster_path, self.certs_dir)
+                config, tls = load_snapshot(self.cluster_path, self.certs_dir, self.acme_dir)
                 await self._apply(config, tls)
             except ConfigError as exc:
                 log.error("reload refused, keeping the running configuration:\n%s", exc)
@@ -303,6 +350,8 @@ class Daemon:
             except Exception as exc:
                 log.error("reload failed, keeping the running configuration: %s", exc)
                 return False
+        if self.acme is not None:
+            self.acme.poke()
         return True
 
 

@@ -135,6 +135,7 @@ class WorkerPool:
         self.restarts = 0
         self.last_replacement: dict[str, Any] | None = None
         self._paths = (Path(), Path())
+        self.acme_dir: Path | None = None  # a standalone node's ACME files (StartOrder.acme)
         self._keys: list[tuple[str, int]] = []
         self._stopping = False
         self._none_serving_since: float | None = None
@@ -376,7 +377,7 @@ class WorkerPool:
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
         order = StartOrder(str(cluster), str(certs), listeners, asdict(self.access_log),
                            self.log_level, self.log_format, index, generation,
-                           self.count)  # fmt: skip
+                           self.count, str(self.acme_dir or ""))  # fmt: skip
         writer.write(encode(order.message()))
         writer.write(encode({"op": "health", "states": self._health_states()}))
         worker = WorkerProcess(index, generation, proc, writer, time.monotonic())

@@ -141,7 +141,8 @@ async def run(control: socket.socket) -> int:
     label = f"worker pid {os.getpid()} (generation {order.generation})"
     worker = Worker(writer)
     try:
-        config, tls = load_snapshot(Path(order.cluster), Path(order.certs))
+        acme = Path(order.acme) if order.acme else None
+        config, tls = load_snapshot(Path(order.cluster), Path(order.certs), acme)
         config = split_limits(config, order.workers)
         names = {f.name for f in fields(AccessLogConfig)}
         access = AccessLogConfig(**{k: v for k, v in order.access_log.items() if k in names})

@@ -37,6 +37,7 @@ class StartOrder:
     index: int
     generation: int
     workers: int = 1  # how many serve: each takes its share of maxconn (node.config.share)
+    acme: str = ""  # a standalone node's ACME directory (issued certificates), if any
 
     def message(self) -> dict[str, Any]:
         return {"op": "start", **{name: getattr(self, name) for name in self.__slots__}}
@@ -54,6 +55,7 @@ class StartOrder:
                 index=int(message["index"]),
                 generation=int(message["generation"]),
                 workers=int(message.get("workers", 1)),
+                acme=str(message.get("acme", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LinkError(f"bad start order: {exc!r}") from exc

@@ -13,6 +13,7 @@ from node.bundle.errors import BundleInvalid
 from node.bundle.format import Bundle
 from node.config.errors import ConfigError
 from node.config.model import ClusterConfig
+from node.tls.acme import ACCOUNT_KEY_FILE, new_account_key
 from node.tls.material import TlsMaterial
 
 CLUSTER_FILE = "cluster.yaml"
@@ -22,12 +23,31 @@ def referenced_files(config: ClusterConfig) -> list[str]:
     """Every file the configuration names (certificates, keys, client CAs, CRLs)."""
     names = []
     for source in config.certificates.values():
+        if source.acme is not None:  # issued files come from the CA, not from --certs
+            if source.acme.directory_ca:
+                names.append(source.acme.directory_ca)
+            continue
         names.append(source.cert)
         if source.key:
             names.append(source.key)
     names.extend(config.client_cas.values())
     names.extend(config.crls.values())
     return sorted(set(names))
+
+
+def acme_files(config: ClusterConfig, previous: dict[str, bytes]) -> dict[str, bytes]:
+    """What a push carries over for ACME: the account key (a new one for the cluster's
+    first ACME certificate) and every issued certificate still configured, so a push of
+    an unrelated change never drops what the CA issued."""
+    names = [n for n, source in config.certificates.items() if source.acme is not None]
+    if not names:
+        return {}
+    files = {ACCOUNT_KEY_FILE: previous.get(ACCOUNT_KEY_FILE) or new_account_key()}
+    for name in names:
+        issued = config.certificates[name].cert
+        if issued in previous:
+            files[issued] = previous[issued]
+    return files
 
 
 def collect(

@@ -4,6 +4,7 @@ next; nothing is written to etcd unless everything validated."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import getpass
 import json
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from node.bundle import secret as secrets_file
-from node.bundle.build import collect, validate
+from node.bundle.build import acme_files, collect, validate
 from node.bundle.diff import diff
-from node.bundle.errors import BundleError, BundleInvalid
+from node.bundle.errors import BundleError, BundleInvalid, PushConflict
 from node.bundle.format import Bundle, seal, unseal
 from node.bundle.store import BundleStore
 from node.config.errors import ConfigError
@@ -55,9 +56,10 @@ async def push(
 
     key = secrets_file.load(node.secret_file)
     try:
-        name = load_cluster(cluster_path).cluster
+        config = load_cluster(cluster_path)
     except ConfigError as exc:
         raise BundleInvalid(exc.errors) from exc
+    name = config.cluster
     store = store_for(node, name)
     seen = await store.current()  # read before preparing: the parent this push builds on
     ticket, why_new = None, "first bundle" if seen is None else "--rotate-ticket-key"
@@ -73,7 +75,8 @@ async def push(
     if carried is not None and not rotate_ticket_key:  # keep the cluster's ticket key
         ticket = carried.files.get(TICKET_KEY_FILE)
         why_new = "the current bundle had none"
-    extra = {TICKET_KEY_FILE: ticket or new_key_file()}
+    extra = {TICKET_KEY_FILE: ticket or new_key_file(),
+             **acme_files(config, carried.files if carried is not None else {})}  # fmt: skip
     meta = {**_meta(message), "cluster": name, "revision": await _next_revision(store, seen)}
     bundle = collect(cluster_path, certs_dir, meta, extra)
     unchanged = previous is not None and _same_content(previous, bundle)
@@ -86,6 +89,37 @@ async def push(
     record["ticket_key"] = "kept" if ticket else f"new: {why_new}"
     record["changed"] = True
     return record
+
+
+async def amend(
+    store: BundleStore,
+    key: bytes,
+    files: dict[str, bytes],
+    message: str,
+    author: str,
+    fence: int | None,
+    attempts: int = 3,
+) -> dict[str, Any]:
+    """A new revision made by a node itself (the active's ACME orderer): the current
+    bundle with ``files`` added or replaced, validated, stored under ``fence``. A push
+    that lands meanwhile is built upon (up to ``attempts`` times); FenceLost when the
+    reign ended."""
+    for attempt in range(attempts):
+        seen = await store.current()
+        if seen is None:
+            raise BundleError("no bundle in etcd to add to: push one first (floatgate push)")
+        current = unseal(seen["sha"], await store.document(seen["sha"]), key)
+        meta = {**_meta(message), "author": author, "cluster": current.meta.get("cluster"),
+                "revision": await _next_revision(store, seen)}  # fmt: skip
+        bundle = Bundle(current.cluster_yaml, {**current.files, **files}, meta)
+        await asyncio.to_thread(validate, bundle)
+        sha, document = seal(bundle, key)
+        try:
+            return await store.push(sha, document, meta, seen["revision"], False, fence)
+        except PushConflict:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _next_revision(store: BundleStore, seen: dict[str, Any] | None) -> int:

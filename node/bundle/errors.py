@@ -29,3 +29,7 @@ class BundleInvalid(BundleError):
 
 class PushConflict(BundleError):
     """Another push changed ``current`` since this one read it."""
+
+
+class FenceLost(BundleError):
+    """A fenced write (the active's, under its fencing token) found another reign."""

@@ -24,7 +24,7 @@ import aetcd
 from election.errors import EtcdUnavailable
 from election.etcdclient import EtcdAccess
 from election.view import Keys
-from node.bundle.errors import BundleError, PushConflict
+from node.bundle.errors import BundleError, FenceLost, PushConflict
 
 KEEP = 20  # revisions kept in history (their documents too)
 
@@ -53,6 +53,7 @@ class BundleStore:
         self.access = access
         self.keys = BundleKeys.of(cluster)
         self.members = Keys.of(cluster).members  # election member entries
+        self.leader = Keys.of(cluster).leader  # whose create revision fences the active
         self.timeout = timeout
         self.on_request: Callable[[str, float], None] | None = None  # (operation, seconds)
         self.isolated_until = 0.0  # a drill: no request goes out before this (monotonic)
@@ -118,11 +119,18 @@ class BundleStore:
         return sorted(records, key=lambda r: int(r.get("revision", 0)))
 
     async def push(
-        self, sha: str, document: bytes, meta: dict[str, Any], seen: int | None, force: bool
+        self,
+        sha: str,
+        document: bytes,
+        meta: dict[str, Any],
+        seen: int | None,
+        force: bool,
+        fence: int | None = None,
     ) -> dict[str, Any]:
         """Store a new revision on top of revision ``seen`` (what the pusher read before
         preparing the bundle; None: no bundle yet). Anything else there: PushConflict,
-        unless ``force``."""
+        unless ``force``. ``fence``: the active's fencing token; the write happens only
+        while the leader key is still that reign's (FenceLost otherwise)."""
 
         async def write(client: aetcd.Client) -> dict[str, Any]:
             found = await client.get(self.keys.current)
@@ -144,6 +152,8 @@ class BundleStore:
                 compare = [client.transactions.create(self.keys.current) == 0]
             else:
                 compare = [client.transactions.mod(self.keys.current) == found.mod_revision]
+            if fence is not None:
+                compare.append(client.transactions.create(self.leader) == fence)
             ok, _ = await client.transaction(
                 compare=compare,
                 success=[client.transactions.put(self.keys.document(sha), document),
@@ -152,6 +162,11 @@ class BundleStore:
                 failure=[],
             )  # fmt: skip
             if not ok:
+                if fence is not None:
+                    leader = await client.get(self.leader)
+                    if leader is None or leader.create_revision != fence:
+                        raise FenceLost(f"the reign with fencing token {fence} ended: "
+                                        "nothing was stored")  # fmt: skip
                 again = await client.get(self.keys.current)
                 raise PushConflict(_raced(parse_record(again.value) if again else None))
             await self._prune(client, revision)

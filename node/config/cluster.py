@@ -14,6 +14,7 @@ from typing import Any, Literal, cast
 
 import yaml
 
+from node.config.acme import check_challenge_frontends, parse_acme
 from node.config.errors import ConfigError
 from node.config.model import (
     BackendConfig,
@@ -138,6 +139,9 @@ class _Parser:
             if tls is not None and tls.client_certificate not in (None, *certificates):
                 message = f"{tls.client_certificate!r} is not defined in certificates"
                 r.error(f"backends[{index}].tls.client_certificate", message)
+        election = self.election(top.get("election", {}))
+        vip = self.vip(top["vip"], election) if "vip" in top else None
+        check_challenge_frontends(r, certificates, frontends, vip)
         return ClusterConfig(
             certificates=certificates,
             client_cas=client_cas,
@@ -145,8 +149,8 @@ class _Parser:
             cluster=cluster,
             frontends=tuple(frontends),
             backends=tuple(backends),
-            election=(election := self.election(top.get("election", {}))),
-            vip=self.vip(top["vip"], election) if "vip" in top else None,
+            election=election,
+            vip=vip,
             shutdown_grace=r.duration(top, "shutdown_grace", "", 10.0, low=0.0),
             self_check=self.self_check(top.get("self_check", {})),
             source=r.source,
@@ -298,11 +302,15 @@ class _Parser:
         result: dict[str, CertificateSource] = {}
         for name, item in m.items():
             path = f"certificates.{name}"
-            self.r.fact("certificates", name, "file name, or {cert, key}")
+            self.r.fact("certificates", name, "file name, or {cert, key}, or {acme}")
             if isinstance(item, str):
                 result[name] = CertificateSource(cert=item)
                 continue
-            c = self.r.mapping(item, path, {"cert", "key"}, {"cert", "key"})
+            if isinstance(item, dict) and "acme" in item:
+                self.r.mapping(item, path, {"acme"}, {"acme"})
+                result[name] = parse_acme(self.r, name, item["acme"])
+                continue
+            c = self.r.mapping(item, path, {"cert", "key", "acme"}, {"cert", "key"})
             result[name] = CertificateSource(
                 cert=self.r.string(c, "cert", path), key=self.r.string(c, "key", path)
             )

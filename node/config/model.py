@@ -17,6 +17,9 @@ Mode = Literal["http", "tcp"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+DEFAULT_DATA_DIR = "/var/lib/floatgate"
+
+
 @dataclass(frozen=True, slots=True)
 class HostPort:
     host: str
@@ -114,11 +117,36 @@ class ForwardFor:
 
 
 @dataclass(frozen=True, slots=True)
+class AcmeEab:
+    """External account binding (RFC 8555 7.3.4): the key id and base64url HMAC key a
+    CA gives for linking a new ACME account to an account of its own."""
+
+    kid: str
+    hmac_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeSpec:
+    """A certificate ordered from an ACME CA (node.acme) instead of read from files."""
+
+    directory: str  # the CA's directory URL (https)
+    domains: tuple[str, ...]
+    email: str | None = None
+    challenge: Literal["http-01"] = "http-01"
+    key_type: Literal["ecdsa-p256", "rsa-2048"] = "ecdsa-p256"
+    renew_before: float = 30 * 86400.0
+    directory_ca: str | None = None  # a file (bundled) that the directory's TLS chains to
+    eab: AcmeEab | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CertificateSource:
-    """One PEM file (leaf + chain + key), or a certificate file and a key file."""
+    """One PEM file (leaf + chain + key), or a certificate file and a key file; with
+    ``acme``, the file is what the CA issued (``acme/<name>.pem``, written by floatgate)."""
 
     cert: str
     key: str | None = None
+    acme: AcmeSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +368,7 @@ class NodeConfig:
     interface: str | None = None
     admin: AdminConfig | None = None
     secret_file: str | None = None
-    data_dir: str = "/var/lib/floatgate"
+    data_dir: str = DEFAULT_DATA_DIR
     priority: int = 100
     log_format: str = "text"  # text | json
     access_log: AccessLogConfig = AccessLogConfig()

@@ -11,6 +11,7 @@ import yaml
 
 from node.config.errors import ConfigError
 from node.config.model import (
+    DEFAULT_DATA_DIR,
     AccessLogConfig,
     AdminConfig,
     AdminTls,
@@ -73,7 +74,7 @@ def parse_node_with(
         interface=_optional_string(r, m, "interface"),
         admin=_admin(r, m["admin"], check_admin_tls) if "admin" in m else None,
         secret_file=_optional_string(r, m, "secret_file"),
-        data_dir=r.string(m, "data_dir", "", "/var/lib/floatgate"),
+        data_dir=r.string(m, "data_dir", "", DEFAULT_DATA_DIR),
         priority=r.integer(m, "priority", "", 100, 0, 1000),
         log_format=log_format,
         access_log=_access_log(r, m.get("access_log", {}), log_format),

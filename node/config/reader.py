@@ -16,8 +16,8 @@ from typing import Any
 
 from node.config.model import HostPort, Network
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s|m|h)$")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s|m|h|d)$")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -228,7 +228,7 @@ class Reader:
 
 def _seconds(value: float) -> str:
     """A duration as an operator writes it: 0.2 -> 200ms, 600 -> 10m."""
-    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 1e-3)):
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 1e-3)):
         count = value / size
         if value >= size and abs(count - round(count)) < 1e-6:
             return f"{round(count)}{unit}"

@@ -61,8 +61,9 @@ class DataPlane:
             raise ValueError(f"frontend {frontend.name}: TLS material was not loaded")
         pool = pools[frontend.default_backend]
         tls_runtime = tls.frontends.get(frontend.name)
+        acme = tls.acme_thumbprint if frontend.tls is None else None  # http-01: plain only
         return HttpHandler(
-            HttpRoute(frontend, pool, self.access, tls_runtime, pools, self.self_check.path)
+            HttpRoute(frontend, pool, self.access, tls_runtime, pools, self.self_check.path, acme)
         )
 
     def _build_pools(self, config: ClusterConfig, tls: TlsMaterial) -> dict[str, BackendPool]:

@@ -13,10 +13,12 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from node.config.model import ClusterConfig, FrontendTls
-from node.tls.certfile import CertFile, load_ca, load_cert_file, load_crl
+from node.config.model import CertificateSource, ClusterConfig, FrontendTls
+from node.tls.acme import ACCOUNT_KEY_FILE, load_private_key, placeholder, thumbprint
+from node.tls.certfile import CertFile, check_cert_file, load_ca, load_cert_file, load_crl
 from node.tls.context import ClientAuth, SniSelector, client_context, server_context
 from node.tls.errors import CertificateError
 from node.tls.tickets import TICKET_KEY_FILE, TicketKeyError, parse_key_file, set_ticket_key
@@ -59,6 +61,7 @@ class TlsMaterial:
     certs: dict[str, CertFile]
     warnings: tuple[str, ...]
     backends: dict[str, BackendTlsRuntime] = field(default_factory=dict)
+    acme_thumbprint: str | None = None  # the ACME account's: answers http-01 challenges
 
 
 def build_frontend_tls(
@@ -75,8 +78,13 @@ def build_frontend_tls(
 
 
 def load_tls(
-    config: ClusterConfig, certs_dir: Path, now: datetime.datetime | None = None
+    config: ClusterConfig,
+    certs_dir: Path,
+    now: datetime.datetime | None = None,
+    acme_dir: Path | None = None,
 ) -> TlsMaterial:
+    """``acme_dir``: where ``acme/`` (issued certificates, the account key) is, when not
+    in ``certs_dir`` (a standalone node keeps it under its data_dir)."""
     errors: list[str] = []
     moment = now or datetime.datetime.now(datetime.UTC)
 
@@ -86,7 +94,12 @@ def load_tls(
 
     served = {name for f in config.frontends if f.tls for name in f.tls.certificates}
     certs: dict[str, CertFile] = {}
+    warnings: list[str] = []
+    acme_root = acme_dir or certs_dir
     for name, source in config.certificates.items():
+        if source.acme is not None:
+            certs[name] = _acme_cert(name, source, acme_root / source.cert, moment, warnings)
+            continue
         try:
             key = resolve(source.key) if source.key else None
             certs[name] = load_cert_file(resolve(source.cert), key, moment, name in served)
@@ -108,7 +121,16 @@ def load_tls(
             )
         except CertificateError as exc:
             errors.append(f"crls.{name}: {exc}")
-    ticket_key, warnings = None, []
+    thumb = None
+    if any(s.acme is not None for s in config.certificates.values()):
+        try:
+            thumb = thumbprint((acme_root / ACCOUNT_KEY_FILE).read_bytes())
+        except FileNotFoundError:
+            warnings.append("acme: no account key yet (floatgate push creates one): "
+                            "http-01 challenges are not answered")  # fmt: skip
+        except (OSError, CertificateError) as exc:
+            errors.append(f"{acme_root / ACCOUNT_KEY_FILE}: {exc}")
+    ticket_key = None
     ticket_file = certs_dir / TICKET_KEY_FILE
     if ticket_file.exists():
         try:
@@ -151,4 +173,26 @@ def load_tls(
             raise TlsConfigError([f"backend {backend.name}: TLS setup failed: {exc}"]) from exc
         backends[backend.name] = BackendTlsRuntime(context, btls.sni)
     found = tuple(w for b in certs.values() for w in b.warnings) + tuple(warnings)
-    return TlsMaterial(frontends, certs, found, backends)
+    return TlsMaterial(frontends, certs, found, backends, thumb)
+
+
+def _acme_cert(
+    name: str, source: CertificateSource, path: Path, now: datetime.datetime, warnings: list[str]
+) -> CertFile:
+    """What the CA issued for ``name``; until then (or once it expired), a self-signed
+    placeholder for its domains, with a warning: a frontend always starts."""
+    spec = source.acme
+    assert spec is not None
+    if path.exists():
+        try:
+            return load_cert_file(path, None, now)
+        except CertificateError as exc:
+            why = f"the issued certificate cannot serve ({exc})"
+    else:
+        why = "no certificate issued yet"
+    warnings.append(f"certificates.{name}: {why}: serving a self-signed placeholder for "
+                    f"{', '.join(spec.domains)} until {spec.directory} issues one")  # fmt: skip
+    pem = placeholder(spec.domains, spec.key_type)
+    certs = x509.load_pem_x509_certificates(pem)
+    key = load_private_key(pem, f"certificates.{name}")
+    return check_cert_file(f"certificates.{name} (placeholder)", certs, key, now)

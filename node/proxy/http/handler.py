@@ -71,6 +71,7 @@ from node.proxy.upstream.pool import BackendPool, Server, ServerSlot
 from node.proxy.wire.chunked import LAST_CHUNK, chunk
 from node.proxy.wire.proxyproto import encode as encode_proxy_header
 from node.proxy.wire.trust import is_trusted
+from node.tls.acme import CHALLENGE_PREFIX, key_authorization
 from node.tls.material import FrontendTlsRuntime
 
 log = logging.getLogger("floatgate.proxy")
@@ -97,6 +98,7 @@ class HttpRoute:
     tls: FrontendTlsRuntime | None = None
     pools: Mapping[str, BackendPool] = field(default_factory=dict)  # for use_backend
     probe_path: str = ""  # the node's own self-check request (node.proxy.selfcheck)
+    acme_thumbprint: str | None = None  # answer ACME http-01 challenges (node.tls.acme)
 
 
 class HttpHandler:
@@ -145,6 +147,8 @@ class HttpHandler:
         """The phases of one request, in order; True if the client connection may
         serve another request."""
         self._check_request(ctx)
+        if self.route.acme_thumbprint and ctx.path.startswith(CHALLENGE_PREFIX):
+            return self._answer_challenge(ctx, self.route.acme_thumbprint)
         self._server_headers(ctx)
         if self.route.frontend.rules and self._apply_rules(ctx):
             return self._redirect_sent(ctx)
@@ -185,6 +189,31 @@ class HttpHandler:
         ctx.host = header_value(raw, b"host")
         # RFC 9110 section 7.8: Upgrade in an HTTP/1.0 request is ignored.
         ctx.websocket = conn.upgraded and is_websocket_upgrade(raw) and message.version >= (1, 1)
+
+    def _answer_challenge(self, ctx: RequestContext, account_thumbprint: str) -> bool:
+        """ACME http-01, before rules: ``token.thumbprint`` for any token (stateless, so
+        whichever node holds the VIP answers for the order of any other), 404 for a
+        path that is not a token. Only GET/HEAD; a body is refused by the caller."""
+        token = ctx.path[len(CHALLENGE_PREFIX) :]
+        answer = key_authorization(token, account_thumbprint)
+        method = ctx.message.method
+        if method not in ("GET", "HEAD"):
+            status, answer = 405, b""
+        else:
+            status = 200 if answer is not None else 404
+        body = answer or b""
+        head = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"%d" % len(body)),
+                (b"Cache-Control", b"no-store")]  # fmt: skip
+        message = ctx.message
+        bodiless = not message.chunked and (message.headers.get("Content-Length") or "0") == "0"
+        keep = self._redirect_sent(ctx) and bodiless  # an unread body ends the connection
+        if not keep:
+            head.append((b"Connection", b"close"))
+        ctx.status, ctx.termination, ctx.response_started = status, "AcmeChallenge", True
+        phrase = HTTPStatus(status).phrase.encode()
+        ctx.conn.write(serialize(b"HTTP/1.1 %d %b" % (status, phrase), head)
+                       + (b"" if method == "HEAD" else body))  # fmt: skip
+        return keep
 
     # -- 2. headers for the server ------------------------------------------------------
 
