@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev curl openssl iproute2 ca-certificates etcd-server etcd-client
               prometheus chromium systemd nftables strace iptables
-              nghttp2-client)
+              nghttp2-client pebble)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
