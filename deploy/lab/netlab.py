@@ -32,7 +32,8 @@ def run(*argv: str, check: bool = True) -> str:
 
 HOSTS = {"etcd": "10.199.2.5", "etcd2": "10.199.2.6", "etcd3": "10.199.2.7",
          "n1": "10.199.2.11", "n2": "10.199.2.12", "n3": "10.199.2.13",
-         "web": "10.199.2.21", "client": "10.199.2.100"}  # fmt: skip
+         "web": "10.199.2.21", "client": "10.199.2.100",
+         "acme": "10.199.2.30"}  # an ACME CA (Pebble) for the ACME lab test  # fmt: skip
 ETCD_HOSTS = ("etcd", "etcd2", "etcd3")
 VIP = "10.199.2.50"
 ADMIN_PORT = 9100

@@ -167,17 +167,22 @@ class Orderer:
             return
         finally:
             state.ordering = None
-        if requested:
-            try:
-                await self.outlet.done(name)
-            except Exception as exc:
-                log.warning("ACME: %s renewed; the request stays: %s", name, exc)
+            if requested:  # answered, well or not: a failed request is not retried at once
+                await self._request_done(name)
         state.attempts = Attempts()
         state.last_success = time.time()
         state.issued = Served(expires.timestamp(), frozenset(spec.domains), spec.key_type, False)
         state.decision = decide(spec, state.issued, state.attempts, time.time(), False)
         log.info("ACME: %s %s in %.1fs (expires %s)", name, verb, time.time() - now,
                  expires.isoformat(), extra={"event": "acme", "certificate": name})  # fmt: skip
+
+    async def _request_done(self, name: str) -> None:
+        try:
+            await self.outlet.done(name)
+        except LeadershipLost:
+            pass  # the next active sees the request and orders
+        except Exception as exc:
+            log.warning("ACME: the renewal request for %s stays: %s", name, exc)
 
     def _failed(self, name: str, exc: AcmeError) -> None:
         state = self.states[name]

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from node.observe.build import floatgate_version
 
 if TYPE_CHECKING:
+    from node.app.ordering import AcmeSeat
     from node.app.supervisor import WorkerPool
     from node.bundle.apply import BundleApplier
     from node.cluster.role import ClusterRole
@@ -31,6 +32,7 @@ class NodeParts(Protocol):
     role: ClusterRole | None
     bundles: BundleApplier | None
     restart_needed: list[str]
+    acme: AcmeSeat | None
 
 
 ROLES = ("active", "standby", "standalone")
@@ -49,6 +51,39 @@ class StateCollector(Collector):
         yield from self._workers()
         yield from self._cluster()
         yield from self._bundle()
+        yield from self._acme()
+
+    def _acme(self) -> Iterator[Metric]:
+        """The ACME orderer's state, from the node that runs it (the active)."""
+        seat = self.daemon.acme
+        if seat is None:
+            return
+        yield GaugeMetricFamily("floatgate_acme_orderer",
+                                "1 when this node orders ACME certificates (the active)",
+                                value=1 if seat.running else 0)  # fmt: skip
+        if not seat.running:
+            return
+        success = GaugeMetricFamily(
+            "floatgate_acme_last_success_timestamp_seconds",
+            "When the certificate was last issued by this node's orderer (Unix time; "
+            "0: not since it started)", labels=["certificate"])  # fmt: skip
+        upcoming = GaugeMetricFamily(
+            "floatgate_acme_next_attempt_timestamp_seconds",
+            "When the orderer orders (or looks at) the certificate next (Unix time)",
+            labels=["certificate"])  # fmt: skip
+        streak = GaugeMetricFamily(
+            "floatgate_acme_consecutive_failures",
+            "Failed orders in a row (0 after a success)", labels=["certificate"])  # fmt: skip
+        failures = CounterMetricFamily(
+            "floatgate_acme_failures", "Failed orders, by reason",
+            labels=["certificate", "reason"])  # fmt: skip
+        for name, state in sorted(seat.orderer.states.items()):
+            success.add_metric([name], state.last_success or 0.0)
+            upcoming.add_metric([name], state.decision.at if state.decision else 0.0)
+            streak.add_metric([name], state.attempts.failures)
+            for reason, count in sorted(state.failures.items()):
+                failures.add_metric([name, reason], count)
+        yield from (success, upcoming, streak, failures)
 
     def _workers(self) -> Iterator[Metric]:
         pool = self.daemon.workers

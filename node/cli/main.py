@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from node.cli import bundles, certs, cluster
+from node.cli import acme, bundles, certs, cluster
 from node.cli import node as node_commands
 from node.observe.build import floatgate_version
 from node.observe.logformat import FORMATS, configure_logging
@@ -36,6 +36,8 @@ EXAMPLES = {
     "--client fg1 --admin fg1=10.0.0.11",
     "certs inspect": "floatgate certs inspect certs/shop.example.com.pem",
     "demo": "floatgate demo --requests 12",
+    "acme": f"floatgate acme renew blog {N} --cluster-name edge",
+    "acme renew": f"floatgate acme renew blog {N} --cluster-name edge",
 }
 
 
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=FORMATS, help="text or json (default: node.yaml's, else text)"
     )
     commands = top.add_subparsers(dest="command", required=True)
-    for group in (node_commands, cluster, bundles, certs):
+    for group in (node_commands, cluster, bundles, certs, acme):
         group.add_commands(commands)
     demo = commands.add_parser("demo", help="start two backends and floatgate, show balancing")
     demo.add_argument("--requests", type=int, default=12)

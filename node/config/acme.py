@@ -45,10 +45,11 @@ def parse_acme(r: Reader, name: str, value: Any) -> CertificateSource:
         r.error(f"{path}.email", f"{email!r} is not an e-mail address")
     r.fact(path, "domains", "list of DNS names")
     domains = _domains(r, m.get("domains"), f"{path}.domains")
-    challenge = r.choice(m, "challenge", path, "http-01", ("http-01", "tls-alpn-01"))
-    if challenge == "tls-alpn-01":
+    if m.get("challenge") == "tls-alpn-01":
         r.error(f"{path}.challenge", "tls-alpn-01 is not implemented: use http-01 (a "
                 "plain HTTP frontend on port 80 answers it)")  # fmt: skip
+        m = {k: v for k, v in m.items() if k != "challenge"}
+    r.choice(m, "challenge", path, "http-01", ("http-01",))
     key_type = r.choice(m, "key_type", path, "ecdsa-p256", ("ecdsa-p256", "rsa-2048"))
     renew = r.duration(m, "renew_before", path, 30 * 86400.0, low=_MIN_RENEW)
     ca = r.string(m, "directory_ca", path, kind="file name") or None

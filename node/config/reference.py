@@ -127,6 +127,24 @@ MEANINGS: dict[str, dict[str, str]] = {
         "`{cert, key}` as two files",
         f"certificates.{NAME}.cert": "PEM certificate chain",
         f"certificates.{NAME}.key": "PEM private key",
+        f"certificates.{NAME}.acme": "ordered from an ACME CA and renewed by the active "
+        "instead of read from files ([tls.md](tls.md#automatic-certificates-acme))",
+        f"certificates.{NAME}.acme.directory": "the CA's ACME directory URL (https), e.g. "
+        "`https://acme-v02.api.letsencrypt.org/directory`",
+        f"certificates.{NAME}.acme.email": "contact for the ACME account (expiry notices)",
+        f"certificates.{NAME}.acme.domains": "DNS names of the certificate (no wildcards: "
+        "http-01 cannot validate them); each must resolve to the VIP",
+        f"certificates.{NAME}.acme.challenge": "`http-01`: answered on a plain port-80 "
+        "frontend on the VIP, before rules",
+        f"certificates.{NAME}.acme.key_type": "the certificate's key",
+        f"certificates.{NAME}.acme.renew_before": "renew this long before the certificate "
+        "expires (e.g. `30d`)",
+        f"certificates.{NAME}.acme.directory_ca": "a PEM file the directory's TLS chains to "
+        "(a private CA); default: the system's trust store",
+        f"certificates.{NAME}.acme.eab": "external account binding, when the CA requires "
+        "one (ZeroSSL, Google, a private CA)",
+        f"certificates.{NAME}.acme.eab.kid": "the key identifier the CA gave",
+        f"certificates.{NAME}.acme.eab.hmac_key": "the base64url HMAC key the CA gave",
         "client_cas": "CA bundles by name (client certificates, server verification)",
         f"client_cas.{NAME}": "a PEM file of CA certificates",
         "crls": "certificate revocation lists by name",

@@ -124,6 +124,12 @@ def format_status(status: dict[str, Any]) -> list[str]:
             f"{'yes' if entry.get('vip_present') else '-':<5}{shown:<11}"
             f"{entry.get('lease_remaining', 0):<12}{entry.get('decision', '')}"
         )
+    for entry in status["nodes"]:  # the orderer runs on one node: the active
+        for name, cert in sorted((entry.get("acme") or {}).get("certificates", {}).items()):
+            failure = f"; last failure: {cert['last_failure']}" if cert.get("last_failure") \
+                else ""  # fmt: skip
+            doing = f"ordering ({cert['ordering']})" if cert.get("ordering") else cert.get("next")
+            lines.append(f"  acme {name} (on {entry.get('node')}): {doing}{failure}")
     for gone in status.get("down", []):
         seen = gone.get("last_seen", "?")
         lines.append(f"  {gone['name']:<10}{'DOWN':<9}{gone.get('priority', ''):<6}"

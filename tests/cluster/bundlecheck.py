@@ -66,6 +66,9 @@ def main() -> None:
     if sys.argv[1] == "resume":
         resume(sys.argv[2], sys.argv[3], sys.argv[4])
         return
+    if sys.argv[1] == "served":  # the certificate a client trusting only CA is served
+        print(json.dumps(get(sys.argv[2], sys.argv[3], sys.argv[4], None, "/")))
+        return
     host, sni, ca, cert = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     print(json.dumps({
         "anonymous": get(host, sni, ca, None, "/ghost/post"),

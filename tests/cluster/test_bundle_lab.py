@@ -92,7 +92,10 @@ workers: {workers}
         return self.client(*self.lab.admin_curl(), *argv, admin_url(node, path))
 
     def push(self, cert: str, ca: str, redirect_to: str, message: str) -> None:
-        (self.certs / "cluster.yaml").write_text(cluster_yaml(cert, ca, redirect_to))
+        self.push_text(cluster_yaml(cert, ca, redirect_to), message)
+
+    def push_text(self, text: str, message: str) -> None:
+        (self.certs / "cluster.yaml").write_text(text)
         done = self.client(sys.executable, "-m", "node.cli", "push", "--cluster",
                            str(self.certs / "cluster.yaml"), "--certs", str(self.certs),
                            "--node", str(self.workdir / "n1.yaml"), "-m", message)  # fmt: skip

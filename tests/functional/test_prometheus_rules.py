@@ -26,7 +26,7 @@ def test_example_scrape_config_is_valid() -> None:
 def test_alert_rules_are_valid() -> None:
     result = _promtool("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 14 rules found" in result.stdout
+    assert "SUCCESS: 15 rules found" in result.stdout
 
 
 def test_every_alert_has_a_unit_test_and_they_pass() -> None:

@@ -188,13 +188,14 @@ backends:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("200ms", 0.2), ("2s", 2.0), ("1.5s", 1.5), ("1m", 60.0), ("1h", 3600.0)]
+    ("text", "seconds"),
+    [("200ms", 0.2), ("2s", 2.0), ("1.5s", 1.5), ("1m", 60.0), ("1h", 3600.0), ("30d", 2592000.0)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["2", "2 s", "-1s", "s", "1d"])
+@pytest.mark.parametrize("text", ["2", "2 s", "-1s", "s", "1w"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
