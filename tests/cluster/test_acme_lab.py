@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
-from deploy.lab.netlab import HOSTS, VIP, wait_for
+from deploy.lab.netlab import HOSTS, VIP, admin_url, wait_for
 from tests.acmeca import Pebble
+from tests.cluster.browser import Browser, trust_keys_flag
 from tests.cluster.test_bundle_lab import BundleLab
+from tests.cluster.test_observability_lab import ARTIFACTS, ROWS
 from tests.lab import REPO, cluster_lab_marks
+from tests.tools import require_tool
 
 pytestmark = cluster_lab_marks()
 DOMAINS = ("blog.lab.test", "www.lab.test")
@@ -137,3 +140,26 @@ def test_the_active_orders_the_standby_has_it_and_the_new_active_renews(
     acme = status["acme"]
     assert isinstance(acme, dict) and acme["orderer"] == "this node"
     assert "valid until" in acme["certificates"]["blog"]["next"]
+    _status_page_shows_the_renewal(lab)
+
+
+def _status_page_shows_the_renewal(lab: BundleLab) -> None:
+    """The status page's ACME table, in headless Chromium from the client namespace."""
+    chromium = require_tool("chromium", "chromium")
+    trust = trust_keys_flag(*(lab.lab.admin_pki / f"{n}-admin.pem" for n in ("n1", "n2")))
+    browser = Browser(chromium, ("ip", "netns", "exec", lab.lab.ns["client"]), (trust,))
+
+    def rows() -> list[list[str]]:
+        return json.loads(browser.evaluate(ROWS % "acme") or "[]")  # type: ignore[no-any-return]
+
+    try:
+        browser.open(admin_url("n2", "/"))
+        wait_for(lambda: any(r[:2] == ["blog", "n2"] for r in rows()), 20,
+                 "the status page to list blog, ordered by n2")  # fmt: skip
+        shown = next(r for r in rows() if r[:2] == ["blog", "n2"])
+        assert shown[2].startswith("valid until") and shown[3] == "0", shown
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.screenshot(ARTIFACTS / "status-page-acme.png")
+        assert browser.errors == [], browser.errors
+    finally:
+        browser.close()
