@@ -40,7 +40,9 @@ def pebble(tmp_path: Path) -> Iterator[Pebble]:
     ca.stop()
 
 
-def _node(tmp_path: Path, pebble: Pebble, backend: str, extra_web: str = "") -> dict[str, Any]:
+def _node(
+    tmp_path: Path, pebble: Pebble, backend: str, extra_web: str = "", workers: int = 0
+) -> dict[str, Any]:
     certs = tmp_path / "certs"
     certs.mkdir(exist_ok=True)
     (pebble.ca_file.parent).mkdir(parents=True, exist_ok=True)
@@ -52,6 +54,7 @@ def _node(tmp_path: Path, pebble: Pebble, backend: str, extra_web: str = "") -> 
     secure, admin = free_port(), free_port()
     (tmp_path / "node.yaml").write_text(
         f'name: solo\ndata_dir: {tmp_path / "data"}\nadmin: {{listen: "127.0.0.1:{admin}"}}\n'
+        f"workers: {workers}\n"
     )
     cluster = f"""
 cluster: acme
@@ -149,14 +152,12 @@ def _http(path: str, method: str = "GET", port: int = 80) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
 async def test_a_standalone_node_orders_serves_renews_on_request_and_keeps_it(
-    tmp_path: Path,
-    pebble: Pebble,
-    backends: Any,
-    floatgate_process: Callable[..., FloatgateProcess],
+    tmp_path: Path, pebble: Pebble, backends: Any, floatgate_process: Make, workers: int
 ) -> None:
     app = await backends("a")
-    node = _node(tmp_path, pebble, app.address)
+    node = _node(tmp_path, pebble, app.address, workers=workers)
     await asyncio.to_thread(pebble.start, tmp_path / "pebble", ADDRESS)
     process = await asyncio.to_thread(_start, floatgate_process, node)
     await asyncio.to_thread(_wait, "the first certificate",
@@ -196,7 +197,7 @@ async def test_challenges_are_answered_before_rules_on_plain_frontends_only(
     tmp_path: Path,
     pebble: Pebble,
     backends: Any,
-    floatgate_process: Callable[..., FloatgateProcess],
+    floatgate_process: Make,
 ) -> None:
     app = await backends("a")
     deny_all = "    rules:\n      - {deny: {status: 403}}"
@@ -232,7 +233,7 @@ async def test_an_unreachable_ca_backs_off_the_placeholder_serves_and_a_request_
     tmp_path: Path,
     pebble: Pebble,
     backends: Any,
-    floatgate_process: Callable[..., FloatgateProcess],
+    floatgate_process: Make,
 ) -> None:
     app = await backends("a")
     node = _node(tmp_path, pebble, app.address)
@@ -261,7 +262,7 @@ async def test_a_name_pointing_elsewhere_fails_the_challenge_and_the_certificate
     tmp_path: Path,
     pebble: Pebble,
     backends: Any,
-    floatgate_process: Callable[..., FloatgateProcess],
+    floatgate_process: Make,
 ) -> None:
     app = await backends("a")
     node = _node(tmp_path, pebble, app.address)
