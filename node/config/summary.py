@@ -24,6 +24,8 @@ def summarize(config: ClusterConfig) -> dict[str, Any]:
             for b in config.backends
         ],
         "vip": str(config.vip.address) if config.vip else None,
+        "acme": {name: {"directory": c.acme.directory, "domains": list(c.acme.domains)}
+                 for name, c in config.certificates.items() if c.acme is not None},
     }  # fmt: skip
 
 
@@ -43,6 +45,10 @@ def summary_lines(config: ClusterConfig) -> list[str]:
             for s in b.servers
         )
         lines.append(f"backend {b.name}: {b.balance}, {check}: {servers}")
+    for name, source in config.certificates.items():
+        if source.acme is not None:
+            lines.append(f"certificate {name}: ACME from {source.acme.directory} for "
+                         f"{', '.join(source.acme.domains)} (http-01)")  # fmt: skip
     if config.vip is not None:
         lines.append(f"vip {config.vip.address}")
     return lines

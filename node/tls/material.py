@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -126,8 +126,9 @@ def load_tls(
         try:
             thumb = thumbprint((acme_root / ACCOUNT_KEY_FILE).read_bytes())
         except FileNotFoundError:
-            warnings.append("acme: no account key yet (floatgate push creates one): "
-                            "http-01 challenges are not answered")  # fmt: skip
+            warnings.append("acme: no account key yet (floatgate push makes one; a "
+                            "standalone node at its start): http-01 challenges are not "
+                            "answered until then")  # fmt: skip
         except (OSError, CertificateError) as exc:
             errors.append(f"{acme_root / ACCOUNT_KEY_FILE}: {exc}")
     ticket_key = None
@@ -195,4 +196,5 @@ def _acme_cert(
     pem = placeholder(spec.domains, spec.key_type)
     certs = x509.load_pem_x509_certificates(pem)
     key = load_private_key(pem, f"certificates.{name}")
-    return check_cert_file(f"certificates.{name} (placeholder)", certs, key, now)
+    made = check_cert_file(f"certificates.{name} (placeholder)", certs, key, now)
+    return replace(made, warnings=())  # its short life is not news: the warning above is

@@ -280,3 +280,28 @@ async def test_a_name_pointing_elsewhere_fails_the_challenge_and_the_certificate
     assert state["last_failure"].startswith("challenge_failed:"), state
     assert "www.example.test" in state["last_failure"]
     assert fingerprint(_served(node["secure"], "blog.example.test", root)) == before
+
+
+def test_check_says_what_will_be_ordered_and_refuses_what_cannot_be(tmp_path: Path) -> None:
+    node = _node(tmp_path, Pebble("127.0.0.1", 1, 2, 3, 4, tmp_path / "ca.pem", None,
+                                  tmp_path / "log"), "127.0.0.1:9")  # fmt: skip
+    config = tmp_path / "cluster.yaml"
+    config.write_text(node["cluster"])
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "node.cli", "check", str(config), "--certs",
+                               str(node["certs"]), *extra], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    done = check()
+    assert done.returncode == 0, done.stderr
+    assert (f"certificate blog: ACME from https://127.0.0.1:1/dir for {', '.join(DOMAINS)} "
+            "(http-01)") in done.stdout  # fmt: skip
+    assert "no certificate issued yet: serving a self-signed placeholder" in done.stdout
+    assert not (node["data"]).exists()  # check writes nothing (no account key)
+    config.write_text(node["cluster"].replace(f'"{ADDRESS}:80"', f'"{ADDRESS}:8080"')
+                      .replace("www.example.test", "'*.example.test'"))  # fmt: skip
+    refused = check()
+    assert refused.returncode == 2
+    assert "is a wildcard: a CA validates wildcards only by dns-01" in refused.stderr
+    assert "http-01 needs a plain HTTP frontend bound to port 80" in refused.stderr
