@@ -8,8 +8,9 @@ Blocking (``requests``): the orderer runs it in a thread. Every failure is an
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -37,8 +38,47 @@ def order(
     user_agent: str = "floatgate",
 ) -> bytes:
     """The issued certificate and its chain (PEM, leaf first) for ``cert_key``."""
+    with _classified(spec, timeout):
+        jwk = JWK.load(account_key)
+        net = ClientNetwork(jwk, alg=ES256 if isinstance(jwk, JWKEC) else RS256,
+                            user_agent=user_agent, timeout=int(min(timeout, 30)))  # fmt: skip
+        if directory_ca is not None:
+            # requests takes a CA file where the library's annotation says bool
+            setattr(net, "verify_ssl", str(directory_ca))  # noqa: B010
+        progress(f"directory {spec.directory}")
+        directory = ClientV2.get_directory(spec.directory, net)
+        client = ClientV2(directory, net)
+        _account(client, net, spec, jwk, directory)
+        progress(f"ordering {', '.join(spec.domains)}")
+        orderr = client.new_order(crypto_util.make_csr(cert_key, list(spec.domains)))
+        mine = thumbprint(account_key)
+        for authzr in orderr.authorizations:
+            if authzr.body.status == messages.STATUS_VALID:
+                continue  # validated recently for this account (the CA reuses authorizations)
+            found = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)]
+            if not found:
+                raise AcmeError("refused", f"{authzr.body.identifier.value}: the CA offers no "
+                                "http-01 challenge")  # fmt: skip
+            challb = found[0]
+            response, validation = challb.response_and_validation(jwk)
+            if validation.encode() != key_authorization(challb.chall.encode("token"), mine):
+                raise AcmeError("refused", "the CA's token is not one the data plane answers")
+            client.answer_challenge(challb, response)
+            progress(f"http-01 for {authzr.body.identifier.value} answered")
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
+        done = client.poll_and_finalize(orderr, deadline)
+        chain = done.fullchain_pem.encode()
+        _check_chain(chain, spec)
+        progress("issued")
+        return chain
+    raise AssertionError("unreachable")  # (_classified raises; mypy cannot see it)
+
+
+@contextlib.contextmanager
+def _classified(spec: AcmeSpec, timeout: float) -> Iterator[None]:
+    """Every failure of an order as an AcmeError of one kind."""
     try:
-        return _order(spec, account_key, cert_key, directory_ca, timeout, progress, user_agent)
+        yield
     except AcmeError:
         raise
     except errors.ValidationError as exc:
@@ -58,49 +98,6 @@ def order(
         raise AcmeError("refused", f"{type(exc).__name__}: {exc}") from exc
     except ValueError as exc:  # a body that is not what RFC 8555 says
         raise AcmeError("refused", f"unexpected answer from the CA: {exc}") from exc
-
-
-def _order(
-    spec: AcmeSpec,
-    account_key: bytes,
-    cert_key: bytes,
-    directory_ca: Path | None,
-    timeout: float,
-    progress: Progress,
-    user_agent: str,
-) -> bytes:
-    jwk = JWK.load(account_key)
-    net = ClientNetwork(jwk, alg=ES256 if isinstance(jwk, JWKEC) else RS256,
-                        user_agent=user_agent, timeout=int(min(timeout, 30)))  # fmt: skip
-    if directory_ca is not None:
-        # requests takes a CA file where the library's annotation says bool
-        setattr(net, "verify_ssl", str(directory_ca))  # noqa: B010
-    progress(f"directory {spec.directory}")
-    directory = ClientV2.get_directory(spec.directory, net)
-    client = ClientV2(directory, net)
-    _account(client, net, spec, jwk, directory)
-    progress(f"ordering {', '.join(spec.domains)}")
-    orderr = client.new_order(crypto_util.make_csr(cert_key, list(spec.domains)))
-    mine = thumbprint(account_key)
-    for authzr in orderr.authorizations:
-        if authzr.body.status == messages.STATUS_VALID:
-            continue  # validated recently for this account (the CA reuses authorizations)
-        found = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)]
-        if not found:
-            raise AcmeError("refused", f"{authzr.body.identifier.value}: the CA offers no "
-                            "http-01 challenge")  # fmt: skip
-        challb = found[0]
-        response, validation = challb.response_and_validation(jwk)
-        if validation.encode() != key_authorization(challb.chall.encode("token"), mine):
-            raise AcmeError("refused", "the CA's token is not one the data plane answers")
-        client.answer_challenge(challb, response)
-        progress(f"http-01 for {authzr.body.identifier.value} answered")
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
-    done = client.poll_and_finalize(orderr, deadline)
-    chain = done.fullchain_pem.encode()
-    _check_chain(chain, spec)
-    progress("issued")
-    return chain
 
 
 def _account(

@@ -67,16 +67,12 @@ def alab(request: pytest.FixtureRequest) -> Iterator[tuple[BundleLab, Pebble]]:
                 workdir / "pebble.log")  # fmt: skip
     failed_before = request.session.testsfailed
     try:
-        lab.lab.up()
-        lab.lab.start_etcd()
-        lab.lab.start("web", "web", sys.executable, "-m", "deploy.lab.echo_backend",
-                      HOSTS["web"], "8080")  # fmt: skip
+        lab.up()
         ca.start(workdir / "pebble", VIP)
         shutil.copy(ca.ca_file, lab.certs / "acme-directory-ca.pem")
         yield lab, ca
     finally:
-        logs = {n: lab.lab.events(n, 4000) for n in ("n1", "n2")
-                if (workdir / f"{n}.log").exists()}  # fmt: skip
+        logs = lab.node_logs()
         ca.stop()
         lab.lab.down()
         if request.session.testsfailed > failed_before:

@@ -83,6 +83,18 @@ data_dir: {workdir / f"data-{name}"}
 workers: {workers}
 """)
 
+    def up(self) -> None:
+        """The lab, etcd and the web backend."""
+        self.lab.up()
+        self.lab.start_etcd()
+        self.lab.start("web", "web", sys.executable, "-m", "deploy.lab.echo_backend",
+                       HOSTS["web"], "8080")  # fmt: skip
+
+    def node_logs(self) -> dict[str, str]:
+        """The nodes' logs without access lines, for a failed test to print."""
+        return {n: self.lab.events(n, 4000) for n in ("n1", "n2")
+                if (self.workdir / f"{n}.log").exists()}  # fmt: skip
+
     def client(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.lab.ns["client"], *argv], cwd=REPO,
                               capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -127,16 +139,12 @@ def blab(request: pytest.FixtureRequest) -> Iterator[BundleLab]:
     lab = BundleLab(workdir, getattr(request, "param", 0))  # workers on both nodes
     failed_before = request.session.testsfailed
     try:
-        lab.lab.up()
-        lab.lab.start_etcd()
-        lab.lab.start("web", "web", sys.executable, "-m", "deploy.lab.echo_backend",
-                      HOSTS["web"], "8080")  # fmt: skip
+        lab.up()
         yield lab
     finally:
-        # node logs without access lines, printed when the test failed (a fixture's
-        # teardown sees no exception: the session's failure count tells)
-        logs = {n: lab.lab.events(n, 4000) for n in ("n1", "n2")
-                if (workdir / f"{n}.log").exists()}  # fmt: skip
+        # printed when the test failed (a fixture's teardown sees no exception: the
+        # session's failure count tells)
+        logs = lab.node_logs()
         lab.lab.down()
         shutil.rmtree(workdir, ignore_errors=True)
         if request.session.testsfailed > failed_before:

@@ -101,6 +101,10 @@ def _blog(admin: int) -> dict[str, Any]:
     return dict(certificates.get("blog") or {})
 
 
+def _wait_issued(admin: int) -> None:
+    _wait("the first certificate", lambda: bool(_blog(admin).get("last_success")))
+
+
 def _failures(admin: int) -> int:
     return int(_blog(admin).get("consecutive_failures") or 0)
 
@@ -160,8 +164,7 @@ async def test_a_standalone_node_orders_serves_renews_on_request_and_keeps_it(
     node = _node(tmp_path, pebble, app.address, workers=workers)
     await asyncio.to_thread(pebble.start, tmp_path / "pebble", ADDRESS)
     process = await asyncio.to_thread(_start, floatgate_process, node)
-    await asyncio.to_thread(_wait, "the first certificate",
-                            lambda: bool(_blog(node["admin"]).get("last_success")))  # fmt: skip
+    await asyncio.to_thread(_wait_issued, node["admin"])
     root = await asyncio.to_thread(pebble.root)
     first = _served(node["secure"], "blog.example.test", root)  # verifies: chain complete
     names = first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -251,8 +254,7 @@ async def test_an_unreachable_ca_backs_off_the_placeholder_serves_and_a_request_
 
     await asyncio.to_thread(pebble.start, tmp_path / "pebble", ADDRESS)
     await asyncio.to_thread(_renew, node)  # an operator's request does not wait the backoff
-    await asyncio.to_thread(_wait, "the certificate",
-                            lambda: bool(_blog(node["admin"]).get("last_success")))  # fmt: skip
+    await asyncio.to_thread(_wait_issued, node["admin"])
     root = await asyncio.to_thread(pebble.root)
     assert not is_placeholder(_served(node["secure"], "blog.example.test", root))
     assert _blog(node["admin"])["consecutive_failures"] == 0
@@ -268,8 +270,7 @@ async def test_a_name_pointing_elsewhere_fails_the_challenge_and_the_certificate
     node = _node(tmp_path, pebble, app.address)
     await asyncio.to_thread(pebble.start, tmp_path / "pebble", ADDRESS)
     await asyncio.to_thread(_start, floatgate_process, node)
-    await asyncio.to_thread(_wait, "the first certificate",
-                            lambda: bool(_blog(node["admin"]).get("last_success")))  # fmt: skip
+    await asyncio.to_thread(_wait_issued, node["admin"])
     root = await asyncio.to_thread(pebble.root)
     before = fingerprint(_served(node["secure"], "blog.example.test", root))
     await asyncio.to_thread(pebble.point, "www.example.test", "127.0.0.62")  # nobody there

@@ -7,7 +7,12 @@ import itertools
 import random
 
 import pytest
+import requests
+from acme import errors as acme_errors
+from acme import messages
 
+from node.acme.client import _classified
+from node.acme.errors import AcmeError
 from node.acme.plan import FIRST_RETRY, LONGEST_RETRY, Attempts, Served, decide, failed
 from node.bundle.build import acme_files
 from node.config import ConfigError, parse_cluster
@@ -164,3 +169,24 @@ def test_the_http_01_answer_is_the_token_and_the_account_thumbprint() -> None:
     assert key_authorization("tOk-_9", mine) == f"tOk-_9.{mine}".encode()
     for hostile in ("", "a.b", "../x", "a b", "x" * 300, "<script>"):
         assert key_authorization(hostile, mine) is None
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind", "said"),
+    [
+        (messages.Error(typ="urn:ietf:params:acme:error:rateLimited", detail="too many"),
+         "rate_limited", "the CA answered: too many"),
+        (messages.Error(typ="urn:ietf:params:acme:error:badCSR", detail="bad key"),
+         "refused", "the CA answered: bad key"),
+        (requests.exceptions.ConnectionError("refused"), "unreachable",
+         "https://ca.example/dir: refused"),
+        (requests.exceptions.SSLError("bad cert"), "unreachable", "is directory_ca the CA"),
+        (acme_errors.TimeoutError(), "timeout", "not valid after 90s"),
+        (acme_errors.ValidationError([]), "challenge_failed", "the CA could not validate"),
+        (ValueError("not JSON"), "refused", "unexpected answer from the CA: not JSON"),
+    ],
+)  # fmt: skip
+def test_every_failure_of_an_order_has_one_kind(raised: Exception, kind: str, said: str) -> None:
+    with pytest.raises(AcmeError) as info, _classified(SPEC, 90):
+        raise raised
+    assert info.value.kind == kind and said in str(info.value)
