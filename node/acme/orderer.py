@@ -171,7 +171,8 @@ class Orderer:
                 await self._request_done(name)
         state.attempts = Attempts()
         state.last_success = time.time()
-        state.issued = Served(expires.timestamp(), frozenset(spec.domains), spec.key_type, False)
+        state.issued = Served(expires.timestamp(), frozenset(spec.domains), spec.key_type, False,
+                              leaf.not_valid_before_utc.timestamp())  # fmt: skip
         state.decision = decide(spec, state.issued, state.attempts, time.time(), False)
         log.info("ACME: %s %s in %.1fs (expires %s)", name, verb, time.time() - now,
                  expires.isoformat(), extra={"event": "acme", "certificate": name})  # fmt: skip
@@ -211,8 +212,9 @@ class Orderer:
 def _served(cert: CertFile | None) -> Served | None:
     if cert is None:
         return None
-    return Served(cert.not_after.timestamp(), frozenset(cert.names), key_type_of(cert.leaf),
-                  is_placeholder(cert.leaf))  # fmt: skip
+    leaf = cert.leaf
+    return Served(cert.not_after.timestamp(), frozenset(cert.names), key_type_of(leaf),
+                  is_placeholder(leaf), leaf.not_valid_before_utc.timestamp())  # fmt: skip
 
 
 def _newest(served: Served | None, issued: Served | None) -> Served | None:

@@ -27,6 +27,7 @@ class Served:
     domains: frozenset[str]
     key_type: str
     placeholder: bool  # the self-signed stand-in (nothing issued yet)
+    not_before: float = 0.0  # epoch seconds; 0: unknown (no cap on renew_before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +62,17 @@ def decide(
         return Decision(True, now, f"the domains changed ({change})")
     if served.key_type != spec.key_type:
         return Decision(True, now, f"key_type changed ({served.key_type} -> {spec.key_type})")
-    due = served.not_after - spec.renew_before
+    ahead, capped = spec.renew_before, ""
+    lifetime = served.not_after - served.not_before
+    if served.not_before and ahead > lifetime / 2:  # else each new one is due at once
+        ahead = lifetime / 2
+        capped = f" (half of its {lifetime / 86400:.0f}-day lifetime: renew_before is longer)"
+    due = served.not_after - ahead
     if now >= due:
-        return Decision(True, now, f"expires {_when(served.not_after)}, within renew_before")
-    return Decision(False, due, f"valid until {_when(served.not_after)}; renewal due {_when(due)}")
+        return Decision(True, now, f"expires {_when(served.not_after)}, within renew_before"
+                                   f"{capped}")  # fmt: skip
+    return Decision(False, due, f"valid until {_when(served.not_after)}; renewal due "
+                                f"{_when(due)}{capped}")  # fmt: skip
 
 
 def failed(

@@ -138,7 +138,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "frontend on the VIP, before rules",
         f"certificates.{NAME}.acme.key_type": "the certificate's key",
         f"certificates.{NAME}.acme.renew_before": "renew this long before the certificate "
-        "expires (e.g. `30d`)",
+        "expires (e.g. `30d`); at most half of a certificate's lifetime is used, so a CA's "
+        "short-lived certificates are not renewed the moment they arrive",
         f"certificates.{NAME}.acme.directory_ca": "a PEM file the directory's TLS chains to "
         "(a private CA); default: the system's trust store",
         f"certificates.{NAME}.acme.eab": "external account binding, when the CA requires "

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from node.acme.orderer import LOOK_EVERY
 from node.tls.acme import is_placeholder, thumbprint
 from node.tls.certfile import fingerprint
 from tests.acmeca import Pebble
@@ -194,6 +195,25 @@ async def test_a_standalone_node_orders_serves_renews_on_request_and_keeps_it(
     state = _blog(node["admin"])
     assert state["last_success"] is None and "valid until" in state["next"], state
     again.stop()
+
+
+async def test_a_renew_before_longer_than_the_lifetime_does_not_reorder_every_pass(
+    tmp_path: Path, pebble: Pebble, backends: Any, floatgate_process: Make
+) -> None:
+    app = await backends("a")
+    node = _node(tmp_path, pebble, app.address)
+    longer = "      renew_before: 36500d\n      email:"
+    node["cluster"] = node["cluster"].replace("      email:", longer)
+    await asyncio.to_thread(pebble.start, tmp_path / "pebble", ADDRESS)
+    process = await asyncio.to_thread(_start, floatgate_process, node)
+    await asyncio.to_thread(_wait_issued, node["admin"])
+    first = fingerprint(_served(node["secure"], "blog.example.test", None))
+    state = _blog(node["admin"])
+    assert "renewal due" in state["next"] and "renew_before is longer" in state["next"], state
+    await asyncio.sleep(2.5 * LOOK_EVERY)  # two more passes of the orderer
+    assert fingerprint(_served(node["secure"], "blog.example.test", None)) == first
+    assert _blog(node["admin"])["last_success"] == state["last_success"]  # no second order
+    process.stop()
 
 
 async def test_challenges_are_answered_before_rules_on_plain_frontends_only(

@@ -107,6 +107,7 @@ DAY = 86400.0
 def _served(days_left: float, **changes: object) -> Served:
     facts = {
         "not_after": NOW + days_left * DAY,
+        "not_before": NOW + days_left * DAY - 90 * DAY,
         "domains": frozenset(SPEC.domains),
         "key_type": "ecdsa-p256",
         "placeholder": False,
@@ -129,6 +130,17 @@ def test_when_to_order() -> None:
     assert decide(SPEC, _served(60, key_type="rsa-2048"), Attempts(), NOW, False).order
     asked = decide(SPEC, _served(60), Attempts(), NOW, True)
     assert asked.order and asked.reason == "renewal requested by an operator"
+
+
+def test_a_certificate_shorter_lived_than_renew_before_is_not_reordered_at_once() -> None:
+    """A CA issuing 6-day certificates to a renew_before of 30d: without a cap every new
+    certificate would be due the moment it is stored, an order every pass."""
+    fresh = _served(6, not_before=NOW)
+    wait = decide(SPEC, fresh, Attempts(), NOW, False)
+    assert not wait.order and wait.at == NOW + 3 * DAY  # half the lifetime
+    assert "renewal due" in wait.reason and "half of its 6-day lifetime" in wait.reason
+    assert decide(SPEC, fresh, Attempts(), NOW + 3 * DAY, False).order
+    assert decide(SPEC, _served(60), Attempts(), NOW, False).at == NOW + 30 * DAY  # uncapped
 
 
 def test_a_failure_backs_off_exponentially_with_jitter_and_an_operator_goes_ahead() -> None:
