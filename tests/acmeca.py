@@ -63,9 +63,14 @@ class Pebble:
         body = json.dumps({"host": name, "addresses": [address]}).encode()
         self._fetch(f"http://{self.host}:{self.dns_management}/add-a", body)
 
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the CA: its clients' requests hang until it thaws."""
+        self.procs[-1].send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(5)

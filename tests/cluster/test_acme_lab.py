@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,44 @@ def test_the_active_orders_the_standby_has_it_and_the_new_active_renews(
     assert isinstance(acme, dict) and acme["orderer"] == "this node"
     assert "valid until" in acme["certificates"]["blog"]["next"]
     _status_page_shows_the_renewal(lab)
+
+
+def _ordering(lab: BundleLab, node: str) -> object:
+    acme = lab.lab.admin_status(node).get("acme")
+    blog = acme.get("certificates", {}).get("blog", {}) if isinstance(acme, dict) else {}
+    return blog.get("ordering")
+
+
+def test_a_takeover_mid_order_restarts_it_on_the_new_active_and_the_old_one_writes_nothing(
+    alab: tuple[BundleLab, Pebble],
+) -> None:
+    """n1 starts ordering while the CA hangs (SIGSTOPped), then freezes itself; n2 takes
+    over and orders anew; the CA thaws and n2's certificate is the one revision. When n1
+    thaws, with its order's requests answered late, it writes nothing: it is no longer
+    the leader, and etcd would refuse its fenced write if it tried."""
+    lab, ca = alab
+    lab.push_text(cluster_yaml(ca.directory), "blog by ACME")
+    ca.freeze()
+    lab.start_node("n1")
+    wait_for(lambda: lab.lab.holders() == ["n1"], 30, "n1 to hold the VIP")
+    wait_for(lambda: _ordering(lab, "n1") is not None, 20, "n1 to be mid-order")
+    lab.start_node("n2")
+    wait_for(lambda: lab.applied("n2") == 1, 30, "n2 to apply revision 1")
+    lab.lab.signal("n1", signal.SIGSTOP)
+    wait_for(lambda: lab.lab.holders() == ["n2"], 15, "n2 to take the VIP")
+    wait_for(lambda: _ordering(lab, "n2") is not None, 20, "n2 to order anew")
+    ca.freeze(False)
+    wait_for(lambda: lab.applied("n2") == 2, 60, "n2's certificate (revision 2)")
+    lab.lab.signal("n1", signal.SIGCONT)
+    wait_for(lambda: lab.applied("n1") == 2, 30, "n1, now standby, to apply revision 2")
+    wait_for(lambda: _ordering(lab, "n2") is None, 30, "n2's order to end")
+    time.sleep(5.0)  # time for anything n1 had in flight to come back
+    acme = [r for r in _history(lab) if r["author"].startswith("acme@")]
+    assert [(r["revision"], r["author"]) for r in acme] == [(2, "acme@n2")], acme
+    assert lab.lab.holders() == ["n2"] and lab.applied("n1") == lab.applied("n2") == 2
+    root = lab.workdir / "pebble-root.pem"
+    root.write_bytes(ca.root())
+    assert _served(lab, root)["status"] == 200
 
 
 def _status_page_shows_the_renewal(lab: BundleLab) -> None:
