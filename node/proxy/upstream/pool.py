@@ -16,6 +16,7 @@ from node.proxy.errors import NoServerAvailable, QueueFull, QueueTimeout
 from node.proxy.upstream.balance import Balancer, make_balancer
 from node.proxy.upstream.exchange import ServerConnections
 from node.proxy.upstream.health import HealthState, Transition, probe
+from node.proxy.upstream.runtime import AdminState, ServerRuntime
 from node.proxy.wire.proxyproto import local_header
 from node.tls.material import BackendTlsRuntime
 
@@ -37,6 +38,8 @@ class Server:
     total: int = 0
     last_reason: str = "initial state"
     passive_failures: int = 0
+    admin: AdminState = AdminState.READY  # set by an operator (node.proxy.upstream.runtime)
+    runtime_weight: int | None = None  # set by an operator; None: the configured weight
 
     @property
     def name(self) -> str:
@@ -44,11 +47,17 @@ class Server:
 
     @property
     def weight(self) -> int:
-        return self.config.weight
+        return self.config.weight if self.runtime_weight is None else self.runtime_weight
 
     @property
     def up(self) -> bool:
-        return self.health.up
+        """UP by its health, and not in maintenance (whose checks are stopped)."""
+        return self.health.up and self.admin is not AdminState.MAINT
+
+    @property
+    def takes_new(self) -> bool:
+        """New requests or connections may go to it: UP, ready and of weight > 0."""
+        return self.health.up and self.admin is AdminState.READY and self.weight > 0
 
     def has_slot(self) -> bool:
         return self.config.maxconn == 0 or self.active < self.config.maxconn
@@ -114,7 +123,7 @@ class BackendPool:
         self._balancer_primary: Balancer = make_balancer(config.balance, self._primary)
         self._balancer_backup: Balancer = make_balancer(config.balance, self._backup)
         self._queue: collections.deque[_Waiter] = collections.deque()
-        self._checks: list[asyncio.Task[None]] = []
+        self._checks: dict[str, asyncio.Task[None]] = {}
         version = config.send_proxy
         self._check_preamble = local_header(version) if version else b""
         self.in_flight = 0
@@ -122,15 +131,20 @@ class BackendPool:
     def _server(self, config: ServerConfig, previous: BackendPool | None) -> Server:
         check = self.config.check
         health = HealthState(rise=check.rise if check else 1, fall=check.fall if check else 1)
+        admin, weight = AdminState.READY, None
         if previous is not None:
             for old in previous.servers:
-                if old.config.name == config.name and old.config.address == config.address:
-                    health.up = old.health.up
+                if old.config.name == config.name:  # an operator's state follows the name
+                    admin, weight = old.admin, old.runtime_weight
+                    if old.config.address == config.address:
+                        health.up = old.health.up
                     break
         return Server(
             config=config,
             health=health,
             connections=ServerConnections(config.address, self.config.timeouts, self.tls),
+            admin=admin,
+            runtime_weight=weight,
         )
 
     @property
@@ -142,13 +156,18 @@ class BackendPool:
         if check is None or self.report is not None:
             return
         for server in self.servers:
-            if server.config.check:
-                self._checks.append(asyncio.create_task(self._check_loop(server)))
+            if server.admin is not AdminState.MAINT:
+                self._start_check(server)
+
+    def _start_check(self, server: Server) -> None:
+        runs = self.config.check is not None and self.report is None and server.config.check
+        if runs and server.name not in self._checks:
+            self._checks[server.name] = asyncio.create_task(self._check_loop(server))
 
     async def close(self) -> None:
-        for task in self._checks:
+        for task in self._checks.values():
             task.cancel()
-        await asyncio.gather(*self._checks, return_exceptions=True)
+        await asyncio.gather(*self._checks.values(), return_exceptions=True)
         self._checks.clear()
         for waiter in self._queue:
             if not waiter.future.done():
@@ -162,7 +181,8 @@ class BackendPool:
     # -- selection -------------------------------------------------------------------
 
     def usable_count(self) -> int:
-        return sum(1 for s in self.servers if s.up)
+        """Servers that take new requests (UP, ready, weight > 0)."""
+        return sum(1 for s in self.servers if s.takes_new)
 
     def _select(self, key: str, exclude: Server | None) -> Server | bool | None:
         """A server with a free slot; None if none is up; False if all up ones are full."""
@@ -170,7 +190,7 @@ class BackendPool:
             (self._primary, self._balancer_primary),
             (self._backup, self._balancer_backup),
         ):
-            up = [s for s in group if s.health.up]
+            up = [s for s in group if s.takes_new]
             if not up:
                 continue
             if exclude is not None and len(up) > 1:
@@ -259,6 +279,38 @@ class BackendPool:
         if changed:
             self._serve_queue()
 
+    def set_runtime(self, entries: Mapping[str, ServerRuntime]) -> None:
+        """Operators' states (by server name; absent: ready, configured weight). Maint
+        stops a server's checks; leaving it, a checked server is DOWN until a check
+        passes. New weights rebuild the balancers (a hash ring follows them)."""
+        reweighed = False
+        for server in self.servers:
+            entry = entries.get(server.name, ServerRuntime())
+            reweighed |= entry.weight != server.runtime_weight
+            was, server.admin, server.runtime_weight = server.admin, entry.state, entry.weight
+            if was is entry.state:
+                continue
+            if entry.state is AdminState.MAINT:
+                task = self._checks.pop(server.name, None)
+                if task is not None:
+                    task.cancel()
+                server.last_reason = "maintenance: set by an operator, checks stopped"
+            elif was is AdminState.MAINT and self.report is None and self.config.check \
+                    and server.config.check:  # fmt: skip
+                server.health.up, server.health.successes = False, server.health.rise - 1
+                server.health.failures = 0
+                server.last_reason = "leaving maintenance: DOWN until a check passes"
+                self._start_check(server)
+                if self.on_change is not None:
+                    self.on_change()
+            if self.report is None:  # the pool that decides says it once for the node
+                log.warning("server %s/%s is %s (set by %s)", self.name, server.name,
+                            _ADMIN_SAID[entry.state], entry.by or "an operator")  # fmt: skip
+        if reweighed:
+            self._balancer_primary = make_balancer(self.config.balance, self._primary)
+            self._balancer_backup = make_balancer(self.config.balance, self._backup)
+        self._serve_queue()
+
     def health_states(self) -> dict[str, bool]:
         return {server.name: server.health.up for server in self.servers}
 
@@ -320,6 +372,8 @@ def server_table(pools: Sequence[BackendPool]) -> list[dict[str, object]]:
             "server": s.name,
             "address": str(s.config.address),
             "up": s.up,
+            "admin": s.admin.value,
+            "weight": s.weight,
             "backup": s.config.backup,
             "active": s.active,
             "total": s.total,
@@ -328,3 +382,10 @@ def server_table(pools: Sequence[BackendPool]) -> list[dict[str, object]]:
         for pool in pools
         for s in pool.servers
     ]
+
+
+_ADMIN_SAID = {
+    AdminState.READY: "READY (takes traffic as its health allows)",
+    AdminState.DRAIN: "in DRAIN: no new requests, in-flight ones finish, checks go on",
+    AdminState.MAINT: "in MAINT: out of the backend, checks stopped",
+}
